@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import Storage
+import Tenancy
+
+/// The opened parts every command needs: the system database, tenants and credential files.
+public struct WahostServices: Sendable {
+    /// The system database.
+    public let store: any SystemStore
+    /// Tenants and their secrets.
+    public let tenants: TenantDirectory
+    /// Encrypted credential files under `auth/`.
+    public let credentials: EncryptedCredentialStore
+    /// The configuration it was opened with.
+    public let configuration: WahostConfiguration
+
+    /// Opens storage and loads the master key; `tenancyConfiguration` tunes hashing and lockout.
+    public static func open(
+        _ configuration: WahostConfiguration, tenancyConfiguration: TenantDirectory.Configuration = .init(), logger: Logger
+    ) async throws -> WahostServices {
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        let masterKey = try MasterKeyLoader.load(environmentValue: configuration.masterKeyBase64, authDirectory: configuration.authDirectory)
+        let credentials = try EncryptedCredentialStore(directory: configuration.authDirectory, masterKey: masterKey)
+        let store = try await SystemStoreFactory.open(
+            databaseURL: configuration.databaseURL, dataDirectory: configuration.dataDirectory, logger: logger)
+        let tenants = TenantDirectory(
+            repositories: store, masterKey: masterKey, configuration: tenancyConfiguration, logger: logger)
+        return WahostServices(store: store, tenants: tenants, credentials: credentials, configuration: configuration)
+    }
+
+    /// `sqlite` or `postgres`.
+    public var backendName: String { store.backendName }
+
+    /// Deletes a tenant: its rows, then its credential files for good.
+    public func deleteTenant(_ name: TenantName, actor: String) async throws {
+        try await tenants.deleteTenant(name, actor: actor)
+        try credentials.wipe(tenant: name)
+    }
+
+    /// On a first start with no tenant: creates tenant `default` (with MFA) and the operator token, to be shown once.
+    public func bootstrapIfEmpty() async throws -> FirstStart? {
+        guard try await tenants.listTenants().isEmpty else { return nil }
+        let defaultName = try TenantName("default")
+        let issued: IssuedTenant
+        do {
+            issued = try await tenants.createTenant(defaultName, mfa: true, actor: "system")
+        } catch where error.kind == .tenantExists {
+            return nil  // another node bootstrapped at the same moment
+        }
+        let operatorToken =
+            try await tenants.hasOperatorToken() ? nil : try await tenants.issueOperatorToken(actor: "system")
+        return FirstStart(tenant: issued, operatorToken: operatorToken)
+    }
+
+    /// Closes the database.
+    public func close() async {
+        try? await store.close()
+    }
+}
+
+/// What a first start created, to print once.
+public struct FirstStart: Sendable {
+    /// The `default` tenant with its token and OTP enrolment.
+    public let tenant: IssuedTenant
+    /// The operator token, if this start issued it.
+    public let operatorToken: AdminToken?
+}

@@ -1,0 +1,2 @@
+#include <signal/signal_protocol.h>
+#include <signal/curve.h>

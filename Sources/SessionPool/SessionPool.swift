@@ -1,0 +1,1 @@
+// The SessionPool module is filled by its own issue (see `issues`); until then it declares nothing.

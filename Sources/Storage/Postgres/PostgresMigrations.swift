@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Tenancy
+
+/// The PostgreSQL schema, as append-only migrations applied under an advisory lock so nodes can start together.
+enum PostgresMigrations {
+    /// Each migration: an id and its statements (postgres-nio runs one statement per query).
+    static let all: [(id: String, statements: [PostgresQuery])] = [
+        (
+            "2026-11-25-1-initial",
+            [
+                """
+                CREATE TABLE tenants (
+                    name TEXT PRIMARY KEY,
+                    created_at_ms BIGINT NOT NULL,
+                    mfa_enabled BOOLEAN NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE admin_tokens (
+                    tenant TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+                    phc TEXT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE operator_tokens (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    phc TEXT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE otp_secrets (
+                    tenant TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+                    sealed BYTEA NOT NULL,
+                    last_step BIGINT
+                )
+                """,
+                """
+                CREATE TABLE session_desired (
+                    tenant TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+                    desired TEXT NOT NULL CHECK (desired IN ('running', 'stopped')),
+                    updated_at_ms BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE session_leases (
+                    tenant TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+                    node_id TEXT NOT NULL,
+                    generation BIGINT NOT NULL,
+                    expires_at_ms BIGINT NOT NULL,
+                    last_beat_at_ms BIGINT NOT NULL,
+                    state TEXT NOT NULL,
+                    last_error TEXT
+                )
+                """,
+                "CREATE INDEX session_leases_node ON session_leases(node_id)",
+                """
+                CREATE TABLE audit_log (
+                    id BIGSERIAL PRIMARY KEY,
+                    at_ms BIGINT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    tenant TEXT,
+                    client_address TEXT,
+                    detail TEXT
+                )
+                """,
+                "CREATE INDEX audit_log_tenant ON audit_log(tenant, id)",
+            ]
+        )
+    ]
+
+    /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:
+    /// a second node starting at the same time waits, then finds everything applied.
+    static func apply(on client: PostgresClient, logger: Logger) async throws(RepositoryError) {
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(72657001)", logger: logger)
+                try await connection.query(
+                    "CREATE TABLE IF NOT EXISTS wahost_migrations (id TEXT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)", logger: logger)
+                let rows = try await connection.query("SELECT id FROM wahost_migrations", logger: logger)
+                var applied: Set<String> = []
+                for try await id in rows.decode(String.self) { applied.insert(id) }
+                for migration in all where !applied.contains(migration.id) {
+                    for statement in migration.statements { try await connection.query(statement, logger: logger) }
+                    let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+                    try await connection.query(
+                        "INSERT INTO wahost_migrations (id, applied_at_ms) VALUES (\(migration.id), \(now))", logger: logger)
+                    logger.info("applied migration", metadata: ["migration": "\(migration.id)"])
+                }
+            }
+        } catch {
+            throw PostgresSystemStore.map(error)
+        }
+    }
+}

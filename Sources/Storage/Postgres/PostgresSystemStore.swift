@@ -1,0 +1,354 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import Tenancy
+
+/// The system database on PostgreSQL through postgres-nio, selected by a `postgres://` URL; several nodes may share it.
+public final class PostgresSystemStore: SystemStore {
+    private let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    private let logger: Logger
+
+    /// Connects to the database named by `url`, applies pending migrations and checks the connection.
+    public init(url: PostgresURL, logger: Logger = Logger(label: "wahost.storage.postgres")) async throws(RepositoryError) {
+        var configuration = PostgresClient.Configuration(
+            host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
+            tls: url.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        configuration.options.maximumConnections = 8
+        configuration.options.connectTimeout = .seconds(10)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        self.runTask = Task { await client.run() }
+        do {
+            try await PostgresMigrations.apply(on: client, logger: logger)
+        } catch {
+            runTask.cancel()
+            throw error
+        }
+    }
+
+    public var backendName: String { "postgres" }
+
+    public func ping() async throws(RepositoryError) {
+        try await run { client, logger in try await client.query("SELECT 1", logger: logger) }
+    }
+
+    public func close() async throws(RepositoryError) {
+        runTask.cancel()
+        await runTask.value
+    }
+
+    // MARK: TenantRepository
+
+    public func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError) {
+        try await transaction { connection, logger in
+            let name = tenant.name.rawValue
+            let created = tenant.createdAt.milliseconds
+            try await connection.query(
+                "INSERT INTO tenants (name, created_at_ms, mfa_enabled) VALUES (\(name), \(created), \(tenant.mfaEnabled))", logger: logger)
+            try await connection.query(
+                "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (\(name), \(adminTokenHash), \(created))", logger: logger)
+            if let otpSecret {
+                let sealed = ByteBuffer(bytes: otpSecret)
+                try await connection.query("INSERT INTO otp_secrets (tenant, sealed, last_step) VALUES (\(name), \(sealed), NULL)", logger: logger)
+            }
+        }
+    }
+
+    public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
+        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants WHERE name = \(name.rawValue)").first
+    }
+
+    public func listTenants() async throws(RepositoryError) -> [Tenant] {
+        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name")
+    }
+
+    public func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool {
+        try await run { client, logger in
+            let rows = try await client.query("DELETE FROM tenants WHERE name = \(name.rawValue) RETURNING name", logger: logger)
+            return try await rows.collect().count > 0
+        }
+    }
+
+    // MARK: AdminTokenRepository
+
+    public func adminTokenHash(for tenant: TenantName) async throws(RepositoryError) -> String? {
+        try await run { client, logger in
+            try await collectAll(try await client.query("SELECT phc FROM admin_tokens WHERE tenant = \(tenant.rawValue)", logger: logger).decode(String.self)).first
+        }
+    }
+
+    public func replaceAdminTokenHash(for tenant: TenantName, with hash: String) async throws(RepositoryError) {
+        let updated = try await run { client, logger in
+            try await client.query(
+                "UPDATE admin_tokens SET phc = \(hash), updated_at_ms = \(Date().milliseconds) WHERE tenant = \(tenant.rawValue) RETURNING tenant",
+                logger: logger
+            ).collect().count
+        }
+        if updated == 0 { throw RepositoryError(.notFound, "no tenant named '\(tenant)'") }
+    }
+
+    public func operatorTokenHash() async throws(RepositoryError) -> String? {
+        try await run { client, logger in
+            try await collectAll(try await client.query("SELECT phc FROM operator_tokens WHERE id = 1", logger: logger).decode(String.self)).first
+        }
+    }
+
+    public func replaceOperatorTokenHash(with hash: String) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                """
+                INSERT INTO operator_tokens (id, phc, updated_at_ms) VALUES (1, \(hash), \(Date().milliseconds))
+                ON CONFLICT (id) DO UPDATE SET phc = excluded.phc, updated_at_ms = excluded.updated_at_ms
+                """, logger: logger)
+        }
+    }
+
+    // MARK: OTPSecretRepository
+
+    public func otpSecret(for tenant: TenantName) async throws(RepositoryError) -> StoredOTPSecret? {
+        try await run { client, logger in
+            let rows = try await client.query("SELECT sealed, last_step FROM otp_secrets WHERE tenant = \(tenant.rawValue)", logger: logger)
+            for try await (sealed, lastStep) in rows.decode((ByteBuffer, Int64?).self) {
+                return StoredOTPSecret(sealedSecret: Array(sealed.readableBytesView), lastAcceptedStep: lastStep)
+            }
+            return nil
+        }
+    }
+
+    public func replaceOTPSecret(for tenant: TenantName, with sealedSecret: [UInt8]?) async throws(RepositoryError) {
+        try await transaction { connection, logger in
+            let enabled = sealedSecret != nil
+            let found = try await connection.query(
+                "UPDATE tenants SET mfa_enabled = \(enabled) WHERE name = \(tenant.rawValue) RETURNING name", logger: logger
+            ).collect().count
+            guard found > 0 else { throw RepositoryError(.notFound, "no tenant named '\(tenant)'") }
+            if let sealedSecret {
+                let sealed = ByteBuffer(bytes: sealedSecret)
+                try await connection.query(
+                    """
+                    INSERT INTO otp_secrets (tenant, sealed, last_step) VALUES (\(tenant.rawValue), \(sealed), NULL)
+                    ON CONFLICT (tenant) DO UPDATE SET sealed = excluded.sealed, last_step = NULL
+                    """, logger: logger)
+            } else {
+                try await connection.query("DELETE FROM otp_secrets WHERE tenant = \(tenant.rawValue)", logger: logger)
+            }
+        }
+    }
+
+    public func consumeOTPStep(for tenant: TenantName, step: Int64) async throws(RepositoryError) -> Bool {
+        try await run { client, logger in
+            try await client.query(
+                """
+                UPDATE otp_secrets SET last_step = \(step)
+                WHERE tenant = \(tenant.rawValue) AND (last_step IS NULL OR last_step < \(step)) RETURNING tenant
+                """, logger: logger
+            ).collect().count == 1
+        }
+    }
+
+    // MARK: SessionRecordRepository
+
+    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                """
+                INSERT INTO session_desired (tenant, desired, updated_at_ms) VALUES (\(tenant.rawValue), \(state.rawValue), \(Date().milliseconds))
+                ON CONFLICT (tenant) DO UPDATE SET desired = excluded.desired, updated_at_ms = excluded.updated_at_ms
+                """, logger: logger)
+        }
+    }
+
+    public func desiredStates() async throws(RepositoryError) -> [TenantName: DesiredSessionState] {
+        let rows = try await run { client, logger in
+            try await collectAll(try await client.query("SELECT tenant, desired FROM session_desired", logger: logger).decode((String, String).self))
+        }
+        var result: [TenantName: DesiredSessionState] = [:]
+        for (tenant, desired) in rows {
+            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
+                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
+            }
+            result[name] = state
+        }
+        return result
+    }
+
+    public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> SessionLease?
+    {
+        let nowMS = now.milliseconds
+        let expires = nowMS + ttl.milliseconds
+        return try await leases(
+            query: """
+                INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
+                VALUES (\(tenant.rawValue), \(nodeID), 1, \(expires), \(nowMS), 'starting', NULL)
+                ON CONFLICT (tenant) DO UPDATE SET
+                    generation = CASE
+                        WHEN session_leases.node_id = excluded.node_id AND session_leases.expires_at_ms > \(nowMS)
+                        THEN session_leases.generation ELSE session_leases.generation + 1 END,
+                    node_id = excluded.node_id,
+                    expires_at_ms = excluded.expires_at_ms,
+                    last_beat_at_ms = excluded.last_beat_at_ms
+                WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= \(nowMS)
+                RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
+                """
+        ).first
+    }
+
+    public func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> Set<TenantName>
+    {
+        guard !beats.isEmpty else { return [] }
+        let nowMS = now.milliseconds
+        let expires = nowMS + ttl.milliseconds
+        let tenants = beats.map(\.tenant.rawValue)
+        let generations = beats.map(\.generation)
+        let states = beats.map(\.state)
+        // postgres-nio binds no arrays of optionals; an empty string stands for "no error".
+        let errors = beats.map { $0.lastError ?? "" }
+        let renewed = try await run { client, logger in
+            let rows = try await client.query(
+                """
+                UPDATE session_leases AS l
+                SET expires_at_ms = \(expires), last_beat_at_ms = \(nowMS), state = b.state, last_error = NULLIF(b.last_error, '')
+                FROM unnest(\(tenants)::text[], \(generations)::int8[], \(states)::text[], \(errors)::text[])
+                    AS b(tenant, generation, state, last_error)
+                WHERE l.tenant = b.tenant AND l.node_id = \(nodeID) AND l.generation = b.generation
+                RETURNING l.tenant
+                """, logger: logger)
+            return try await collectAll(rows.decode(String.self))
+        }
+        let renewedSet = Set(renewed)
+        return Set(beats.lazy.map(\.tenant).filter { !renewedSet.contains($0.rawValue) })
+    }
+
+    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                "DELETE FROM session_leases WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation)",
+                logger: logger)
+        }
+    }
+
+    public func leases() async throws(RepositoryError) -> [SessionLease] {
+        try await leases(
+            query: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases ORDER BY tenant")
+    }
+
+    // MARK: AuditLogRepository
+
+    public func appendAudit(_ event: AuditEvent) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                """
+                INSERT INTO audit_log (at_ms, actor, action, tenant, client_address, detail)
+                VALUES (\(event.at.milliseconds), \(event.actor), \(event.action), \(event.tenant), \(event.clientAddress), \(event.detail))
+                """, logger: logger)
+        }
+    }
+
+    public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
+        let limit = Int64(max(0, limit))
+        let query: PostgresQuery =
+            if let tenant {
+                "SELECT at_ms, actor, action, tenant, client_address, detail FROM audit_log WHERE tenant = \(tenant) ORDER BY id DESC LIMIT \(limit)"
+            } else {
+                "SELECT at_ms, actor, action, tenant, client_address, detail FROM audit_log ORDER BY id DESC LIMIT \(limit)"
+            }
+        return try await run { client, logger in
+            try await collectAll(try await client.query(query, logger: logger).decode((Int64, String, String, String?, String?, String?).self)).map {
+                AuditEvent(at: Date(milliseconds: $0.0), actor: $0.1, action: $0.2, tenant: $0.3, clientAddress: $0.4, detail: $0.5)
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    private func tenants(query: PostgresQuery) async throws(RepositoryError) -> [Tenant] {
+        let rows = try await run { client, logger in
+            try await collectAll(try await client.query(query, logger: logger).decode((String, Int64, Bool).self))
+        }
+        return try rows.map { (name, created, mfa) throws(RepositoryError) in
+            guard let tenantName = try? TenantName(name) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
+            return Tenant(name: tenantName, createdAt: Date(milliseconds: created), mfaEnabled: mfa)
+        }
+    }
+
+    private func leases(query: PostgresQuery) async throws(RepositoryError) -> [SessionLease] {
+        let rows = try await run { client, logger in
+            try await collectAll(try await client.query(query, logger: logger).decode((String, String, Int64, Int64, Int64, String, String?).self))
+        }
+        return try rows.map { row throws(RepositoryError) in
+            guard let tenant = try? TenantName(row.0) else { throw RepositoryError(.corrupt, "invalid tenant name in session_leases") }
+            return SessionLease(
+                tenant: tenant, nodeID: row.1, generation: row.2, expiresAt: Date(milliseconds: row.3),
+                lastBeatAt: Date(milliseconds: row.4), state: row.5, lastError: row.6)
+        }
+    }
+
+    @discardableResult
+    private func run<T: Sendable>(_ body: (PostgresClient, Logger) async throws -> T) async throws(RepositoryError) -> T {
+        do { return try await body(client, logger) } catch { throw Self.map(error) }
+    }
+
+    private func transaction(_ body: (PostgresConnection, Logger) async throws -> Void) async throws(RepositoryError) {
+        let logger = self.logger
+        do { try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) } } catch {
+            throw Self.map(error)
+        }
+    }
+
+    /// Reads a decoded row sequence to the end.
+    private func collectAll<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
+        var elements: [S.Element] = []
+        for try await element in sequence { elements.append(element) }
+        return elements
+    }
+
+    static func map(_ error: any Error) -> RepositoryError {
+        if let error = error as? RepositoryError { return error }
+        if let error = error as? PostgresTransactionError {
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return map(inner) }
+            return RepositoryError(.unavailable, "PostgreSQL transaction failed")
+        }
+        if let error = error as? PSQLError {
+            switch error.serverInfo?[.sqlState] {
+            case "23505": return RepositoryError(.conflict, "row already exists")
+            case "23503": return RepositoryError(.notFound, "referenced tenant does not exist")
+            default:
+                let message = error.serverInfo?[.message] ?? "\(error.code)"
+                return RepositoryError(.unavailable, "PostgreSQL: \(message)")
+            }
+        }
+        return RepositoryError(.unavailable, "PostgreSQL: \(error)")
+    }
+}
+
+/// The parts of a `postgres://user:password@host:port/database?sslmode=…` URL.
+public struct PostgresURL: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    /// True for `sslmode=require` (or `verify-full`); loopback servers default to plain connections.
+    public var requireTLS: Bool
+
+    /// Parses a `postgres://` or `postgresql://` URL; nil if it is not one.
+    public init?(_ text: String) {
+        guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty
+        else { return nil }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
+        self.password = components.password.flatMap { $0.removingPercentEncoding }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? self.username : path
+        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        self.requireTLS = sslmode == "require" || sslmode == "verify-full" || sslmode == "verify-ca"
+    }
+}

@@ -1,0 +1,59 @@
+import GRDB
+
+/// The SQLite schema, as append-only migrations: never edit one that has shipped, add a new one.
+enum SQLiteMigrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("2026-11-25-1-initial") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE tenants (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        created_at_ms INTEGER NOT NULL,
+                        mfa_enabled INTEGER NOT NULL
+                    );
+                    CREATE TABLE admin_tokens (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        phc TEXT NOT NULL,
+                        updated_at_ms INTEGER NOT NULL
+                    );
+                    CREATE TABLE operator_tokens (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        phc TEXT NOT NULL,
+                        updated_at_ms INTEGER NOT NULL
+                    );
+                    CREATE TABLE otp_secrets (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        sealed BLOB NOT NULL,
+                        last_step INTEGER
+                    );
+                    CREATE TABLE session_desired (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        desired TEXT NOT NULL CHECK (desired IN ('running', 'stopped')),
+                        updated_at_ms INTEGER NOT NULL
+                    );
+                    CREATE TABLE session_leases (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        node_id TEXT NOT NULL,
+                        generation INTEGER NOT NULL,
+                        expires_at_ms INTEGER NOT NULL,
+                        last_beat_at_ms INTEGER NOT NULL,
+                        state TEXT NOT NULL,
+                        last_error TEXT
+                    );
+                    CREATE INDEX session_leases_node ON session_leases(node_id);
+                    CREATE TABLE audit_log (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        at_ms INTEGER NOT NULL,
+                        actor TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        tenant TEXT,
+                        client_address TEXT,
+                        detail TEXT
+                    );
+                    CREATE INDEX audit_log_tenant ON audit_log(tenant, id);
+                    """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,294 @@
+import Foundation
+import GRDB
+import Tenancy
+
+/// The system database on SQLite (`system.db`, WAL) through GRDB; the default backend.
+public final class SQLiteSystemStore: SystemStore {
+    private let pool: DatabasePool
+    /// The database file.
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    public init(path: String) throws(RepositoryError) {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.label = "wahost.system"
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try SQLiteMigrations.migrator.migrate(pool)
+        } catch {
+            throw RepositoryError(.unavailable, "cannot open SQLite database at \(path): \(error)")
+        }
+    }
+
+    public func close() async throws(RepositoryError) {
+        do { try pool.close() } catch { throw Self.map(error) }
+    }
+
+    public var backendName: String { "sqlite" }
+
+    public func ping() async throws(RepositoryError) {
+        try await read { db in _ = try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: TenantRepository
+
+    public func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO tenants (name, created_at_ms, mfa_enabled) VALUES (?, ?, ?)",
+                arguments: [tenant.name.rawValue, tenant.createdAt.milliseconds, tenant.mfaEnabled])
+            try db.execute(
+                sql: "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (?, ?, ?)",
+                arguments: [tenant.name.rawValue, adminTokenHash, tenant.createdAt.milliseconds])
+            if let otpSecret {
+                try db.execute(
+                    sql: "INSERT INTO otp_secrets (tenant, sealed, last_step) VALUES (?, ?, NULL)",
+                    arguments: [tenant.name.rawValue, Data(otpSecret)])
+            }
+        }
+    }
+
+    public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
+        try await read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants WHERE name = ?", arguments: [name.rawValue]
+            ).map(Self.tenant(from:))
+        }
+    }
+
+    public func listTenants() async throws(RepositoryError) -> [Tenant] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name").map(Self.tenant(from:))
+        }
+    }
+
+    public func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM tenants WHERE name = ?", arguments: [name.rawValue])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: AdminTokenRepository
+
+    public func adminTokenHash(for tenant: TenantName) async throws(RepositoryError) -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT phc FROM admin_tokens WHERE tenant = ?", arguments: [tenant.rawValue]) }
+    }
+
+    public func replaceAdminTokenHash(for tenant: TenantName, with hash: String) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE admin_tokens SET phc = ?, updated_at_ms = ? WHERE tenant = ?",
+                arguments: [hash, Date().milliseconds, tenant.rawValue])
+            if db.changesCount == 0 { throw RepositoryError(.notFound, "no tenant named '\(tenant)'") }
+        }
+    }
+
+    public func operatorTokenHash() async throws(RepositoryError) -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT phc FROM operator_tokens WHERE id = 1") }
+    }
+
+    public func replaceOperatorTokenHash(with hash: String) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO operator_tokens (id, phc, updated_at_ms) VALUES (1, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET phc = excluded.phc, updated_at_ms = excluded.updated_at_ms
+                    """,
+                arguments: [hash, Date().milliseconds])
+        }
+    }
+
+    // MARK: OTPSecretRepository
+
+    public func otpSecret(for tenant: TenantName) async throws(RepositoryError) -> StoredOTPSecret? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT sealed, last_step FROM otp_secrets WHERE tenant = ?", arguments: [tenant.rawValue]).map {
+                StoredOTPSecret(sealedSecret: Array($0["sealed"] as Data), lastAcceptedStep: $0["last_step"])
+            }
+        }
+    }
+
+    public func replaceOTPSecret(for tenant: TenantName, with sealedSecret: [UInt8]?) async throws(RepositoryError) {
+        try await write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM tenants WHERE name = ?", arguments: [tenant.rawValue]) != nil else {
+                throw RepositoryError(.notFound, "no tenant named '\(tenant)'")
+            }
+            try db.execute(sql: "UPDATE tenants SET mfa_enabled = ? WHERE name = ?", arguments: [sealedSecret != nil, tenant.rawValue])
+            if let sealedSecret {
+                try db.execute(
+                    sql: """
+                        INSERT INTO otp_secrets (tenant, sealed, last_step) VALUES (?, ?, NULL)
+                        ON CONFLICT(tenant) DO UPDATE SET sealed = excluded.sealed, last_step = NULL
+                        """,
+                    arguments: [tenant.rawValue, Data(sealedSecret)])
+            } else {
+                try db.execute(sql: "DELETE FROM otp_secrets WHERE tenant = ?", arguments: [tenant.rawValue])
+            }
+        }
+    }
+
+    public func consumeOTPStep(for tenant: TenantName, step: Int64) async throws(RepositoryError) -> Bool {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE otp_secrets SET last_step = ? WHERE tenant = ? AND (last_step IS NULL OR last_step < ?)",
+                arguments: [step, tenant.rawValue, step])
+            return db.changesCount == 1
+        }
+    }
+
+    // MARK: SessionRecordRepository
+
+    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO session_desired (tenant, desired, updated_at_ms) VALUES (?, ?, ?)
+                    ON CONFLICT(tenant) DO UPDATE SET desired = excluded.desired, updated_at_ms = excluded.updated_at_ms
+                    """,
+                arguments: [tenant.rawValue, state.rawValue, Date().milliseconds])
+        }
+    }
+
+    public func desiredStates() async throws(RepositoryError) -> [TenantName: DesiredSessionState] {
+        let rows = try await read { db in
+            try Row.fetchAll(db, sql: "SELECT tenant, desired FROM session_desired").map { ($0["tenant"] as String, $0["desired"] as String) }
+        }
+        var result: [TenantName: DesiredSessionState] = [:]
+        for (tenant, desired) in rows {
+            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
+                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
+            }
+            result[name] = state
+        }
+        return result
+    }
+
+    public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> SessionLease?
+    {
+        let nowMS = now.milliseconds
+        let expires = nowMS + ttl.milliseconds
+        return try await write { db in
+            try Row.fetchOne(db, sql: Self.acquireLeaseSQL, arguments: [tenant.rawValue, nodeID, expires, nowMS, nowMS, nowMS])
+                .map { try Self.lease(from: $0) }
+        }
+    }
+
+    public func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> Set<TenantName>
+    {
+        guard !beats.isEmpty else { return [] }
+        let nowMS = now.milliseconds
+        let expires = nowMS + ttl.milliseconds
+        return try await write { db in
+            var lost: Set<TenantName> = []
+            let statement = try db.cachedStatement(
+                sql: """
+                    UPDATE session_leases SET expires_at_ms = ?, last_beat_at_ms = ?, state = ?, last_error = ?
+                    WHERE tenant = ? AND node_id = ? AND generation = ?
+                    """)
+            for beat in beats {
+                try statement.execute(arguments: [expires, nowMS, beat.state, beat.lastError, beat.tenant.rawValue, nodeID, beat.generation])
+                if db.changesCount == 0 { lost.insert(beat.tenant) }
+            }
+            return lost
+        }
+    }
+
+    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: "DELETE FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ?",
+                arguments: [tenant.rawValue, nodeID, generation])
+        }
+    }
+
+    public func leases() async throws(RepositoryError) -> [SessionLease] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases ORDER BY tenant"
+            ).map { try Self.lease(from: $0) }
+        }
+    }
+
+    // MARK: AuditLogRepository
+
+    public func appendAudit(_ event: AuditEvent) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO audit_log (at_ms, actor, action, tenant, client_address, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [event.at.milliseconds, event.actor, event.action, event.tenant, event.clientAddress, event.detail])
+        }
+    }
+
+    public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
+        try await read { db in
+            let rows =
+                if let tenant {
+                    try Row.fetchAll(
+                        db, sql: "SELECT * FROM audit_log WHERE tenant = ? ORDER BY id DESC LIMIT ?", arguments: [tenant, max(0, limit)])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", arguments: [max(0, limit)])
+                }
+            return rows.map { row in
+                AuditEvent(
+                    at: Date(milliseconds: row["at_ms"]), actor: row["actor"], action: row["action"], tenant: row["tenant"],
+                    clientAddress: row["client_address"], detail: row["detail"])
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Takes a lease that is free, expired or already this node's. Binds: tenant, node, expires, now, now, now.
+    private static let acquireLeaseSQL = """
+        INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
+        VALUES (?, ?, 1, ?, ?, 'starting', NULL)
+        ON CONFLICT (tenant) DO UPDATE SET
+            generation = CASE
+                WHEN session_leases.node_id = excluded.node_id AND session_leases.expires_at_ms > ?
+                THEN session_leases.generation ELSE session_leases.generation + 1 END,
+            node_id = excluded.node_id,
+            expires_at_ms = excluded.expires_at_ms,
+            last_beat_at_ms = excluded.last_beat_at_ms
+        WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= ?
+        RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
+        """
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+        do { return try await pool.read(body) } catch { throw Self.map(error) }
+    }
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+        do { return try await pool.write(body) } catch { throw Self.map(error) }
+    }
+
+    private static func map(_ error: any Error) -> RepositoryError {
+        if let error = error as? RepositoryError { return error }
+        if let error = error as? DatabaseError {
+            switch error.extendedResultCode {
+            case .SQLITE_CONSTRAINT_PRIMARYKEY, .SQLITE_CONSTRAINT_UNIQUE: return RepositoryError(.conflict, "row already exists")
+            case .SQLITE_CONSTRAINT_FOREIGNKEY: return RepositoryError(.notFound, "referenced tenant does not exist")
+            default: return RepositoryError(.unavailable, "SQLite: \(error.message ?? "\(error.resultCode)")")
+            }
+        }
+        return RepositoryError(.unavailable, "SQLite: \(error)")
+    }
+
+    private static func tenant(from row: Row) throws -> Tenant {
+        guard let name = try? TenantName(row["name"] as String) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
+        return Tenant(name: name, createdAt: Date(milliseconds: row["created_at_ms"]), mfaEnabled: row["mfa_enabled"])
+    }
+
+    private static func lease(from row: Row) throws(RepositoryError) -> SessionLease {
+        let tenantText: String = row["tenant"]
+        guard let tenant = try? TenantName(tenantText) else { throw RepositoryError(.corrupt, "invalid tenant name in session_leases") }
+        return SessionLease(
+            tenant: tenant, nodeID: row["node_id"], generation: row["generation"], expiresAt: Date(milliseconds: row["expires_at_ms"]),
+            lastBeatAt: Date(milliseconds: row["last_beat_at_ms"]), state: row["state"], lastError: row["last_error"])
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// The tenants table. Creating a tenant stores its token hash and OTP secret in the same transaction.
+public protocol TenantRepository: Sendable {
+    /// Inserts a tenant with its admin-token hash and optional sealed OTP secret; throws `.conflict` if it exists.
+    func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError)
+    /// The tenant with this name, if any.
+    func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant?
+    /// All tenants, ordered by name.
+    func listTenants() async throws(RepositoryError) -> [Tenant]
+    /// Deletes a tenant and every row that belongs to it (not its audit entries); false if there was none.
+    func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool
+}
+
+/// Admin-token hashes (argon2id PHC strings), per tenant and for the operator.
+public protocol AdminTokenRepository: Sendable {
+    /// The tenant's current token hash, or nil if the tenant does not exist.
+    func adminTokenHash(for tenant: TenantName) async throws(RepositoryError) -> String?
+    /// Replaces the tenant's token hash; throws `.notFound` for an unknown tenant.
+    func replaceAdminTokenHash(for tenant: TenantName, with hash: String) async throws(RepositoryError)
+    /// The operator token hash, if one was issued.
+    func operatorTokenHash() async throws(RepositoryError) -> String?
+    /// Sets the operator token hash.
+    func replaceOperatorTokenHash(with hash: String) async throws(RepositoryError)
+}
+
+/// Sealed TOTP secrets with their replay guard.
+public protocol OTPSecretRepository: Sendable {
+    /// The tenant's sealed secret and last accepted step, or nil if it has none.
+    func otpSecret(for tenant: TenantName) async throws(RepositoryError) -> StoredOTPSecret?
+    /// Replaces (or with nil, removes) the tenant's secret and clears its replay guard; `.notFound` for an unknown tenant.
+    func replaceOTPSecret(for tenant: TenantName, with sealedSecret: [UInt8]?) async throws(RepositoryError)
+    /// Atomically records `step` as used if it is later than the last accepted one; false if it was not.
+    func consumeOTPStep(for tenant: TenantName, step: Int64) async throws(RepositoryError) -> Bool
+}
+
+/// Desired session state and the lease/heartbeat rows that give each session one owner.
+public protocol SessionRecordRepository: Sendable {
+    /// Records whether the tenant's session should run; `.notFound` for an unknown tenant.
+    func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError)
+    /// The desired state of every tenant that has one.
+    func desiredStates() async throws(RepositoryError) -> [TenantName: DesiredSessionState]
+    /// Takes the lease if it is free, expired, or already this node's; nil while another node holds it.
+    func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> SessionLease?
+    /// Renews all of a node's leases in one transaction; returns the tenants whose lease the node no longer holds.
+    func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
+        -> Set<TenantName>
+    /// Gives up a lease held by this node at this generation; a lease taken over since is left alone.
+    func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError)
+    /// Every lease row.
+    func leases() async throws(RepositoryError) -> [SessionLease]
+}
+
+/// The append-only audit log.
+public protocol AuditLogRepository: Sendable {
+    /// Appends one entry.
+    func appendAudit(_ event: AuditEvent) async throws(RepositoryError)
+    /// The newest entries first, optionally only those about one tenant.
+    func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent]
+}
+
+/// Every repository the system database offers, as one value.
+public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository
+    & SessionRecordRepository & AuditLogRepository
+
+/// The error vocabulary every repository adapter promises.
+public struct RepositoryError: Error, CustomStringConvertible {
+    /// What kind of failure this is.
+    public enum Kind: Sendable, Equatable {
+        /// A row with this key already exists.
+        case conflict
+        /// The row the call needs does not exist.
+        case notFound
+        /// The database could not be reached or refused the statement.
+        case unavailable
+        /// Stored data does not match what the schema promises.
+        case corrupt
+    }
+
+    /// What kind of failure this is.
+    public let kind: Kind
+    /// A message for logs and operators; never contains secrets.
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,355 @@
+import Crypto
+import Foundation
+import Logging
+
+/// What a new tenant's owner is shown once: the admin token and, with MFA, the OTP enrolment.
+public struct IssuedTenant: Sendable {
+    /// The tenant that was created.
+    public let tenant: Tenant
+    /// The admin token; stored only as an argon2id hash.
+    public let adminToken: AdminToken
+    /// The TOTP enrolment, or nil for a tenant without MFA.
+    public let otp: OTPEnrolment?
+}
+
+/// A TOTP enrolment as shown once to the tenant's owner.
+public struct OTPEnrolment: Sendable {
+    /// The secret in base32 (32 characters).
+    public let secretBase32: String
+    /// The `otpauth://totp/…` URI for authenticator apps.
+    public let provisioningURI: String
+}
+
+/// Tenants and their secrets: creation, tokens (argon2id, cached verification), TOTP (single-use codes), lockout.
+public final class TenantDirectory: Sendable {
+    /// Tunables of the directory.
+    public struct Configuration: Sendable {
+        /// argon2id cost for new token hashes.
+        public var hashParameters: Argon2id.Parameters
+        /// Failure lockout per tenant and per client address.
+        public var lockoutPolicy: LockoutPolicy
+        /// How long a verified token skips argon2.
+        public var verifiedTokenLifetime: Duration
+        /// The issuer shown in authenticator apps.
+        public var otpIssuer: String
+
+        public init(
+            hashParameters: Argon2id.Parameters = .rfc9106LowMemory, lockoutPolicy: LockoutPolicy = .standard,
+            verifiedTokenLifetime: Duration = .seconds(300), otpIssuer: String = "wahost"
+        ) {
+            self.hashParameters = hashParameters
+            self.lockoutPolicy = lockoutPolicy
+            self.verifiedTokenLifetime = verifiedTokenLifetime
+            self.otpIssuer = otpIssuer
+        }
+    }
+
+    private let repositories: any SystemRepositories
+    private let masterKey: MasterKey
+    private let hasher: Argon2id
+    private let configuration: Configuration
+    private let cache: VerifiedTokenCache
+    private let lockout: LockoutTracker
+    private let now: @Sendable () -> Date
+    private let logger: Logger
+
+    public init(
+        repositories: any SystemRepositories, masterKey: MasterKey, configuration: Configuration = .init(),
+        logger: Logger = Logger(label: "wahost.tenancy"), now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.repositories = repositories
+        self.masterKey = masterKey
+        self.configuration = configuration
+        self.hasher = Argon2id(parameters: configuration.hashParameters)
+        self.cache = VerifiedTokenCache(lifetime: configuration.verifiedTokenLifetime)
+        self.lockout = LockoutTracker(policy: configuration.lockoutPolicy)
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: Tenants
+
+    /// Creates a tenant with a fresh admin token and, unless `mfa` is false, a TOTP secret.
+    public func createTenant(_ name: TenantName, mfa: Bool, actor: String, clientAddress: String? = nil) async throws(TenancyError)
+        -> IssuedTenant
+    {
+        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa)
+        let token = AdminToken.generate(for: name)
+        let tokenHash = try await hashToken(token)
+        let secret = mfa ? TOTP.generateSecret() : nil
+        do {
+            try await repositories.createTenant(tenant, adminTokenHash: tokenHash, otpSecret: secret.map { seal(otpSecret: $0, for: name) })
+        } catch {
+            throw error.kind == .conflict ? TenancyError(.tenantExists, "tenant '\(name)' already exists") : TenancyError(error)
+        }
+        await audit(actor: actor, action: "tenant.create", tenant: name, clientAddress: clientAddress, detail: mfa ? "mfa" : "no-mfa")
+        logger.info("tenant created", metadata: ["tenant": "\(name)", "mfa": "\(mfa)"])
+        return IssuedTenant(tenant: tenant, adminToken: token, otp: secret.map { enrolment(for: name, secret: $0) })
+    }
+
+    /// Every tenant, ordered by name.
+    public func listTenants() async throws(TenancyError) -> [Tenant] {
+        do { return try await repositories.listTenants() } catch { throw TenancyError(error) }
+    }
+
+    /// The tenant named `name`, if it exists.
+    public func tenant(named name: TenantName) async throws(TenancyError) -> Tenant? {
+        do { return try await repositories.tenant(named: name) } catch { throw TenancyError(error) }
+    }
+
+    /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's.
+    public func deleteTenant(_ name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) {
+        let storedHash: String?
+        do {
+            storedHash = try await repositories.adminTokenHash(for: name)
+            guard try await repositories.deleteTenant(named: name) else { throw TenancyError(.tenantNotFound, "no tenant named '\(name)'") }
+        } catch let error as TenancyError {
+            throw error
+        } catch let error as RepositoryError {
+            throw TenancyError(error)
+        } catch {
+            throw TenancyError(.storage, "\(error)")
+        }
+        if let storedHash { await cache.invalidate(storedHash: storedHash) }
+        await audit(actor: actor, action: "tenant.delete", tenant: name, clientAddress: clientAddress, detail: nil)
+        logger.info("tenant deleted", metadata: ["tenant": "\(name)"])
+    }
+
+    /// Replaces a tenant's admin token; the old one stops working at once.
+    public func rotateAdminToken(for name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) -> AdminToken {
+        let token = AdminToken.generate(for: name)
+        let hash = try await hashToken(token)
+        let previous: String?
+        do throws(RepositoryError) {
+            previous = try await repositories.adminTokenHash(for: name)
+            guard previous != nil else { throw RepositoryError(.notFound, "no tenant named '\(name)'") }
+            try await repositories.replaceAdminTokenHash(for: name, with: hash)
+        } catch {
+            throw error.kind == .notFound ? TenancyError(.tenantNotFound, "no tenant named '\(name)'") : TenancyError(error)
+        }
+        if let previous { await cache.invalidate(storedHash: previous) }
+        await audit(actor: actor, action: "token.rotate", tenant: name, clientAddress: clientAddress, detail: nil)
+        return token
+    }
+
+    /// Issues a new TOTP secret for a tenant (enabling MFA if it was off); old codes stop working.
+    public func resetOTP(for name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) -> OTPEnrolment {
+        let secret = TOTP.generateSecret()
+        do throws(RepositoryError) {
+            guard try await repositories.tenant(named: name) != nil else { throw RepositoryError(.notFound, "") }
+            try await repositories.replaceOTPSecret(for: name, with: seal(otpSecret: secret, for: name))
+        } catch {
+            throw error.kind == .notFound ? TenancyError(.tenantNotFound, "no tenant named '\(name)'") : TenancyError(error)
+        }
+        await audit(actor: actor, action: "otp.reset", tenant: name, clientAddress: clientAddress, detail: nil)
+        return enrolment(for: name, secret: secret)
+    }
+
+    // MARK: Operator
+
+    /// True if an operator token was issued.
+    public func hasOperatorToken() async throws(TenancyError) -> Bool {
+        do { return try await repositories.operatorTokenHash() != nil } catch { throw TenancyError(error) }
+    }
+
+    /// Issues (or replaces) the operator token.
+    public func issueOperatorToken(actor: String) async throws(TenancyError) -> AdminToken {
+        let token = AdminToken.generateOperator()
+        let hash = try await hashToken(token)
+        do {
+            let previous = try await repositories.operatorTokenHash()
+            try await repositories.replaceOperatorTokenHash(with: hash)
+            if let previous { await cache.invalidate(storedHash: previous) }
+        } catch {
+            throw TenancyError(error)
+        }
+        await audit(actor: actor, action: "operator_token.issue", tenant: nil, clientAddress: nil, detail: nil)
+        return token
+    }
+
+    // MARK: Authentication
+
+    /// Verifies a tenant's admin token; returns the tenant it names.
+    public func authenticateTenant(token: String?, clientAddress: String) async throws(AuthenticationError) -> TenantName {
+        try await checkNotLocked(keys: [Self.addressKey(clientAddress)])
+        guard let token, !token.isEmpty else { throw AuthenticationError(.tokenMissing) }
+        guard let parsed = AdminToken.parse(token), let tenant = parsed.tenant else {
+            try await fail(keys: [Self.addressKey(clientAddress)], error: .tokenInvalid, action: "auth.token_invalid", tenant: nil, clientAddress: clientAddress)
+        }
+        let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
+        try await checkNotLocked(keys: keys)
+        let storedHash: String?
+        do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw AuthenticationError(.unavailable) }
+        guard let storedHash, await verify(token: token, storedHash: storedHash) else {
+            try await fail(keys: keys, error: .tokenInvalid, action: "auth.token_invalid", tenant: tenant, clientAddress: clientAddress)
+        }
+        for key in keys { await lockout.recordSuccess(key) }
+        return tenant
+    }
+
+    /// Verifies the operator token.
+    public func authenticateOperator(token: String?, clientAddress: String) async throws(AuthenticationError) {
+        let keys = [Self.addressKey(clientAddress), "operator"]
+        try await checkNotLocked(keys: keys)
+        guard let token, !token.isEmpty else { throw AuthenticationError(.tokenMissing) }
+        let storedHash: String?
+        do { storedHash = try await repositories.operatorTokenHash() } catch { throw AuthenticationError(.unavailable) }
+        guard let parsed = AdminToken.parse(token), parsed.tenant == nil, let storedHash,
+            await verify(token: token, storedHash: storedHash)
+        else {
+            try await fail(keys: keys, error: .tokenInvalid, action: "auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress)
+        }
+        for key in keys { await lockout.recordSuccess(key) }
+    }
+
+    /// Checks a TOTP code for an MFA tenant and uses it up; a tenant without MFA passes without a code.
+    public func verifyOTP(for tenant: TenantName, code: String?, clientAddress: String) async throws(AuthenticationError) {
+        let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
+        try await checkNotLocked(keys: keys)
+        let stored: StoredOTPSecret?
+        do { stored = try await repositories.otpSecret(for: tenant) } catch { throw AuthenticationError(.unavailable) }
+        guard let stored else { return }
+        guard let code, !code.isEmpty else { throw AuthenticationError(.otpRequired) }
+        guard let secret = open(sealedOTPSecret: stored.sealedSecret, for: tenant) else {
+            logger.error("stored OTP secret does not open with the master key", metadata: ["tenant": "\(tenant)"])
+            throw AuthenticationError(.unavailable)
+        }
+        guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
+            try await fail(keys: keys, error: .otpInvalid, action: "auth.otp_invalid", tenant: tenant, clientAddress: clientAddress)
+        }
+        let fresh: Bool
+        do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
+        guard fresh else {
+            try await fail(keys: keys, error: .otpInvalid, action: "auth.otp_replayed", tenant: tenant, clientAddress: clientAddress)
+        }
+        for key in keys { await lockout.recordSuccess(key) }
+    }
+
+    // MARK: Internals
+
+    private func verify(token: String, storedHash: String) async -> Bool {
+        let moment = now()
+        if await cache.contains(token: token, storedHash: storedHash, now: moment) { return true }
+        guard await hasher.verifyOffPool(token, against: storedHash) else { return false }
+        await cache.insert(token: token, storedHash: storedHash, now: moment)
+        return true
+    }
+
+    private func checkNotLocked(keys: [String]) async throws(AuthenticationError) {
+        let moment = now()
+        for key in keys {
+            if let until = await lockout.lockedUntil(key, now: moment) { throw AuthenticationError(.lockedOut(until: until)) }
+        }
+    }
+
+    private func fail(keys: [String], error: AuthenticationError.Code, action: String, tenant: TenantName?, clientAddress: String)
+        async throws(AuthenticationError) -> Never
+    {
+        let moment = now()
+        var lockedUntil: Date?
+        for key in keys {
+            if let until = await lockout.recordFailure(key, now: moment) { lockedUntil = max(lockedUntil ?? until, until) }
+        }
+        await audit(actor: "anonymous", action: action, tenant: tenant, clientAddress: clientAddress, detail: lockedUntil == nil ? nil : "locked out")
+        throw AuthenticationError(error)
+    }
+
+    private func hashToken(_ token: AdminToken) async throws(TenancyError) -> String {
+        do { return try await hasher.hashOffPool(token.text) } catch { throw TenancyError(.hashing, error.description) }
+    }
+
+    private func seal(otpSecret: [UInt8], for tenant: TenantName) -> [UInt8] {
+        let key = masterKey.derivedKey(for: tenant, purpose: .otpSecret)
+        // AES-GCM sealing with a fresh random nonce cannot fail for a 32-byte key.
+        let box = try! AES.GCM.seal(otpSecret, using: key, authenticating: Array("otp-secret:\(tenant)".utf8))
+        return Array(box.combined!)
+    }
+
+    private func open(sealedOTPSecret: [UInt8], for tenant: TenantName) -> [UInt8]? {
+        let key = masterKey.derivedKey(for: tenant, purpose: .otpSecret)
+        guard let box = try? AES.GCM.SealedBox(combined: sealedOTPSecret),
+            let plain = try? AES.GCM.open(box, using: key, authenticating: Array("otp-secret:\(tenant)".utf8))
+        else { return nil }
+        return Array(plain)
+    }
+
+    private func enrolment(for tenant: TenantName, secret: [UInt8]) -> OTPEnrolment {
+        let totp = TOTP(secret: secret)
+        return OTPEnrolment(
+            secretBase32: Base32.encode(secret), provisioningURI: totp.provisioningURI(account: tenant.rawValue, issuer: configuration.otpIssuer))
+    }
+
+    private func audit(actor: String, action: String, tenant: TenantName?, clientAddress: String?, detail: String?) async {
+        let event = AuditEvent(at: now(), actor: actor, action: action, tenant: tenant?.rawValue, clientAddress: clientAddress, detail: detail)
+        do { try await repositories.appendAudit(event) } catch {
+            logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
+        }
+    }
+
+    private static func addressKey(_ address: String) -> String { "address:" + address }
+    private static func tenantKey(_ tenant: TenantName) -> String { "tenant:" + tenant.rawValue }
+}
+
+/// A tenant operation failed.
+public struct TenancyError: Error, CustomStringConvertible {
+    /// What kind of failure.
+    public enum Kind: Sendable, Equatable {
+        /// A tenant with that name exists.
+        case tenantExists
+        /// No tenant with that name.
+        case tenantNotFound
+        /// The database failed.
+        case storage
+        /// argon2 failed.
+        case hashing
+    }
+
+    /// What kind of failure.
+    public let kind: Kind
+    /// A message without secrets.
+    public let description: String
+
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
+
+    init(_ error: RepositoryError) {
+        self.init(.storage, error.message)
+    }
+}
+
+/// A credential check failed; says what to tell the caller, never why in detail.
+public struct AuthenticationError: Error, Equatable, CustomStringConvertible {
+    /// The outcome.
+    public enum Code: Sendable, Equatable {
+        /// No token presented.
+        case tokenMissing
+        /// Token malformed, unknown or wrong.
+        case tokenInvalid
+        /// The tenant has MFA and no code was given.
+        case otpRequired
+        /// Wrong, expired or already used code.
+        case otpInvalid
+        /// Too many failures; retry after the instant given.
+        case lockedOut(until: Date)
+        /// The database could not be read.
+        case unavailable
+    }
+
+    /// The outcome.
+    public let code: Code
+
+    public init(_ code: Code) { self.code = code }
+
+    public var description: String {
+        switch code {
+        case .tokenMissing: "admin token missing"
+        case .tokenInvalid: "admin token invalid"
+        case .otpRequired: "one-time code required"
+        case .otpInvalid: "one-time code invalid or already used"
+        case .lockedOut: "too many failed attempts; try again later"
+        case .unavailable: "credential store unavailable"
+        }
+    }
+}

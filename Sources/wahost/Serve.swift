@@ -1,0 +1,80 @@
+import App
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Tenancy
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server.")
+
+    @OptionGroup var storage: StorageOptions
+
+    @Option(help: "Address to listen on (env WAHOST_HOST, default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (env WAHOST_PORT, default 8080).")
+    var port: Int?
+
+    @Option(name: .customLong("node-id"), help: "Lease owner name (env WAHOST_NODE_ID, default hostname-pid).")
+    var nodeID: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = storage.configuration()
+        configuration.host = host ?? environment["WAHOST_HOST"] ?? configuration.host
+        if let port = port ?? environment["WAHOST_PORT"].flatMap(Int.init) {
+            guard (0...65535).contains(port) else { throw fail("port must be 0-65535", code: 2) }
+            configuration.port = port
+        }
+        configuration.nodeID = nodeID ?? environment["WAHOST_NODE_ID"] ?? configuration.nodeID
+
+        var logger = Logger(label: "wahost")
+        logger.logLevel = environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let services: WahostServices
+        do {
+            services = try await WahostServices.open(configuration, logger: logger)
+        } catch {
+            throw fail("\(error)", code: 1)
+        }
+        if let first = try await services.bootstrapIfEmpty() {
+            printFirstStart(first, configuration: configuration)
+        }
+        logger.info(
+            "starting",
+            metadata: [
+                "node": "\(configuration.nodeID)", "storage": "\(services.backendName)",
+                "data_dir": "\(configuration.dataDirectory)",
+            ])
+        let app = buildApplication(services: services, logger: logger)
+        do {
+            try await app.runService()
+        } catch {
+            await services.close()
+            throw error
+        }
+        await services.close()
+    }
+
+    private func printFirstStart(_ first: FirstStart, configuration: WahostConfiguration) {
+        var lines = [
+            "",
+            "wahost first start: created tenant 'default'. These secrets are shown once; store them now.",
+            "  admin token (x-admin-token): \(first.tenant.adminToken.text)",
+        ]
+        if let otp = first.tenant.otp {
+            lines.append("  OTP secret (base32):         \(otp.secretBase32)")
+            lines.append("  otpauth URI:                 \(otp.provisioningURI)")
+        }
+        if let operatorToken = first.operatorToken {
+            lines.append("  operator token:              \(operatorToken.text)")
+        }
+        lines.append("  dashboard:                   http://\(configuration.host):\(configuration.port)/dashboard/")
+        lines.append("")
+        print(lines.joined(separator: "\n"))
+        if isatty(STDOUT_FILENO) == 1, let uri = first.tenant.otp?.provisioningURI, let qr = TerminalQR.render(uri) {
+            print(qr)
+        }
+        fflush(nil)
+    }
+}

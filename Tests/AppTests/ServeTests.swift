@@ -1,0 +1,119 @@
+import App
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import TestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite struct ServeTests {
+    @Test func healthAndReadinessInProcess() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let services = try await WahostServices.open(WahostConfiguration(port: 0, dataDirectory: dataDirectory), logger: Logger(label: "test"))
+        let app = buildApplication(services: services, logger: Logger(label: "test"))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"status\":\"ok\""))
+            }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"backend\":\"sqlite\""))
+            }
+            try await client.execute(uri: "/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+        await services.close()
+    }
+
+    @Test func readinessFailsWhenStorageIsGone() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let services = try await WahostServices.open(WahostConfiguration(dataDirectory: dataDirectory), logger: Logger(label: "test"))
+        await services.close()
+        let app = buildApplication(services: services, logger: Logger(label: "test"))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+            }
+        }
+    }
+
+    /// The real `wahost serve` process: first start bootstraps tenant `default` once and serves `/healthz`.
+    @Test func serveProcessBootstrapsOnceAndServesHealth() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let port = try freePort()
+        let first = try ServerProcess.start(arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory])
+        defer { first.stop() }
+        try await first.waitForHealth(port: port)
+        first.stop()
+        let output = first.output
+        #expect(output.contains("created tenant 'default'"))
+        #expect(output.contains("wah_default_"))
+        #expect(output.contains("wahop_"))
+        #expect(output.contains("/dashboard/"))
+
+        let second = try ServerProcess.start(arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory])
+        defer { second.stop() }
+        try await second.waitForHealth(port: port)
+        second.stop()
+        #expect(!second.output.contains("created tenant"), "secrets are printed on the first start only")
+    }
+}
+
+/// A running `wahost` child process with its output captured to a file.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let logPath: String
+
+    static func start(arguments: [String]) throws -> ServerProcess {
+        let server = ServerProcess(logPath: try makeTemporaryDirectory() + "/server.log")
+        _ = FileManager.default.createFile(atPath: server.logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: server.logPath))
+        server.process.executableURL = URL(fileURLWithPath: WahostBinary.path)
+        server.process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "WAHOST_MASTER_KEY")
+        server.process.environment = environment
+        server.process.standardOutput = log
+        server.process.standardError = log
+        try server.process.run()
+        return server
+    }
+
+    init(logPath: String) { self.logPath = logPath }
+
+    var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Polls `/healthz` until it answers 200; fails after 30 s or if the process exits.
+    func waitForHealth(port: Int) async throws {
+        let url = URL(string: "http://127.0.0.1:\(port)/healthz")!
+        for _ in 0..<300 {
+            guard process.isRunning else { throw TestSupportError("wahost exited: \(output)") }
+            if let (_, response) = try? await URLSession.shared.data(from: url), (response as? HTTPURLResponse)?.statusCode == 200 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("no /healthz within 30 s: \(output)")
+    }
+
+    /// SIGTERM, then waits for the exit.
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// A free loopback TCP port.
+func freePort() throws -> Int {
+    let result = try runProcess(
+        "/usr/bin/env", ["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
+    guard let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSupportError("no free port") }
+    return port
+}

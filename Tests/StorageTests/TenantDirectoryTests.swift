@@ -1,0 +1,172 @@
+import Foundation
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+
+/// A clock tests move by hand.
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = Date(timeIntervalSince1970: 1_800_000_000)
+    var now: Date { lock.withLock { current } }
+    func advance(_ seconds: TimeInterval) { lock.withLock { current = current.addingTimeInterval(seconds) } }
+}
+
+/// Tenancy's rules over real repositories, on every backend.
+@Suite struct TenantDirectoryTests {
+    static let cheapHashing = Argon2id.Parameters(iterations: 1, memoryKiB: 1024, parallelism: 1)
+
+    func makeDirectory(
+        store: any SystemStore, key: MasterKey = .generate(), clock: ManualClock? = nil, lockout: LockoutPolicy = .standard
+    ) -> TenantDirectory {
+        let configuration = TenantDirectory.Configuration(hashParameters: Self.cheapHashing, lockoutPolicy: lockout)
+        if let clock { return TenantDirectory(repositories: store, masterKey: key, configuration: configuration, now: { clock.now }) }
+        return TenantDirectory(repositories: store, masterKey: key, configuration: configuration)
+    }
+
+    @Test(arguments: Backend.available)
+    func createIssuesATokenThatAuthenticates(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store)
+        let name = try TenantName("acme")
+        let issued = try await directory.createTenant(name, mfa: true, actor: "test")
+        #expect(issued.otp?.secretBase32.count == 32)
+        #expect(try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "127.0.0.1") == name)
+        #expect(try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "127.0.0.1") == name)
+        await #expect(throws: AuthenticationError(.tokenMissing)) { try await directory.authenticateTenant(token: nil, clientAddress: "a") }
+        await #expect(throws: AuthenticationError(.tokenInvalid)) {
+            try await directory.authenticateTenant(token: "wah_acme_" + String(repeating: "A", count: 43), clientAddress: "a")
+        }
+        await #expect(throws: AuthenticationError(.tokenInvalid)) { try await directory.authenticateTenant(token: "garbage", clientAddress: "a") }
+        do {
+            _ = try await directory.createTenant(name, mfa: false, actor: "test")
+            Issue.record("duplicate created")
+        } catch {
+            #expect(error.kind == .tenantExists)
+        }
+        let stored = try #require(try await store.adminTokenHash(for: name))
+        #expect(stored.hasPrefix("$argon2id$") && !stored.contains(issued.adminToken.text))
+        let actions = try await store.auditEvents(tenant: "acme", limit: 10).map(\.action)
+        #expect(actions.contains("tenant.create") && actions.contains("auth.token_invalid"))
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func rotationInvalidatesTheOldTokenAtOnceIncludingOtherProcessesCaches(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let key = MasterKey.generate()
+        let here = makeDirectory(store: store, key: key)
+        let elsewhere = makeDirectory(store: store, key: key)  // another process sharing the database
+        let name = try TenantName("acme")
+        let old = try await here.createTenant(name, mfa: false, actor: "test").adminToken
+        // Both caches now hold the old token.
+        _ = try await here.authenticateTenant(token: old.text, clientAddress: "1.1.1.1")
+        _ = try await elsewhere.authenticateTenant(token: old.text, clientAddress: "1.1.1.1")
+        let new = try await here.rotateAdminToken(for: name, actor: "test")
+        await #expect(throws: AuthenticationError(.tokenInvalid)) { try await here.authenticateTenant(token: old.text, clientAddress: "1.1.1.1") }
+        await #expect(throws: AuthenticationError(.tokenInvalid)) {
+            try await elsewhere.authenticateTenant(token: old.text, clientAddress: "1.1.1.1")
+        }
+        #expect(try await here.authenticateTenant(token: new.text, clientAddress: "1.1.1.1") == name)
+        #expect(try await elsewhere.authenticateTenant(token: new.text, clientAddress: "1.1.1.1") == name)
+        let ghost = try TenantName("ghost")
+        do {
+            _ = try await here.rotateAdminToken(for: ghost, actor: "test")
+            Issue.record("rotated a missing tenant")
+        } catch {
+            #expect(error.kind == .tenantNotFound)
+        }
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func lockoutPerAddressAndTenantAndItsExpiry(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let clock = ManualClock()
+        let policy = LockoutPolicy(maximumFailures: 3, window: .seconds(60), lockoutDuration: .seconds(120))
+        let directory = makeDirectory(store: store, clock: clock, lockout: policy)
+        let acme = try TenantName("acme")
+        let token = try await directory.createTenant(acme, mfa: false, actor: "test").adminToken
+        let beta = try await directory.createTenant(try TenantName("beta"), mfa: false, actor: "test").adminToken
+        let wrong = "wah_acme_" + String(repeating: "B", count: 43)
+        for _ in 0..<3 {
+            await #expect(throws: AuthenticationError(.tokenInvalid)) { try await directory.authenticateTenant(token: wrong, clientAddress: "6.6.6.6") }
+        }
+        // The attacker's address is locked, even with a valid token for another tenant.
+        await #expect(throws: AuthenticationError.self) { try await directory.authenticateTenant(token: beta.text, clientAddress: "6.6.6.6") }
+        // The tenant is locked from every address, the right token included; other tenants are not.
+        do {
+            _ = try await directory.authenticateTenant(token: token.text, clientAddress: "7.7.7.7")
+            Issue.record("locked tenant authenticated")
+        } catch {
+            guard case .lockedOut = error.code else { Issue.record("expected lockout, got \(error)"); return }
+        }
+        #expect(try await directory.authenticateTenant(token: beta.text, clientAddress: "7.7.7.7").rawValue == "beta")
+        clock.advance(121)
+        #expect(try await directory.authenticateTenant(token: token.text, clientAddress: "6.6.6.6") == acme)
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func otpIsRequiredSingleUseAndResettable(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let clock = ManualClock()
+        let directory = makeDirectory(store: store, clock: clock)
+        let acme = try TenantName("acme")
+        let issued = try await directory.createTenant(acme, mfa: true, actor: "test")
+        let enrolment = try #require(issued.otp)
+        let secret = try #require(Base32.decode(enrolment.secretBase32))
+        let code = TOTP(secret: secret).code(forStep: TOTP.step(at: clock.now))
+        await #expect(throws: AuthenticationError(.otpRequired)) { try await directory.verifyOTP(for: acme, code: nil, clientAddress: "a") }
+        await #expect(throws: AuthenticationError(.otpInvalid)) { try await directory.verifyOTP(for: acme, code: "12345x", clientAddress: "a") }
+        try await directory.verifyOTP(for: acme, code: code, clientAddress: "a")
+        await #expect(throws: AuthenticationError(.otpInvalid)) { try await directory.verifyOTP(for: acme, code: code, clientAddress: "a") }
+        clock.advance(30)
+        try await directory.verifyOTP(for: acme, code: TOTP(secret: secret).code(forStep: TOTP.step(at: clock.now)), clientAddress: "a")
+
+        let reset = try await directory.resetOTP(for: acme, actor: "test")
+        let newSecret = try #require(Base32.decode(reset.secretBase32))
+        clock.advance(30)
+        await #expect(throws: AuthenticationError(.otpInvalid)) {
+            try await directory.verifyOTP(for: acme, code: TOTP(secret: secret).code(forStep: TOTP.step(at: clock.now)), clientAddress: "a")
+        }
+        try await directory.verifyOTP(for: acme, code: TOTP(secret: newSecret).code(forStep: TOTP.step(at: clock.now)), clientAddress: "a")
+
+        let beta = try TenantName("beta")
+        _ = try await directory.createTenant(beta, mfa: false, actor: "test")
+        try await directory.verifyOTP(for: beta, code: nil, clientAddress: "a")
+        try await store.close()
+    }
+
+    @Test(.enabled(if: ExternalTools.pythonEnabled), arguments: Backend.available)
+    func pyotpCodesAreAcceptedOnceThenRefused(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store)
+        let acme = try TenantName("acme")
+        let enrolment = try #require(try await directory.createTenant(acme, mfa: true, actor: "test").otp)
+        let fromURI = try runPython("import sys, pyotp; print(pyotp.parse_uri(sys.argv[1]).now())", arguments: [enrolment.provisioningURI])
+        #expect(fromURI.status == 0, "\(fromURI.stderr)")
+        let code = fromURI.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fromSecret = try runPython("import sys, pyotp; print(pyotp.TOTP(sys.argv[1]).now())", arguments: [enrolment.secretBase32])
+        #expect(fromSecret.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == code)
+        try await directory.verifyOTP(for: acme, code: code, clientAddress: "127.0.0.1")
+        await #expect(throws: AuthenticationError(.otpInvalid)) { try await directory.verifyOTP(for: acme, code: code, clientAddress: "127.0.0.1") }
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func operatorTokenIsSeparateFromTenantTokens(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store)
+        #expect(try await !directory.hasOperatorToken())
+        let first = try await directory.issueOperatorToken(actor: "test")
+        try await directory.authenticateOperator(token: first.text, clientAddress: "a")
+        let tenantToken = try await directory.createTenant(try TenantName("acme"), mfa: false, actor: "test").adminToken
+        await #expect(throws: AuthenticationError(.tokenInvalid)) { try await directory.authenticateOperator(token: tenantToken.text, clientAddress: "a") }
+        await #expect(throws: AuthenticationError(.tokenInvalid)) { try await directory.authenticateTenant(token: first.text, clientAddress: "a") }
+        let second = try await directory.issueOperatorToken(actor: "test")
+        await #expect(throws: AuthenticationError(.tokenInvalid)) { try await directory.authenticateOperator(token: first.text, clientAddress: "a") }
+        try await directory.authenticateOperator(token: second.text, clientAddress: "a")
+        try await store.close()
+    }
+}
