@@ -151,3 +151,16 @@ enum Base32Hex {
         return bytes.map { String(format: "%02x", $0) }.joined()
     }
 }
+
+@Suite struct CLITerminalTests {
+    /// Under a pseudo-terminal (util-linux `script`), `tenant create` adds a QR of the otpauth URI after the JSON.
+    @Test func createDrawsATerminalQROnATTY() throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let command = "'\(WahostBinary.path)' tenant create acme --data-dir '\(dataDirectory)'"
+        let result = try runProcess("/usr/bin/env", ["script", "-qec", command, "/dev/null"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("\"admin_token\""))
+        let qrLines = result.stdout.split(whereSeparator: \.isNewline).filter { $0.contains("█") || $0.contains("▀") || $0.contains("▄") }
+        #expect(qrLines.count > 15, "expected a QR code of at least 30 modules")
+    }
+}
