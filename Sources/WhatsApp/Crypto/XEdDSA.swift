@@ -16,7 +16,7 @@ public enum XEdDSA {
     /// Signs `message` with a raw 32-byte Curve25519 private key; returns the 64-byte signature.
     public static func sign(privateKey: [UInt8], message: [UInt8]) throws -> [UInt8] {
         guard privateKey.count == 32 else { throw XEdDSAError.invalidPrivateKey }
-        let context = try SignalContext.shared.get().pointer
+        let context = try LibsignalCurveContext.shared.get().pointer
         // libsignal uses the key as the Ed25519 scalar without clamping it; X25519 always clamps.
         var clamped = privateKey
         clamped[0] &= 248
@@ -43,7 +43,7 @@ public enum XEdDSA {
     /// Checks a 64-byte signature over `message` against a raw 32-byte Curve25519 public key.
     public static func verify(publicKey: [UInt8], message: [UInt8], signature: [UInt8]) -> Bool {
         guard publicKey.count == 32, signature.count == signatureLength,
-            let context = try? SignalContext.shared.get().pointer
+            let context = try? LibsignalCurveContext.shared.get().pointer
         else { return false }
         var key: OpaquePointer?
         let serialized = [0x05] + publicKey
@@ -91,15 +91,15 @@ public struct XEdDSAError: Error, Equatable, CustomStringConvertible {
 // MARK: - The global libsignal context
 
 /// The process-wide libsignal context, with a complete crypto provider built on swift-crypto.
-struct SignalContext: @unchecked Sendable {
+struct LibsignalCurveContext: @unchecked Sendable {
     // @unchecked: the context is created once and only read afterwards; libsignal touches no mutable context
     // state in the curve functions, and every provider callback below is thread-safe.
     let pointer: OpaquePointer
 
     /// Created on first use; Swift initialises globals and static lets exactly once, thread-safely.
-    static let shared: Result<SignalContext, XEdDSAError> = make()
+    static let shared: Result<LibsignalCurveContext, XEdDSAError> = make()
 
-    private static func make() -> Result<SignalContext, XEdDSAError> {
+    private static func make() -> Result<LibsignalCurveContext, XEdDSAError> {
         var context: OpaquePointer?
         let created = signal_context_create(&context, nil)
         guard created == 0, let context else { return .failure(.contextUnavailable(code: created)) }
@@ -122,7 +122,7 @@ struct SignalContext: @unchecked Sendable {
             signal_context_destroy(context)
             return .failure(.contextUnavailable(code: set))
         }
-        return .success(SignalContext(pointer: context))
+        return .success(LibsignalCurveContext(pointer: context))
     }
 }
 

@@ -1,0 +1,63 @@
+/// Where and how a client connects; every value has WhatsApp's production default.
+public struct WhatsAppClientConfiguration: Sendable {
+    /// WhatsApp's WebSocket endpoint.
+    public static let defaultURL = "wss://web.whatsapp.com/ws/chat"
+    /// WhatsApp's certificate-chain root public key (wa-protocol.md §2.5).
+    public static let defaultRootPublicKey: [UInt8] = hexBytes("142375574d0a587166aae71ebe516437c4a28b73e3695c6ce1f7f9545da8ee6b")
+
+    /// `wss://…` (or `ws://` on loopback, for the simulator).
+    public var url: String
+    /// The `Origin` header of the upgrade request.
+    public var origin: String
+    /// The root key the server's certificate chain must chain to.
+    public var rootPublicKey: [UInt8]
+    /// The announced client version.
+    public var version: WhatsAppVersion
+    /// The name the phone shows for this linked device.
+    public var deviceName: String
+    /// Pings are sent at a random interval in this range.
+    public var keepaliveInterval: ClosedRange<Duration>
+    /// A ping without an answer within this time ends the connection (`keepaliveTimeout`).
+    public var keepaliveDeadline: Duration
+    /// The server must answer the ClientHello within this time.
+    public var handshakeTimeout: Duration
+    /// Every IQ the client sends fails with a timeout after this long.
+    public var requestTimeout: Duration
+
+    public init(
+        url: String = defaultURL, origin: String = "https://web.whatsapp.com", rootPublicKey: [UInt8] = defaultRootPublicKey,
+        version: WhatsAppVersion = .default, deviceName: String = ClientPayloads.defaultDeviceName,
+        keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
+        handshakeTimeout: Duration = .seconds(20), requestTimeout: Duration = .seconds(60)
+    ) {
+        self.url = url
+        self.origin = origin
+        self.rootPublicKey = rootPublicKey
+        self.version = version
+        self.deviceName = deviceName
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveDeadline = keepaliveDeadline
+        self.handshakeTimeout = handshakeTimeout
+        self.requestTimeout = requestTimeout
+    }
+}
+
+/// Decodes lowercase or uppercase hex; the caller passes constants, so bad input yields an empty array.
+func hexBytes(_ text: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var iterator = text.utf8.makeIterator()
+    while let high = iterator.next(), let low = iterator.next() {
+        guard let h = hexValue(high), let l = hexValue(low) else { return [] }
+        bytes.append(h << 4 | l)
+    }
+    return bytes
+}
+
+private func hexValue(_ character: UInt8) -> UInt8? {
+    switch character {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
+    default: nil
+    }
+}
