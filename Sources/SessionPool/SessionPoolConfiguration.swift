@@ -1,0 +1,34 @@
+/// How the pool runs sessions: lease timing, restore pacing, reconnect backoff.
+public struct SessionPoolConfiguration: Sendable {
+    /// Names this process as a lease owner.
+    public var nodeID: String
+    /// A lease not renewed for this long is free for another node.
+    public var leaseTTL: Duration
+    /// How often leases are renewed (one batched write) and unowned sessions looked for.
+    public var heartbeatInterval: Duration
+    /// At most this many restores connect at once.
+    public var restoreConcurrency: Int
+    /// Each restore waits a random time up to this before connecting.
+    public var restoreJitter: Duration
+    /// Reconnect backoff after retryable drops.
+    public var backoff: Backoff
+    /// How long a QR request waits for the first QR string.
+    public var qrWait: Duration
+    /// A link code not entered within this time ends the pairing.
+    public var pairingCodeLifetime: Duration
+
+    public init(
+        nodeID: String, leaseTTL: Duration = .seconds(30), heartbeatInterval: Duration? = nil, restoreConcurrency: Int = 64,
+        restoreJitter: Duration = .milliseconds(500), backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(60)),
+        qrWait: Duration = .seconds(15), pairingCodeLifetime: Duration = .seconds(180)
+    ) {
+        self.nodeID = nodeID
+        self.leaseTTL = leaseTTL
+        self.heartbeatInterval = heartbeatInterval ?? leaseTTL / 3
+        self.restoreConcurrency = max(1, restoreConcurrency)
+        self.restoreJitter = restoreJitter
+        self.backoff = backoff
+        self.qrWait = qrWait
+        self.pairingCodeLifetime = pairingCodeLifetime
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import Tenancy
+import WhatsApp
+
+/// The WhatsApp credential port for one tenant, kept as one sealed JSON file in `auth/<tenant>/device.json`.
+public struct TenantCredentialStore: CredentialStore {
+    /// The file that holds the companion's credentials.
+    public static let fileName = "device.json"
+
+    private let tenant: TenantName
+    private let files: EncryptedCredentialStore
+
+    public init(tenant: TenantName, files: EncryptedCredentialStore) {
+        self.tenant = tenant
+        self.files = files
+    }
+
+    public func load() async throws -> DeviceCredentials? {
+        guard let bytes = try files.read(file: Self.fileName, tenant: tenant) else { return nil }
+        do {
+            return try JSONDecoder().decode(DeviceCredentials.self, from: Data(bytes))
+        } catch {
+            throw CredentialStoreError(.corrupt, "credential file '\(Self.fileName)' of tenant '\(tenant)' does not hold device credentials")
+        }
+    }
+
+    public func save(_ credentials: DeviceCredentials) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try files.write(Array(try encoder.encode(credentials)), file: Self.fileName, tenant: tenant)
+    }
+
+    public func wipe() async throws {
+        try files.wipe(tenant: tenant)
+    }
+}

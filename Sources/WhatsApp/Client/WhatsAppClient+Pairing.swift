@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import WABinary
+
+/// A pairing in progress on an unpaired connection.
+enum PairingSession: Sendable {
+    /// QR pairing: the rotation task shows each ref in turn.
+    case qr(rotation: Task<Void, Never>)
+    /// Code pairing: waiting for the phone's notification.
+    case linkCode(LinkCodePairing)
+}
+
+extension WhatsAppClient {
+    /// The platform this companion announces in QR codes and link-code requests.
+    static let platformID: CompanionPlatformID = .chrome
+    /// The name shown on the phone's "Linked devices" list for code pairing.
+    static let platformDisplay = "Chrome (Linux)"
+
+    /// `pair-device`: acknowledge at once, then show the refs as QR codes on the 60 s / 20 s schedule (§6).
+    func handlePairDevice(_ node: Node) async -> DisconnectReason? {
+        guard let credentials else { return nil }
+        let request: PairDeviceRequest
+        do { request = try PairDeviceRequest(parsing: node) } catch {
+            logger.warning("malformed pair-device", metadata: ["error": "\(error)"])
+            return .streamError(code: nil, condition: "malformed pair-device")
+        }
+        try? send(request.acknowledgement)
+        if case .qr(let previous)? = connection?.pairing { previous.cancel() }
+        let schedule = QRRefSchedule(refs: request.refs)
+        let codes = request.refs.map { PairingQRCode(ref: $0, credentials: credentials, platformID: Self.platformID).text }
+        let rotation = Task { [weak self] in
+            for index in codes.indices {
+                guard let self, !Task.isCancelled else { return }
+                let lifetime = index == 0 ? schedule.firstRefLifetime : schedule.laterRefLifetime
+                await self.emit(.qrCode(codes[index], expiresIn: lifetime))
+                do { try await Task.sleep(for: lifetime) } catch { return }
+            }
+            await self?.end(.pairingTimedOut)
+        }
+        connection?.pairing = .qr(rotation: rotation)
+        return nil
+    }
+
+    /// `pair-success`: verify, sign, reply, persist; the server then sends 515 (§8).
+    func handlePairSuccess(_ node: Node) async -> DisconnectReason? {
+        guard let credentials else { return nil }
+        if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
+        let pairSuccess: PairSuccess
+        let completion: PairingCompletion
+        do {
+            pairSuccess = try PairSuccess(parsing: node)
+            completion = try pairSuccess.complete(credentials: credentials)
+        } catch {
+            logger.warning("pair-success rejected", metadata: ["error": "\(error)"])
+            if let id = node.attributes["id"]?.string { try? send(PairSuccess.errorReply(iqID: id, for: error)) }
+            return .streamError(code: nil, condition: "pair-success rejected: \(error)")
+        }
+        do {
+            try await store.save(completion.credentials)
+        } catch {
+            logger.error("cannot persist paired credentials", metadata: ["error": "\(error)"])
+            return .streamError(code: nil, condition: "credential store failed")
+        }
+        self.credentials = completion.credentials
+        try? send(completion.reply)
+        connection?.pairing = nil
+        logger.info("paired", metadata: ["jid": "\(pairSuccess.jid)"])
+        emit(.paired(jid: pairSuccess.jid.description))
+        return nil
+    }
+
+    /// The phone's link-code notification: derive the key bundle and new ADV secret, persist, send companion_finish (§7.4–7.5).
+    func handleNotification(_ node: Node) async -> DisconnectReason? {
+        guard node.attributes["type"]?.string == "link_code_companion_reg", case .linkCode(let pairing)? = connection?.pairing,
+            let credentials
+        else { return nil }
+        do {
+            let hello = try PrimaryHello(parsing: node)
+            let completion = try pairing.receivePrimaryHello(hello, identityKey: credentials.identityKey)
+            let updated = completion.applied(to: credentials)
+            try await store.save(updated)
+            self.credentials = updated
+            guard var connection else { return nil }
+            let id = connection.iqIDs.next()
+            self.connection = connection
+            try send(completion.companionFinish(iqID: id).node)
+        } catch {
+            logger.warning("link-code pairing failed", metadata: ["error": "\(error)"])
+        }
+        return nil
+    }
+
+    /// Starts code pairing; returns the code to type on the phone.
+    func startLinkCode(phoneNumber: String) async throws -> String {
+        guard var connection, let credentials else { throw WhatsAppClientError.notConnected }
+        guard credentials.pairedAccount == nil else { throw WhatsAppClientError.alreadyPaired }
+        var pairing: LinkCodePairing
+        do { pairing = try LinkCodePairing(phoneNumber: phoneNumber) } catch { throw WhatsAppClientError.invalidPhoneNumber("\(error)") }
+        let id = connection.iqIDs.next()
+        self.connection = connection
+        let hello = pairing.companionHello(
+            iqID: id, credentials: credentials, platformID: Self.platformID, platformDisplay: Self.platformDisplay)
+        let response = try await send(requestWithID: id, node: hello.node)
+        do { try pairing.receiveHelloResponse(response) } catch { throw WhatsAppClientError.pairing("\(error)") }
+        if case .qr(let rotation)? = self.connection?.pairing { rotation.cancel() }
+        self.connection?.pairing = .linkCode(pairing)
+        return pairing.code.rawValue
+    }
+}

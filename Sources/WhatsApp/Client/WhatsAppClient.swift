@@ -1,0 +1,468 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOWebSocket
+import SwiftProtobuf
+import WABinary
+import WAProto
+import WSClient
+
+/// What a client reports while it runs.
+public enum WhatsAppEvent: Sendable, Equatable {
+    /// A QR string to show for `expiresIn`; replaces the previous one.
+    case qrCode(String, expiresIn: Duration)
+    /// Pairing succeeded for this account JID; a restart (515) and login follow.
+    case paired(jid: String)
+    /// Logged in with stored credentials; the session is usable.
+    case loggedIn(jid: String)
+    /// The connection ended; `reason.disposition` says what to do.
+    case disconnected(DisconnectReason)
+}
+
+/// A request the client made failed.
+public struct WhatsAppClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    private enum Code: Equatable {
+        case notConnected
+        case notLoggedIn
+        case timedOut
+        case disconnected
+        case serverError(Int, String)
+        case malformedResponse(String)
+        case alreadyPaired
+        case pairing(String)
+        case invalidPhoneNumber(String)
+    }
+
+    private let code: Code
+
+    static let notConnected = WhatsAppClientError(code: .notConnected)
+    static let notLoggedIn = WhatsAppClientError(code: .notLoggedIn)
+    static let timedOut = WhatsAppClientError(code: .timedOut)
+    static let disconnected = WhatsAppClientError(code: .disconnected)
+    static let alreadyPaired = WhatsAppClientError(code: .alreadyPaired)
+    static func serverError(_ code: Int, _ text: String) -> WhatsAppClientError { WhatsAppClientError(code: .serverError(code, text)) }
+    static func malformedResponse(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .malformedResponse(what)) }
+    static func pairing(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .pairing(what)) }
+    static func invalidPhoneNumber(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .invalidPhoneNumber(what)) }
+
+    /// True when the request failed because the session is not connected or not logged in.
+    public var isNotConnected: Bool { code == .notConnected || code == .notLoggedIn || code == .disconnected }
+
+    /// True when a pairing-code request was refused because the phone number is not usable.
+    public var isInvalidPhoneNumber: Bool { if case .invalidPhoneNumber = code { true } else { false } }
+
+    public var description: String {
+        switch code {
+        case .notConnected: "not connected"
+        case .notLoggedIn: "not logged in"
+        case .timedOut: "request timed out"
+        case .disconnected: "connection ended before the answer arrived"
+        case .serverError(let code, let text): "server answered error \(code) \(text)"
+        case .malformedResponse(let what): "malformed response: \(what)"
+        case .alreadyPaired: "already paired"
+        case .pairing(let what): "pairing failed: \(what)"
+        case .invalidPhoneNumber(let what): "invalid phone number: \(what)"
+        }
+    }
+}
+
+/// One WhatsApp companion session: connects, pairs or logs in, keeps the connection alive, answers requests.
+///
+/// `run()` drives one connection and returns why it ended; the caller decides whether to call it again
+/// (see `DisconnectReason.disposition`). The client holds no threads of its own: the connection lives in
+/// the WebSocket handler task, keepalive and request timeouts are child tasks of it.
+public actor WhatsAppClient {
+    /// Events, newest kept when the consumer is slow (bounded).
+    public nonisolated let events: AsyncStream<WhatsAppEvent>
+    private let eventSink: AsyncStream<WhatsAppEvent>.Continuation
+    private let configuration: WhatsAppClientConfiguration
+    let store: any CredentialStore
+    let logger: Logger
+    var credentials: DeviceCredentials?
+    var connection: Connection?
+    private var stopRequested = false
+    private var loggingOut = false
+
+    /// State of the live connection.
+    struct Connection {
+        var outbound: WebSocketOutboundWriter
+        var outgoing: AsyncStream<OutgoingFrame>.Continuation
+        var writer: NoiseTransport
+        var iqIDs = IQIDGenerator()
+        var pending: [String: CheckedContinuation<Node, any Error>] = [:]
+        var endReason: DisconnectReason?
+        var loggedIn = false
+        var pairing: PairingSession?
+        var keepalive: Task<Void, Never>?
+    }
+
+    public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        (events, eventSink) = AsyncStream.makeStream(of: WhatsAppEvent.self, bufferingPolicy: .bufferingNewest(64))
+    }
+
+    /// True while logged in.
+    public var isLoggedIn: Bool { connection?.loggedIn ?? false }
+
+    /// The account JID once paired.
+    public var accountJID: JID? { credentials?.pairedAccount?.jid }
+
+    /// Connects once and runs until the connection ends; returns why. Never throws: failures are reasons.
+    public func run() async -> DisconnectReason {
+        stopRequested = false
+        let loaded: DeviceCredentials
+        do {
+            if let existing = try await store.load() {
+                loaded = existing
+            } else {
+                loaded = try DeviceCredentials.generate()
+                try await store.save(loaded)
+            }
+        } catch {
+            logger.error("cannot load or create credentials", metadata: ["error": "\(error)"])
+            return finish(.networkError("credential store: \(error)"))
+        }
+        credentials = loaded
+        var headers = HTTPFields()
+        headers[.origin] = configuration.origin
+        let socketConfiguration = WebSocketClientConfiguration(
+            maxFrameSize: 1 << 24, additionalHeaders: headers, closeTimeout: .seconds(2))
+        let result = ResultBox()
+        do {
+            try await WebSocketClient.connect(url: configuration.url, configuration: socketConfiguration, logger: logger) {
+                inbound, outbound, _ in
+                let reason = await self.drive(inbound: inbound, outbound: outbound, credentials: loaded)
+                result.set(reason)
+            }
+        } catch {
+            if let reason = result.value { return finish(reason) }
+            return finish(.networkError("\(error)"))
+        }
+        return finish(result.value ?? .connectionClosed)
+    }
+
+    /// Ends the current connection, if any, without logging out.
+    public func disconnect() async {
+        stopRequested = true
+        await end(.requested)
+    }
+
+    /// Lists the groups the account participates in.
+    public func groups() async throws -> [WhatsAppGroup] {
+        let response = try await request { Stanzas.participatingGroups(id: $0) }
+        do { return try Stanzas.parseGroups(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
+    }
+
+    /// Unlinks this companion (waits for the server's answer), ends the connection and wipes the credentials.
+    public func logout() async throws {
+        guard let jid = credentials?.pairedAccount?.jid else { throw WhatsAppClientError.notLoggedIn }
+        // The server may close the socket right after answering (§20.9): a close from here on is the logout's.
+        loggingOut = true
+        defer { loggingOut = false }
+        _ = try await request { Stanzas.removeCompanionDevice(id: $0, ownJID: jid) }
+        try await store.wipe()
+        credentials = nil
+        await end(.loggedOut(code: nil))
+    }
+
+    /// Starts phone-number code pairing on an unpaired connection; returns the 8-character code to type on the phone.
+    public func requestPairingCode(phoneNumber: String) async throws -> String {
+        try await startLinkCode(phoneNumber: phoneNumber)
+    }
+
+    // MARK: Connection driver (runs in the WebSocket handler task)
+
+    private nonisolated func drive(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, credentials: DeviceCredentials
+    ) async -> DisconnectReason {
+        let (outgoing, outgoingSink) = AsyncStream.makeStream(of: OutgoingFrame.self, bufferingPolicy: .unbounded)
+        let writer = Task {
+            for await item in outgoing {
+                switch item {
+                case .frame(let frame):
+                    do { try await outbound.write(.binary(ByteBuffer(bytes: frame))) } catch { return }
+                case .close:
+                    try? await outbound.close(.normalClosure, reason: nil)
+                    return
+                }
+            }
+        }
+        let reason = await readLoop(inbound: inbound, outbound: outbound, outgoing: outgoingSink, credentials: credentials)
+        outgoingSink.finish()
+        writer.cancel()
+        try? await outbound.close(.normalClosure, reason: nil)
+        return reason
+    }
+
+    private nonisolated func readLoop(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation,
+        credentials: DeviceCredentials
+    ) async -> DisconnectReason {
+        var frames = FrameReader(inbound: inbound)
+        let configuration = self.configuration
+
+        // Handshake: ClientHello with the WA header, ServerHello within the deadline, ClientFinish.
+        var encoder = FrameEncoder(firstFramePrefix: FrameEncoder.connectionHeader)
+        let watchdog = Task {
+            try await Task.sleep(for: configuration.handshakeTimeout)
+            try? await outbound.close(.normalClosure, reason: "handshake timeout")
+        }
+        let readTransport: NoiseTransport
+        do {
+            var handshake = try NoiseHandshake(
+                configuration: .init(rootPublicKey: configuration.rootPublicKey), staticKeyPair: credentials.noiseKey)
+            outgoing.yield(.frame(try encoder.encode(handshake.makeClientHello())))
+            guard let serverHello = try await frames.next() else {
+                watchdog.cancel()
+                return .handshakeFailed("connection closed during the handshake")
+            }
+            watchdog.cancel()
+            let payload = try payloadBytes(for: credentials)
+            let finished = try handshake.receiveServerHello(serverHello, clientPayload: payload, now: Date())
+            outgoing.yield(.frame(try encoder.encode(finished.clientFinish)))
+            readTransport = finished.transport
+            await attach(outbound: outbound, outgoing: outgoing, writer: finished.transport)
+        } catch {
+            watchdog.cancel()
+            logger.warning("handshake failed", metadata: ["error": "\(error)"])
+            return .handshakeFailed("\(error)")
+        }
+
+        // Transport: decrypt, unpack, dispatch each stanza in order.
+        var reader = readTransport
+        do {
+            while let frame = try await frames.next() {
+                let plaintext = try reader.decrypt(frame)
+                let node = try FramePlaintext.unpack(plaintext)
+                if let reason = await handle(node) { return reason }
+            }
+        } catch {
+            return await endReason(or: .networkError("\(error)"))
+        }
+        return await endReason(or: .connectionClosed)
+    }
+
+    private nonisolated func payloadBytes(for credentials: DeviceCredentials) throws -> [UInt8] {
+        let payload: Wa_ClientPayload
+        if let account = credentials.pairedAccount, let user = UInt64(account.jid.user) {
+            payload = ClientPayloads.login(user: user, device: UInt32(account.jid.device), version: configuration.version)
+        } else {
+            payload = ClientPayloads.registration(
+                keys: RegistrationKeys(
+                    registrationID: credentials.registrationID, identityPublicKey: credentials.identityKey.publicKey,
+                    signedPreKeyID: credentials.signedPreKey.id, signedPreKeyPublicKey: credentials.signedPreKey.keyPair.publicKey,
+                    signedPreKeySignature: credentials.signedPreKey.signature),
+                version: configuration.version, deviceName: configuration.deviceName)
+        }
+        return try payload.serializedBytes()
+    }
+
+    // MARK: Actor-isolated connection state
+
+    private func attach(outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation, writer: NoiseTransport) {
+        connection = Connection(outbound: outbound, outgoing: outgoing, writer: writer)
+    }
+
+    private func endReason(or fallback: DisconnectReason) -> DisconnectReason {
+        if let reason = connection?.endReason { return reason }
+        if stopRequested { return .requested }
+        if loggingOut { return .loggedOut(code: nil) }
+        return fallback
+    }
+
+    /// Records why the connection ends and closes the socket; the read loop then returns that reason.
+    func end(_ reason: DisconnectReason) async {
+        guard var connection else { return }
+        if connection.endReason == nil { connection.endReason = reason }
+        self.connection = connection
+        connection.outgoing.yield(.close)
+    }
+
+    private func finish(_ reason: DisconnectReason) -> DisconnectReason {
+        let final = connection?.endReason ?? reason
+        if let pending = connection?.pending {
+            for continuation in pending.values { continuation.resume(throwing: WhatsAppClientError.disconnected) }
+        }
+        connection?.outgoing.finish()
+        connection?.keepalive?.cancel()
+        if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
+        connection = nil
+        logger.info("disconnected", metadata: ["reason": "\(final)"])
+        eventSink.yield(.disconnected(final))
+        return final
+    }
+
+    /// Encrypts and queues one stanza; order of calls is order on the wire.
+    func send(_ node: Node) throws {
+        guard var connection else { throw WhatsAppClientError.notConnected }
+        let plaintext = try FramePlaintext.pack(node)
+        let ciphertext = try connection.writer.encrypt(plaintext)
+        connection.outgoing.yield(.frame(try FrameEncoder.frame(ciphertext)))
+        self.connection = connection
+    }
+
+    /// Sends an IQ built with a fresh id and waits for its answer (logged-in connections only).
+    private func request(timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
+        guard var connection else { throw WhatsAppClientError.notConnected }
+        guard connection.loggedIn else { throw WhatsAppClientError.notLoggedIn }
+        let id = connection.iqIDs.next()
+        self.connection = connection
+        return try await send(requestWithID: id, node: build(id), timeout: timeout)
+    }
+
+    func send(requestWithID id: String, node: Node, timeout: Duration? = nil) async throws -> Node {
+        try send(node)
+        let deadline = timeout ?? configuration.requestTimeout
+        let response: Node = try await withCheckedThrowingContinuation { continuation in
+            connection?.pending[id] = continuation
+            Task { [weak self] in
+                try? await Task.sleep(for: deadline)
+                await self?.failPending(id, with: WhatsAppClientError.timedOut)
+            }
+        }
+        if let (code, text) = Stanzas.iqError(response) { throw WhatsAppClientError.serverError(code, text) }
+        return response
+    }
+
+    private func failPending(_ id: String, with error: WhatsAppClientError) {
+        connection?.pending.removeValue(forKey: id)?.resume(throwing: error)
+    }
+
+    /// Handles one stanza; returns a reason when the connection must end.
+    private func handle(_ node: Node) async -> DisconnectReason? {
+        switch node.tag {
+        case "iq":
+            if let type = node.attributes["type"]?.string, type == "result" || type == "error",
+                let id = node.attributes["id"]?.string, let continuation = connection?.pending.removeValue(forKey: id)
+            {
+                continuation.resume(returning: node)
+                return nil
+            }
+            return await handleServerRequest(node)
+        case "success":
+            return handleSuccess(node)
+        case "failure":
+            let reason = DisconnectReason.fromFailure(node)
+            if reason.disposition == .stopAndWipeCredentials { await wipeCredentials() }
+            return reason
+        case "stream:error":
+            let reason = DisconnectReason.fromStreamError(node)
+            if reason.disposition == .stopAndWipeCredentials { await wipeCredentials() }
+            return reason
+        case "xmlstreamend":
+            return .connectionClosed
+        case "message", "receipt", "notification", "call":
+            if node.tag == "notification", let reason = await handleNotification(node) { return reason }
+            if let ack = Stanzas.ack(for: node) { try? send(ack) }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    private func handleSuccess(_ node: Node) -> DisconnectReason? {
+        guard let account = credentials?.pairedAccount else {
+            // §6.5 / §20.1: a registration connection may see <success> before pair-device; ignore it.
+            return nil
+        }
+        connection?.loggedIn = true
+        if let id = connection?.iqIDs.next() { try? send(Stanzas.setActive(id: id)) }
+        logger.info("logged in", metadata: ["jid": "\(account.jid)"])
+        emit(.loggedIn(jid: account.jid.description))
+        let configuration = self.configuration
+        connection?.keepalive = Task { [weak self] in
+            while !Task.isCancelled {
+                let interval = Duration.milliseconds(
+                    Int64.random(
+                        in: configuration.keepaliveInterval.lowerBound.wholeMilliseconds...configuration.keepaliveInterval.upperBound
+                            .wholeMilliseconds))
+                do { try await Task.sleep(for: interval) } catch { return }
+                guard let self else { return }
+                do {
+                    _ = try await self.request(timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
+                } catch let error as WhatsAppClientError where error == .timedOut {
+                    await self.end(.keepaliveTimeout)
+                    return
+                } catch {
+                    return
+                }
+            }
+        }
+        return nil
+    }
+
+    private func handleServerRequest(_ node: Node) async -> DisconnectReason? {
+        guard node.attributes["type"]?.string == "set" || node.attributes["type"]?.string == "get" else { return nil }
+        if node.child("pair-device") != nil {
+            return await handlePairDevice(node)
+        }
+        if node.child("pair-success") != nil {
+            return await handlePairSuccess(node)
+        }
+        // Pings and anything else we do not implement get an empty result so the server never waits on us.
+        if let result = Stanzas.iqResult(answering: node) { try? send(result) }
+        return nil
+    }
+
+    /// Publishes an event.
+    func emit(_ event: WhatsAppEvent) {
+        eventSink.yield(event)
+    }
+
+    private func wipeCredentials() async {
+        do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+        credentials = nil
+    }
+}
+
+/// What a connection's writer task does next.
+enum OutgoingFrame: Sendable {
+    /// Write one frame.
+    case frame([UInt8])
+    /// Close the socket after the frames queued before.
+    case close
+}
+
+/// Complete frames from the socket, in order, reassembled across and within WebSocket messages.
+struct FrameReader {
+    private var messages: WebSocketInboundMessageStream.AsyncIterator
+    private var reassembler = FrameReassembler()
+    private var ready: [[UInt8]] = []
+    private var readyIndex = 0
+
+    init(inbound: WebSocketInboundStream) {
+        messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
+    }
+
+    /// The next frame, or nil when the socket closed.
+    mutating func next() async throws -> [UInt8]? {
+        while readyIndex == ready.count {
+            ready.removeAll(keepingCapacity: true)
+            readyIndex = 0
+            guard let message = try await messages.next() else { return nil }
+            guard case .binary(let buffer) = message else { continue }
+            ready = try reassembler.append(buffer.readableBytesView)
+        }
+        defer { readyIndex += 1 }
+        return ready[readyIndex]
+    }
+}
+
+/// A value set once by the connection handler and read after it returns.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: DisconnectReason?
+    func set(_ value: DisconnectReason) { lock.withLock { stored = value } }
+    var value: DisconnectReason? { lock.withLock { stored } }
+}
+
+extension Duration {
+    /// Whole milliseconds, for random intervals.
+    var wholeMilliseconds: Int64 {
+        let parts = components
+        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
+    }
+}

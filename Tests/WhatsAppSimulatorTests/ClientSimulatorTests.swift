@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+import WhatsApp
+import WhatsAppSimulator
+
+/// A simulator, a client configured to trust it, and the client's real encrypted credential store.
+struct Rig {
+    let simulator: WhatsAppSimulator
+    let store: TenantCredentialStore
+    let files: EncryptedCredentialStore
+    let configuration: WhatsAppClientConfiguration
+
+    static func make(
+        keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10)
+    ) async throws -> Rig {
+        let simulator = try WhatsAppSimulator()
+        let url = try await simulator.start()
+        let files = try EncryptedCredentialStore(directory: try makeTemporaryDirectory() + "/auth", masterKey: .generate())
+        let store = TenantCredentialStore(tenant: try TenantName("acme"), files: files)
+        let configuration = WhatsAppClientConfiguration(
+            url: url, rootPublicKey: simulator.rootPublicKey, keepaliveInterval: keepaliveInterval, keepaliveDeadline: keepaliveDeadline,
+            handshakeTimeout: .seconds(5), requestTimeout: .seconds(5))
+        return Rig(simulator: simulator, store: store, files: files, configuration: configuration)
+    }
+
+    func client() -> WhatsAppClient {
+        var logger = Logger(label: "test.client")
+        logger.logLevel = .warning
+        return WhatsAppClient(configuration: configuration, store: store, logger: logger)
+    }
+
+    /// Pairs a new client by QR and returns it logged in, with the account user.
+    func pairedClient() async throws -> (WhatsAppClient, String, Task<DisconnectReason, Never>) {
+        let client = client()
+        var events = client.events.makeAsyncIterator()
+        let first = Task { await client.run() }
+        guard case .qrCode(let qr, _)? = try await next(&events, matching: { if case .qrCode = $0 { true } else { false } }) else {
+            throw TestSupportError("no QR code")
+        }
+        let jid = try await simulator.scanQRCode(qr)
+        #expect(await first.value == .restartRequired)
+        let second = Task { await client.run() }
+        _ = try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } })
+        let user = String(jid.prefix { $0 != ":" && $0 != "@" })
+        return (client, user, second)
+    }
+}
+
+/// The next event that matches, within `timeout`.
+func next(
+    _ events: inout AsyncStream<WhatsAppEvent>.Iterator, timeout: Duration = .seconds(10), matching: (WhatsAppEvent) -> Bool
+) async throws -> WhatsAppEvent? {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        guard let event = await events.next() else { return nil }
+        if matching(event) { return event }
+    }
+    throw TestSupportError("no matching event within \(timeout)")
+}
+
+/// Waits until `condition` holds, polling, within `timeout`.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestSupportError("condition not met within \(timeout)")
+}
+
+@Suite(.serialized) struct ClientSimulatorTests {
+    @Test func qrPairingThen515ThenLoginThenGroupsAndLogout() async throws {
+        let rig = try await Rig.make()
+        let client = rig.client()
+        var events = client.events.makeAsyncIterator()
+        let registration = Task { await client.run() }
+        guard case .qrCode(let qr, _)? = try await next(&events, matching: { if case .qrCode = $0 { true } else { false } }) else {
+            Issue.record("no QR")
+            return
+        }
+        #expect(qr.hasPrefix("https://wa.me/settings/linked_devices#"))
+        let jid = try await rig.simulator.scanQRCode(qr)
+        #expect(try await next(&events, matching: { if case .paired = $0 { true } else { false } }) == .paired(jid: jid))
+        #expect(await registration.value == .restartRequired)
+        #expect(await rig.simulator.observed.registrations == 1)
+
+        let session = Task { await client.run() }
+        #expect(try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } }) == .loggedIn(jid: jid))
+        let user = String(jid.prefix { $0 != ":" })
+        #expect(await rig.simulator.observed.logins[user] == 1)
+
+        let groups = try await client.groups()
+        #expect(groups.map(\.id) == SimulatedGroup.fixture.map { $0.id + "@g.us" })
+        #expect(groups.map(\.subject) == SimulatedGroup.fixture.map(\.subject))
+        #expect(groups.map(\.participants) == SimulatedGroup.fixture.map(\.participants))
+
+        try await client.logout()
+        #expect(await session.value == .loggedOut(code: nil))
+        #expect(await rig.simulator.observed.logouts[user] == 1)
+        #expect(try await rig.store.load() == nil, "credentials wiped")
+        #expect(rig.files.files(tenant: try TenantName("acme")).isEmpty)
+        await rig.simulator.stop()
+    }
+
+    @Test func codePairingCompletesAndLogsIn() async throws {
+        let rig = try await Rig.make()
+        let client = rig.client()
+        var events = client.events.makeAsyncIterator()
+        let registration = Task { await client.run() }
+        _ = try await next(&events, matching: { if case .qrCode = $0 { true } else { false } })
+        let code = try await client.requestPairingCode(phoneNumber: "+1 555 123 4567")
+        #expect(code.count == 8)
+        let jid = try await rig.simulator.enterLinkCode(code)
+        #expect(await registration.value == .restartRequired)
+        let session = Task { await client.run() }
+        #expect(try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } }) == .loggedIn(jid: jid))
+        await client.disconnect()
+        #expect(await session.value == .requested)
+        await rig.simulator.stop()
+    }
+
+    @Test func aNewClientReconnectsWithStoredCredentialsWithoutPairing() async throws {
+        let rig = try await Rig.make()
+        let (client, user, session) = try await rig.pairedClient()
+        await client.disconnect()
+        #expect(await session.value == .requested)
+
+        let restarted = rig.client()
+        var events = restarted.events.makeAsyncIterator()
+        let again = Task { await restarted.run() }
+        _ = try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } })
+        #expect(await rig.simulator.observed.registrations == 1, "no new pairing")
+        #expect(await rig.simulator.observed.logins[user] == 2)
+        await restarted.disconnect()
+        _ = await again.value
+        await rig.simulator.stop()
+    }
+
+    @Test func replacedIsTerminal() async throws {
+        let rig = try await Rig.make()
+        let (_, user, session) = try await rig.pairedClient()
+        await rig.simulator.sendStreamError(toAccount: user, code: nil, conflict: "replaced")
+        let reason = await session.value
+        #expect(reason == .replaced)
+        #expect(reason.disposition == .stop)
+        #expect(try await rig.store.load() != nil, "replaced keeps the credentials")
+        await rig.simulator.stop()
+    }
+
+    @Test func deviceRemovedWipesCredentials() async throws {
+        let rig = try await Rig.make()
+        let (_, user, session) = try await rig.pairedClient()
+        await rig.simulator.removeDevice(ofAccount: user)
+        let reason = await session.value
+        #expect(reason == .loggedOut(code: 401))
+        #expect(reason.disposition == .stopAndWipeCredentials)
+        #expect(try await rig.store.load() == nil)
+        await rig.simulator.stop()
+    }
+
+    @Test func aDropIsRetryable() async throws {
+        let rig = try await Rig.make()
+        let (_, user, session) = try await rig.pairedClient()
+        await rig.simulator.dropConnections(ofAccount: user)
+        let reason = await session.value
+        #expect(reason.disposition == .reconnectWithBackoff)
+        await rig.simulator.stop()
+    }
+
+    @Test func keepalivePingsAreSentAndASilentServerIsDetected() async throws {
+        let rig = try await Rig.make(keepaliveInterval: .milliseconds(100) ... .milliseconds(150), keepaliveDeadline: .milliseconds(500))
+        let (_, user, session) = try await rig.pairedClient()
+        try await eventually { await (rig.simulator.observed.pings[user] ?? 0) >= 3 }
+        await rig.simulator.setSilent(true, account: user)
+        let start = ContinuousClock.now
+        let reason = await session.value
+        #expect(reason == .keepaliveTimeout)
+        #expect(ContinuousClock.now - start < .seconds(5), "detected within interval + deadline")
+        await rig.simulator.stop()
+    }
+
+    @Test func aClientThatTrustsAnotherRootRefusesTheServer() async throws {
+        let rig = try await Rig.make()
+        var configuration = rig.configuration
+        configuration.rootPublicKey = Curve25519KeyPair.generate().publicKey
+        let client = WhatsAppClient(configuration: configuration, store: rig.store, logger: Logger(label: "test"))
+        let reason = await client.run()
+        guard case .handshakeFailed = reason else {
+            Issue.record("expected a handshake failure, got \(reason)")
+            return
+        }
+        #expect(await rig.simulator.observed.registrations == 0)
+        await rig.simulator.stop()
+    }
+}
