@@ -1,39 +1,96 @@
+import AdminAPI
 import Foundation
 import Hummingbird
 import Logging
+import SessionPool
 import Storage
 import Tenancy
+import WhatsApp
 
-/// `GET /healthz` body.
-struct HealthResponse: ResponseCodable {
-    let status: String
+/// Builds the pool and the HTTP application over opened services; the pool runs as a service of the application,
+/// so SIGTERM stops accepting requests first, then closes sessions (no logout) and releases their leases.
+public func buildApplication(
+    services: WahostServices, logger: Logger, poolConfiguration: SessionPoolConfiguration? = nil
+) throws -> some ApplicationProtocol {
+    let pool = try makeSessionPool(services: services, logger: logger, configuration: poolConfiguration)
+    return buildApplication(services: services, pool: pool, logger: logger)
 }
 
-/// `GET /readyz` body.
-struct ReadinessResponse: ResponseCodable {
-    let status: String
-    let storage: String
-    let backend: String
-}
-
-/// Builds the HTTP application over opened services: health and readiness for now; the session API joins later.
-public func buildApplication(services: WahostServices, logger: Logger) -> some ApplicationProtocol {
-    let router = Router()
-    router.get("healthz") { _, _ in HealthResponse(status: "ok") }
-    router.get("readyz") { _, _ -> EditedResponse<ReadinessResponse> in
-        let store = services.store
-        do {
-            try await store.ping()
-            return EditedResponse(status: .ok, response: ReadinessResponse(status: "ready", storage: "ok", backend: store.backendName))
-        } catch {
-            logger.warning("readiness check failed", metadata: ["error": "\(error)"])
-            return EditedResponse(
-                status: .serviceUnavailable, response: ReadinessResponse(status: "not_ready", storage: "unreachable", backend: store.backendName))
-        }
-    }
+/// Builds the HTTP application around an existing pool (tests keep a handle on it).
+public func buildApplication(services: WahostServices, pool: SessionPool, logger: Logger) -> some ApplicationProtocol {
+    _ = WahostMetrics.registry
+    let store = services.store
+    let credentials = services.credentials
+    let tenants = services.tenants
+    let dependencies = AdminAPIDependencies(
+        tenants: tenants, pool: pool, audit: store,
+        deleteTenant: { tenant, actor, address in
+            try await tenants.deleteTenant(tenant, actor: actor, clientAddress: address)
+            try credentials.wipe(tenant: tenant)
+        },
+        storageReachable: {
+            do {
+                try await store.ping()
+                return true
+            } catch {
+                logger.warning("readiness check failed", metadata: ["error": "\(error)"])
+                return false
+            }
+        },
+        backendName: store.backendName,
+        metricsText: { WahostMetrics.text() })
     return Application(
-        router: router,
+        router: buildAdminRouter(dependencies),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
+        services: [pool],
         logger: logger
     )
+}
+
+/// The session pool for these services: WhatsApp endpoint and trust from configuration, credentials under `auth/`.
+public func makeSessionPool(
+    services: WahostServices, logger: Logger, configuration: SessionPoolConfiguration? = nil
+) throws -> SessionPool {
+    let settings = services.configuration
+    var client = WhatsAppClientConfiguration(url: settings.whatsAppURL)
+    if let hex = settings.whatsAppRootKeyHex {
+        guard let key = decodeHex(hex), key.count == 32 else {
+            throw ConfigurationError("WAHOST_WA_ROOT_KEY must be 64 hex characters (a 32-byte public key)")
+        }
+        client.rootPublicKey = key
+    }
+    let credentials = services.credentials
+    return SessionPool(
+        configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
+        records: services.store, clientConfiguration: client,
+        credentialStore: { TenantCredentialStore(tenant: $0, files: credentials) },
+        logger: logger)
+}
+
+/// A setting is unusable.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Decodes hex text; nil on any non-hex character or odd length.
+func decodeHex(_ text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard digits.count.isMultiple(of: 2) else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = hexDigit(digits[index]), let low = hexDigit(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+    }
+    return bytes
+}
+
+private func hexDigit(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+    default: nil
+    }
 }

@@ -14,10 +14,17 @@ public struct WahostConfiguration: Sendable {
     public var nodeID: String
     /// Base64 master key from `WAHOST_MASTER_KEY`, if set.
     public var masterKeyBase64: String?
+    /// WhatsApp's WebSocket URL (`WAHOST_WA_URL`); the simulator's in tests and demo mode.
+    public var whatsAppURL: String
+    /// Hex of the certificate-chain root key the server must chain to (`WAHOST_WA_ROOT_KEY`).
+    public var whatsAppRootKeyHex: String?
+    /// A lease not renewed for this long is taken over by another node (`WAHOST_LEASE_TTL`, seconds).
+    public var leaseTTL: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,
-        nodeID: String = WahostConfiguration.defaultNodeID(), masterKeyBase64: String? = nil
+        nodeID: String = WahostConfiguration.defaultNodeID(), masterKeyBase64: String? = nil,
+        whatsAppURL: String = "wss://web.whatsapp.com/ws/chat", whatsAppRootKeyHex: String? = nil, leaseTTL: Duration = .seconds(30)
     ) {
         self.host = host
         self.port = port
@@ -25,13 +32,16 @@ public struct WahostConfiguration: Sendable {
         self.databaseURL = databaseURL
         self.nodeID = nodeID
         self.masterKeyBase64 = masterKeyBase64
+        self.whatsAppURL = whatsAppURL
+        self.whatsAppRootKeyHex = whatsAppRootKeyHex
+        self.leaseTTL = leaseTTL
     }
 
     /// The `auth/` directory inside the data directory.
     public var authDirectory: String { dataDirectory + "/auth" }
 
-    /// Hostname and process id.
+    /// The host name; `NodeIdentity.claim` makes it unique among live processes on one data directory.
     public static func defaultNodeID() -> String {
-        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        ProcessInfo.processInfo.hostName
     }
 }

@@ -25,6 +25,7 @@ public actor SessionPool: Service {
     private var restoreQueue: [TenantName] = []
     private var restoreQueueHead = 0
     private var restoring: Set<TenantName> = []
+    private var unrestorable: Set<TenantName> = []
     private var restoreWorkers = 0
     private var firstScanDone = false
     private var shuttingDown = false
@@ -169,7 +170,7 @@ public actor SessionPool: Service {
     }
 
     /// The groups the tenant's account is in; the session must be connected on this node.
-    public func groups(for tenant: TenantName) async throws(SessionPoolError) -> [WhatsAppGroup] {
+    public func groups(for tenant: TenantName) async throws(SessionPoolError) -> [SessionGroup] {
         guard let session = sessions[tenant], session.runner != nil else {
             if let owner = liveRemoteOwner(of: tenant) { throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)") }
             throw SessionPoolError(.wrongState, "the session is not connected")
@@ -178,7 +179,7 @@ public actor SessionPool: Service {
             throw SessionPoolError(.wrongState, "the session is not connected (state \(session.status.state.rawValue))")
         }
         do {
-            return try await session.client.groups()
+            return try await session.client.groups().map { SessionGroup(id: $0.id, subject: $0.subject, participants: $0.participants) }
         } catch let error as WhatsAppClientError where error.isNotConnected {
             throw SessionPoolError(.wrongState, "the session is not connected")
         } catch {
@@ -293,6 +294,7 @@ public actor SessionPool: Service {
         }
         session.generation = lease.generation
         session.stopState = nil
+        unrestorable.remove(tenant)
         let client = session.client
         session.runner = Task { await self.runLoop(tenant, client: client) }
         sessions[tenant] = session
@@ -402,9 +404,13 @@ public actor SessionPool: Service {
         sessions[tenant] = session
         update(tenant) { $0.ownerNode = nil }
         if let generation {
-            do { try await records.releaseLease(for: tenant, nodeID: configuration.nodeID, generation: generation) } catch {
-                logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
-            }
+            // The runner may be ending because it was cancelled; the release must still reach the database.
+            let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
+            await Task {
+                do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
+                    logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+                }
+            }.value
         }
     }
 
@@ -574,7 +580,7 @@ public actor SessionPool: Service {
         remoteLeases = others
         var queued = 0
         for (tenant, state) in desired where state == .running {
-            if sessions[tenant]?.runner != nil || restoring.contains(tenant) { continue }
+            if sessions[tenant]?.runner != nil || restoring.contains(tenant) || unrestorable.contains(tenant) { continue }
             if let lease = others[tenant], lease.expiresAt > now { continue }
             restoring.insert(tenant)
             restoreQueue.append(tenant)
@@ -621,8 +627,10 @@ public actor SessionPool: Service {
         guard !shuttingDown, sessions[tenant]?.runner == nil else { return }
         do {
             guard try await isPaired(tenant) else {
-                logger.warning("session marked running has no paired credentials; marking it stopped", metadata: ["tenant": "\(tenant)"])
-                await setDesired(.stopped, for: tenant)
+                // Left as desired (another node sharing the data directory may still see the files); not retried until
+                // an operator restarts or re-pairs the session.
+                logger.warning("session marked running has no paired credentials here; not restoring it", metadata: ["tenant": "\(tenant)"])
+                unrestorable.insert(tenant)
                 return
             }
             try await claimAndStart(tenant)

@@ -71,3 +71,19 @@ public struct SessionStatus: Sendable, Equatable {
     /// True while logged in.
     public var connected: Bool { state == .connected }
 }
+
+/// A group the tenant's account is in.
+public struct SessionGroup: Sendable, Hashable {
+    /// The group JID (`…@g.us`).
+    public var id: String
+    /// The group's name.
+    public var subject: String
+    /// Member JIDs.
+    public var participants: [String]
+
+    public init(id: String, subject: String, participants: [String]) {
+        self.id = id
+        self.subject = subject
+        self.participants = participants
+    }
+}

@@ -16,7 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on (env WAHOST_PORT, default 8080).")
     var port: Int?
 
-    @Option(name: .customLong("node-id"), help: "Lease owner name (env WAHOST_NODE_ID, default hostname-pid).")
+    @Option(name: .customLong("node-id"), help: "Lease owner name (env WAHOST_NODE_ID, default the host name, made unique per live process).")
     var nodeID: String?
 
     func run() async throws {
@@ -27,7 +27,22 @@ struct Serve: AsyncParsableCommand {
             guard (0...65535).contains(port) else { throw fail("port must be 0-65535", code: 2) }
             configuration.port = port
         }
-        configuration.nodeID = nodeID ?? environment["WAHOST_NODE_ID"] ?? configuration.nodeID
+        if let url = environment["WAHOST_WA_URL"], !url.isEmpty { configuration.whatsAppURL = url }
+        if let key = environment["WAHOST_WA_ROOT_KEY"], !key.isEmpty { configuration.whatsAppRootKeyHex = key }
+        if let ttl = environment["WAHOST_LEASE_TTL"] {
+            guard let seconds = Int(ttl), (3...3600).contains(seconds) else { throw fail("WAHOST_LEASE_TTL must be 3-3600 seconds", code: 2) }
+            configuration.leaseTTL = .seconds(seconds)
+        }
+        let identity: NodeIdentity
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+            identity = try NodeIdentity.claim(
+                dataDirectory: configuration.dataDirectory, requested: nodeID ?? environment["WAHOST_NODE_ID"],
+                base: WahostConfiguration.defaultNodeID())
+        } catch {
+            throw fail("\(error)", code: 1)
+        }
+        configuration.nodeID = identity.nodeID
 
         var logger = Logger(label: "wahost")
         logger.logLevel = environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -46,14 +61,15 @@ struct Serve: AsyncParsableCommand {
                 "node": "\(configuration.nodeID)", "storage": "\(services.backendName)",
                 "data_dir": "\(configuration.dataDirectory)",
             ])
-        let app = buildApplication(services: services, logger: logger)
         do {
+            let app = try buildApplication(services: services, logger: logger)
             try await app.runService()
         } catch {
             await services.close()
-            throw error
+            throw fail("\(error)", code: 1)
         }
         await services.close()
+        withExtendedLifetime(identity) {}
     }
 
     private func printFirstStart(_ first: FirstStart, configuration: WahostConfiguration) {

@@ -14,7 +14,7 @@ import FoundationNetworking
     @Test func healthAndReadinessInProcess() async throws {
         let dataDirectory = try makeTemporaryDirectory()
         let services = try await WahostServices.open(WahostConfiguration(port: 0, dataDirectory: dataDirectory), logger: Logger(label: "test"))
-        let app = buildApplication(services: services, logger: Logger(label: "test"))
+        let app = try buildApplication(services: services, logger: Logger(label: "test"))
         try await app.test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
@@ -35,7 +35,7 @@ import FoundationNetworking
         let dataDirectory = try makeTemporaryDirectory()
         let services = try await WahostServices.open(WahostConfiguration(dataDirectory: dataDirectory), logger: Logger(label: "test"))
         await services.close()
-        let app = buildApplication(services: services, logger: Logger(label: "test"))
+        let app = try buildApplication(services: services, logger: Logger(label: "test"))
         try await app.test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)

@@ -1,0 +1,130 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SessionPool
+import Tenancy
+
+/// An error answered as `{"error": {"code": "…", "message": "…"}}` with its HTTP status.
+public struct APIError: HTTPResponseError, Sendable {
+    /// The HTTP status.
+    public let status: HTTPResponse.Status
+    /// A stable machine-readable code, e.g. `otp_invalid`.
+    public let code: String
+    /// A human-readable message without secrets.
+    public let message: String
+    /// Extra response headers (e.g. `Retry-After`).
+    var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let data = try JSONEncoder().encode(ErrorBody(error: .init(code: code, message: message)))
+        var fields = headers
+        fields[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func badRequest(_ code: String, _ message: String) -> APIError { APIError(.badRequest, code, message) }
+    static let unknownTenant = APIError(.notFound, "tenant_not_found", "no such tenant")
+    static let wrongTenant = APIError(.forbidden, "token_wrong_tenant", "the admin token does not belong to this tenant")
+
+    /// Maps an authentication failure: 401 for tokens, 403 for OTP, 429 for lockout, 503 for storage.
+    static func from(_ error: AuthenticationError) -> APIError {
+        switch error.code {
+        case .tokenMissing: return APIError(.unauthorized, "token_missing", "x-admin-token header required")
+        case .tokenInvalid: return APIError(.unauthorized, "token_invalid", "admin token invalid")
+        case .otpRequired: return APIError(.forbidden, "otp_required", "x-otp header required for this tenant")
+        case .otpInvalid: return APIError(.forbidden, "otp_invalid", "one-time code invalid or already used")
+        case .lockedOut(let until):
+            var error = APIError(.tooManyRequests, "locked_out", "too many failed attempts; try again later")
+            error.headers[.retryAfter] = String(max(1, Int(until.timeIntervalSinceNow.rounded(.up))))
+            return error
+        case .unavailable: return APIError(.serviceUnavailable, "storage_unavailable", "credential store unavailable")
+        }
+    }
+
+    /// Maps a session pool failure: 409 wrong state, 503 elsewhere or upstream, 422 bad input.
+    static func from(_ error: SessionPoolError) -> APIError {
+        switch error.kind {
+        case .wrongState: APIError(.conflict, "wrong_state", error.message)
+        case .ownedElsewhere: APIError(.serviceUnavailable, "not_owned_here", error.message)
+        case .upstreamUnavailable: APIError(.serviceUnavailable, "upstream_unavailable", error.message)
+        case .invalidInput: APIError(.unprocessableContent, "invalid_input", error.message)
+        case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message)
+        }
+    }
+
+    /// Maps any failure by its type; unknown ones are the server's fault (503, logged by the middleware's caller).
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let error as APIError: error
+        case let error as AuthenticationError: from(error)
+        case let error as SessionPoolError: from(error)
+        case let error as TenancyError: from(error)
+        default: APIError(.serviceUnavailable, "unavailable", "temporarily unavailable")
+        }
+    }
+
+    /// Maps a tenancy failure.
+    static func from(_ error: TenancyError) -> APIError {
+        switch error.kind {
+        case .tenantExists: APIError(.conflict, "tenant_exists", "a tenant with this name exists")
+        case .tenantNotFound: unknownTenant
+        case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        case .hashing: APIError(.serviceUnavailable, "unavailable", "cannot hash the token right now")
+        }
+    }
+}
+
+/// `{"error": {"code": "…", "message": "…"}}`.
+private struct ErrorBody: Encodable {
+    struct Detail: Encodable {
+        let code: String
+        let message: String
+    }
+    let error: Detail
+}
+
+/// Turns every error that escapes a route into the JSON error shape, so no caller mistake becomes a bare 500.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as any HTTPResponseError {
+            throw APIError(error.status, Self.code(for: error.status), Self.message(for: error.status))
+        } catch is DecodingError {
+            throw APIError.badRequest("invalid_json", "the request body is not the expected JSON")
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(error)"])
+            throw APIError(.internalServerError, "internal", "internal error")
+        }
+    }
+
+    private static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .contentTooLarge: "body_too_large"
+        case .badRequest: "bad_request"
+        case .unsupportedMediaType: "unsupported_media_type"
+        default: "http_\(status.code)"
+        }
+    }
+
+    private static func message(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "no such route"
+        case .contentTooLarge: "the request body is too large"
+        case .badRequest: "bad request"
+        default: status.reasonPhrase
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// The AdminAPI module is filled by its own issue (see `issues`); until then it declares nothing.

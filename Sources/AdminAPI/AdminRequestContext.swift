@@ -1,0 +1,20 @@
+import Hummingbird
+import NIOCore
+
+/// The request context of every wahost route: the core context plus the client's address (for lockout and audit).
+public struct AdminRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The peer's socket address, when the transport has one.
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// JSON bodies are small; anything larger is refused with 413.
+    public var maxUploadSize: Int { 64 * 1024 }
+
+    /// The client's IP address as text, or `unknown`.
+    var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import Hummingbird
+import Logging
+import SessionPool
+import Tenancy
+
+/// What the HTTP surface needs from the rest of wahost; `App` fills it in.
+public struct AdminAPIDependencies: Sendable {
+    /// Tenants, tokens and OTP.
+    public var tenants: TenantDirectory
+    /// The sessions.
+    public var pool: SessionPool
+    /// Where route-level audit entries go (token failures are audited by `tenants`).
+    public var audit: any AuditLogRepository
+    /// Deletes a tenant's rows and credential files (after its session was stopped).
+    public var deleteTenant: @Sendable (TenantName, _ actor: String, _ clientAddress: String) async throws -> Void
+    /// True when the database answers.
+    public var storageReachable: @Sendable () async -> Bool
+    /// `sqlite` or `postgres`.
+    public var backendName: String
+    /// The Prometheus text exposition of every metric.
+    public var metricsText: @Sendable () -> String
+
+    public init(
+        tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
+        deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
+        storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String
+    ) {
+        self.tenants = tenants
+        self.pool = pool
+        self.audit = audit
+        self.deleteTenant = deleteTenant
+        self.storageReachable = storageReachable
+        self.backendName = backendName
+        self.metricsText = metricsText
+    }
+}
+
+/// Builds the router: tenant session endpoints (canonical and seed aliases), operator endpoints, health,
+/// readiness, metrics and the OpenAPI document.
+public func buildAdminRouter(_ dependencies: AdminAPIDependencies) -> Router<AdminRequestContext> {
+    let router = Router(context: AdminRequestContext.self)
+    router.middlewares.add(JSONErrorMiddleware())
+    router.middlewares.add(MetricsMiddleware())
+    HealthRoutes(dependencies: dependencies).register(on: router)
+    SessionRoutes(dependencies: dependencies).register(on: router)
+    OperatorRoutes(dependencies: dependencies).register(on: router)
+    return router
+}
+
+/// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+struct HealthRoutes {
+    let dependencies: AdminAPIDependencies
+
+    struct Health: ResponseEncodable {
+        let status: String
+    }
+
+    struct Readiness: ResponseEncodable {
+        let status: String
+        let storage: String
+        let backend: String
+        let sessions: String
+    }
+
+    func register(on router: Router<AdminRequestContext>) {
+        let dependencies = self.dependencies
+        router.get("healthz") { _, _ in Health(status: "ok") }
+        router.get("readyz") { _, _ -> EditedResponse<Readiness> in
+            let storage = await dependencies.storageReachable()
+            let restored = await dependencies.pool.isRestored
+            let ready = storage && restored
+            return EditedResponse(
+                status: ready ? .ok : .serviceUnavailable,
+                response: Readiness(
+                    status: ready ? "ready" : "not_ready", storage: storage ? "ok" : "unreachable", backend: dependencies.backendName,
+                    sessions: restored ? "restored" : "restoring"))
+        }
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: dependencies.metricsText())))
+        }
+        router.get("openapi.json") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
+        }
+    }
+}
+
+/// The committed OpenAPI 3.1 document (`Sources/AdminAPI/openapi.json`).
+public enum OpenAPIDocument {
+    /// The document's bytes, read once from the module's resources.
+    public static let bytes: [UInt8] = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"), let data = try? Data(contentsOf: url) else {
+            return Array(#"{"openapi":"3.1.0","info":{"title":"wahost","version":"missing"},"paths":{}}"#.utf8)
+        }
+        return Array(data)
+    }()
+}

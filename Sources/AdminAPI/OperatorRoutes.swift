@@ -1,0 +1,201 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SessionPool
+import Tenancy
+
+/// Operator endpoints (operator token in `x-admin-token`): list, create and delete tenants, rotate tokens,
+/// reset OTP, restart sessions.
+struct OperatorRoutes {
+    let dependencies: AdminAPIDependencies
+
+    struct TenantSummary: ResponseEncodable {
+        let tenant: String
+        let mfa: Bool
+        let createdAt: String
+        let state: String
+        let connected: Bool
+        let me: String?
+        let ownerNode: String?
+        let lastHeartbeat: String?
+        let lastError: String?
+
+        enum CodingKeys: String, CodingKey {
+            case tenant, mfa, state, connected, me
+            case createdAt = "created_at"
+            case ownerNode = "owner_node"
+            case lastHeartbeat = "last_heartbeat"
+            case lastError = "last_error"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(tenant, forKey: .tenant)
+            try container.encode(mfa, forKey: .mfa)
+            try container.encode(createdAt, forKey: .createdAt)
+            try container.encode(state, forKey: .state)
+            try container.encode(connected, forKey: .connected)
+            try container.encode(me, forKey: .me)
+            try container.encode(ownerNode, forKey: .ownerNode)
+            try container.encode(lastHeartbeat, forKey: .lastHeartbeat)
+            try container.encode(lastError, forKey: .lastError)
+        }
+    }
+
+    struct CreateTenantRequest: Decodable {
+        let name: String?
+        let mfa: Bool?
+    }
+
+    struct CreatedTenant: ResponseEncodable {
+        let tenant: String
+        let adminToken: String
+        let otpSecret: String?
+        let otpauthURI: String?
+
+        enum CodingKeys: String, CodingKey {
+            case tenant
+            case adminToken = "admin_token"
+            case otpSecret = "otp_secret"
+            case otpauthURI = "otpauth_uri"
+        }
+    }
+
+    struct RotatedToken: ResponseEncodable {
+        let tenant: String
+        let adminToken: String
+        enum CodingKeys: String, CodingKey {
+            case tenant
+            case adminToken = "admin_token"
+        }
+    }
+
+    struct OTPReset: ResponseEncodable {
+        let tenant: String
+        let otpSecret: String
+        let otpauthURI: String
+        enum CodingKeys: String, CodingKey {
+            case tenant
+            case otpSecret = "otp_secret"
+            case otpauthURI = "otpauth_uri"
+        }
+    }
+
+    struct Done: ResponseEncodable {
+        let status: String
+        let message: String
+    }
+
+    func register(on router: Router<AdminRequestContext>) {
+        router.get("tenants") { request, context -> [TenantSummary] in
+            try await authorize(request, context)
+            let tenants: [Tenant]
+            do { tenants = try await dependencies.tenants.listTenants() } catch { throw APIError.from(error) }
+            var summaries: [TenantSummary] = []
+            summaries.reserveCapacity(tenants.count)
+            for tenant in tenants { summaries.append(await summary(tenant)) }
+            return summaries
+        }
+        router.post("tenants") { request, context -> EditedResponse<CreatedTenant> in
+            try await authorize(request, context)
+            let body: CreateTenantRequest
+            do { body = try await request.decode(as: CreateTenantRequest.self, context: context) } catch {
+                throw APIError.badRequest("invalid_json", "the body must be a JSON object like {\"name\": \"acme\", \"mfa\": true}")
+            }
+            guard let rawName = body.name else { throw APIError.badRequest("name_required", "name is required") }
+            let name: TenantName
+            do { name = try TenantName(rawName) } catch {
+                throw APIError(.unprocessableContent, "name_invalid", "\(error)")
+            }
+            let issued: IssuedTenant
+            do {
+                issued = try await dependencies.tenants.createTenant(
+                    name, mfa: body.mfa ?? true, actor: "operator", clientAddress: context.clientAddress)
+            } catch {
+                throw APIError.from(error)
+            }
+            return EditedResponse(
+                status: .created,
+                response: CreatedTenant(
+                    tenant: name.rawValue, adminToken: issued.adminToken.text, otpSecret: issued.otp?.secretBase32,
+                    otpauthURI: issued.otp?.provisioningURI))
+        }
+        router.get("tenants/:tenant") { request, context -> TenantSummary in
+            try await authorize(request, context)
+            return await summary(try await existingTenant(context))
+        }
+        router.delete("tenants/:tenant") { request, context -> Done in
+            try await authorize(request, context)
+            let tenant = try await existingTenant(context)
+            await dependencies.pool.remove(tenant.name)
+            do { try await dependencies.deleteTenant(tenant.name, "operator", context.clientAddress) } catch let error as TenancyError {
+                throw APIError.from(error)
+            } catch {
+                throw APIError(.serviceUnavailable, "unavailable", "cannot delete the tenant's credentials: \(error)")
+            }
+            return Done(status: "success", message: "Tenant deleted.")
+        }
+        router.post("tenants/:tenant/rotate-token") { request, context -> RotatedToken in
+            try await authorize(request, context)
+            let tenant = try await existingTenant(context)
+            do {
+                let token = try await dependencies.tenants.rotateAdminToken(
+                    for: tenant.name, actor: "operator", clientAddress: context.clientAddress)
+                return RotatedToken(tenant: tenant.name.rawValue, adminToken: token.text)
+            } catch {
+                throw APIError.from(error)
+            }
+        }
+        router.post("tenants/:tenant/reset-otp") { request, context -> OTPReset in
+            try await authorize(request, context)
+            let tenant = try await existingTenant(context)
+            do {
+                let enrolment = try await dependencies.tenants.resetOTP(for: tenant.name, actor: "operator", clientAddress: context.clientAddress)
+                return OTPReset(tenant: tenant.name.rawValue, otpSecret: enrolment.secretBase32, otpauthURI: enrolment.provisioningURI)
+            } catch {
+                throw APIError.from(error)
+            }
+        }
+        router.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
+            try await authorize(request, context)
+            let tenant = try await existingTenant(context)
+            do { try await dependencies.pool.restart(tenant.name) } catch { throw APIError.from(error) }
+            let event = AuditEvent(
+                at: Date(), actor: "operator", action: "session.restart", tenant: tenant.name.rawValue, clientAddress: context.clientAddress,
+                detail: nil)
+            try? await dependencies.audit.appendAudit(event)
+            return await summary(tenant)
+        }
+    }
+
+    private func authorize(_ request: Request, _ context: AdminRequestContext) async throws {
+        do {
+            try await dependencies.tenants.authenticateOperator(token: request.headers[.adminToken], clientAddress: context.clientAddress)
+        } catch {
+            throw APIError.from(error)
+        }
+    }
+
+    private func existingTenant(_ context: AdminRequestContext) async throws -> Tenant {
+        guard let text = context.parameters.get("tenant"), let name = try? TenantName(text) else { throw APIError.unknownTenant }
+        let tenant: Tenant?
+        do { tenant = try await dependencies.tenants.tenant(named: name) } catch { throw APIError.from(error) }
+        guard let tenant else { throw APIError.unknownTenant }
+        return tenant
+    }
+
+    private func summary(_ tenant: Tenant) async -> TenantSummary {
+        let status = await dependencies.pool.status(of: tenant.name)
+        return TenantSummary(
+            tenant: tenant.name.rawValue, mfa: tenant.mfaEnabled, createdAt: tenant.createdAt.iso8601, state: status.state.rawValue,
+            connected: status.connected, me: status.me, ownerNode: status.ownerNode, lastHeartbeat: status.lastHeartbeat?.iso8601,
+            lastError: status.lastError)
+    }
+}
+
+extension Date {
+    /// ISO 8601 with fractional seconds, UTC.
+    var iso8601: String { formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) }
+}

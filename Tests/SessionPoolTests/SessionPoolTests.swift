@@ -1,0 +1,271 @@
+import Foundation
+import Logging
+import SessionPool
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+import WhatsApp
+import WhatsAppSimulator
+
+/// A simulator, a real SQLite system database with tenants, real encrypted credential files, and pools over them.
+struct PoolRig {
+    let simulator: WhatsAppSimulator
+    let store: SQLiteSystemStore
+    let files: EncryptedCredentialStore
+    let clientConfiguration: WhatsAppClientConfiguration
+    let tenants: [TenantName]
+
+    static func make(tenants names: [String] = ["acme"]) async throws -> PoolRig {
+        let simulator = try WhatsAppSimulator()
+        let url = try await simulator.start()
+        let directory = try makeTemporaryDirectory()
+        let store = try SQLiteSystemStore(path: directory + "/system.db")
+        let files = try EncryptedCredentialStore(directory: directory + "/auth", masterKey: .generate())
+        var tenants: [TenantName] = []
+        for name in names {
+            let tenant = try TenantName(name)
+            try await store.createTenant(Tenant(name: tenant, createdAt: Date(), mfaEnabled: false), adminTokenHash: "x", otpSecret: nil)
+            tenants.append(tenant)
+        }
+        let configuration = WhatsAppClientConfiguration(
+            url: url, rootPublicKey: simulator.rootPublicKey, handshakeTimeout: .seconds(5), requestTimeout: .seconds(5))
+        return PoolRig(simulator: simulator, store: store, files: files, clientConfiguration: configuration, tenants: tenants)
+    }
+
+    func pool(node: String = "node-a", ttl: Duration = .seconds(3), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)))
+        -> SessionPool
+    {
+        var logger = Logger(label: "test.pool.\(node)")
+        logger.logLevel = .warning
+        let files = self.files
+        return SessionPool(
+            configuration: SessionPoolConfiguration(
+                nodeID: node, leaseTTL: ttl, heartbeatInterval: .milliseconds(200), restoreJitter: .milliseconds(20), backoff: backoff,
+                qrWait: .seconds(5)),
+            records: store, clientConfiguration: clientConfiguration,
+            credentialStore: { TenantCredentialStore(tenant: $0, files: files) }, logger: logger)
+    }
+
+    /// Pairs `tenant` on `pool` by QR through the simulated phone; returns the account user (phone number).
+    func pair(_ tenant: TenantName, on pool: SessionPool) async throws -> String {
+        let status = try await pool.qrCode(for: tenant)
+        let qr = try #require(status.qr)
+        #expect(qr.hasPrefix("https://wa.me/settings/linked_devices#"))
+        let jid = try await simulator.scanQRCode(qr)
+        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        return String(jid.prefix { $0 != ":" && $0 != "@" })
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func waitUntil(timeout: Duration = .seconds(15), _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(25))
+    }
+    throw TestSupportError("condition not met within \(timeout)")
+}
+
+@Suite(.serialized) struct SessionPoolTests {
+    @Test func qrPairingConnectsThenGroupsThenLogoutWipes() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        #expect(await pool.status(of: tenant).state == .stopped)
+        let user = try await rig.pair(tenant, on: pool)
+        let status = await pool.status(of: tenant)
+        #expect(status.me?.hasPrefix(user) == true)
+        #expect(status.ownerNode == "node-a")
+        #expect(try await rig.store.desiredStates()[tenant] == .running)
+
+        let groups = try await pool.groups(for: tenant)
+        #expect(groups.map(\.id) == SimulatedGroup.fixture.map { $0.id + "@g.us" })
+        #expect(groups.map(\.participants.count) == SimulatedGroup.fixture.map(\.participants.count))
+
+        await #expect(throws: SessionPoolError.self) { try await pool.qrCode(for: tenant) }
+
+        try await pool.logout(tenant)
+        #expect(await rig.simulator.observed.logouts[user] == 1)
+        #expect(await pool.status(of: tenant).state == .loggedOut)
+        #expect(rig.files.files(tenant: tenant).isEmpty, "credentials wiped")
+        #expect(try await rig.store.desiredStates()[tenant] == .stopped)
+        #expect(try await rig.store.leases().isEmpty, "lease released")
+        try await pool.logout(tenant)  // idempotent
+        #expect(await pool.status(of: tenant).state == .loggedOut)
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func codePairingThroughThePool() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let code = try await pool.pairingCode(for: tenant, phoneNumber: "15551234567")
+        #expect(code.count == 8)
+        #expect(await pool.status(of: tenant).pairingMethod == .code)
+        _ = try await rig.simulator.enterLinkCode(code)
+        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func aBadPhoneNumberIsInvalidInput() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        do {
+            _ = try await pool.pairingCode(for: rig.tenants[0], phoneNumber: "12")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.kind == .invalidInput)
+        }
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func restoreLogsInWithStoredCredentialsWithoutPairing() async throws {
+        let rig = try await PoolRig.make(tenants: ["one", "two"])
+        let first = rig.pool()
+        await first.startMaintenance()
+        var users: [String] = []
+        for tenant in rig.tenants { users.append(try await rig.pair(tenant, on: first)) }
+        await first.shutdown()
+        #expect(try await rig.store.leases().isEmpty, "graceful shutdown releases leases")
+        #expect(try await rig.store.desiredStates().values.allSatisfy { $0 == .running }, "shutdown keeps the desired state")
+
+        let second = rig.pool()
+        await second.startMaintenance()
+        for tenant in rig.tenants { try await waitUntil { await second.status(of: tenant).state == .connected } }
+        #expect(await second.isRestored)
+        let observed = await rig.simulator.observed
+        #expect(observed.registrations == 2, "no new pairing")
+        for user in users { #expect(observed.logins[user] == 2, "the login after pairing, then the restore") }
+        await second.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func twoPoolsOnOneDatabaseNeverBothConnectATenant() async throws {
+        let rig = try await PoolRig.make()
+        let tenant = rig.tenants[0]
+        let a = rig.pool(node: "node-a")
+        await a.startMaintenance()
+        let user = try await rig.pair(tenant, on: a)
+        let b = rig.pool(node: "node-b")
+        await b.startMaintenance()
+        try await Task.sleep(for: .seconds(1))
+        #expect(await b.status(of: tenant).ownerNode == "node-a", "b sees a's lease")
+        do {
+            try await b.restart(tenant)
+            Issue.record("b must not take a live lease")
+        } catch {
+            #expect(error.kind == .ownedElsewhere)
+        }
+        #expect(await b.status(of: tenant).state == .connected, "b reports a's session from the lease row")
+        await a.shutdown()
+        try await waitUntil {
+            let status = await b.status(of: tenant)
+            return status.ownerNode == "node-b" && status.state == .connected
+        }
+        #expect(await rig.simulator.observed.peakConnectionsPerAccount[user] == 1)
+        await b.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func replacedIsTerminalAndNotRetried() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let user = try await rig.pair(tenant, on: pool)
+        let logins = await rig.simulator.observed.logins[user]
+        await rig.simulator.sendStreamError(toAccount: user, code: nil, conflict: "replaced")
+        try await waitUntil { await pool.status(of: tenant).state == .replaced }
+        try await Task.sleep(for: .seconds(1))
+        #expect(await rig.simulator.observed.logins[user] == logins, "no reconnect after replaced")
+        #expect(await pool.status(of: tenant).state == .replaced)
+        #expect(try await rig.store.desiredStates()[tenant] == .stopped)
+        #expect(!rig.files.files(tenant: tenant).isEmpty, "replaced keeps credentials")
+
+        try await pool.restart(tenant)
+        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func deviceRemovedWipesCredentials() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let user = try await rig.pair(tenant, on: pool)
+        await rig.simulator.removeDevice(ofAccount: user)
+        try await waitUntil { await pool.status(of: tenant).state == .loggedOut }
+        #expect(rig.files.files(tenant: tenant).isEmpty)
+        #expect(try await rig.store.desiredStates()[tenant] == .stopped)
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func aDropReconnectsWithBackoff() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let user = try await rig.pair(tenant, on: pool)
+        let logins = await rig.simulator.observed.logins[user] ?? 0
+        await rig.simulator.dropConnections(ofAccount: user)
+        try await waitUntil { await (rig.simulator.observed.logins[user] ?? 0) == logins + 1 }
+        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func statusUpdatesArePublished() async throws {
+        let rig = try await PoolRig.make()
+        let pool = rig.pool()
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let updates = await pool.updates(of: tenant)
+        let seen = Task {
+            var states: [SessionState] = []
+            for await status in updates {
+                if states.last != status.state { states.append(status.state) }
+                if status.state == .connected { break }
+            }
+            return states
+        }
+        _ = try await rig.pair(tenant, on: pool)
+        let states = await seen.value
+        #expect(states.first == .stopped)
+        #expect(states.contains(.pairing))
+        #expect(states.last == .connected)
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+}
+
+@Suite struct BackoffTests {
+    @Test func ceilingDoublesUpToTheCap() {
+        let backoff = Backoff(base: .seconds(1), cap: .seconds(60))
+        #expect(backoff.ceiling(attempt: 1) == .seconds(1))
+        #expect(backoff.ceiling(attempt: 2) == .seconds(2))
+        #expect(backoff.ceiling(attempt: 6) == .seconds(32))
+        #expect(backoff.ceiling(attempt: 7) == .seconds(60))
+        #expect(backoff.ceiling(attempt: 1000) == .seconds(60))
+    }
+
+    @Test func delaysStayWithinTheCeiling() {
+        let backoff = Backoff(base: .milliseconds(100), cap: .seconds(5))
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 1...20 {
+            for _ in 0..<50 {
+                let delay = backoff.delay(attempt: attempt, using: &generator)
+                #expect(delay >= .zero && delay <= backoff.ceiling(attempt: attempt))
+            }
+        }
+    }
+}
