@@ -180,6 +180,7 @@ let package = Package(
             dependencies: [
                 "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

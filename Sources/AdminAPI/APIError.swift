@@ -128,3 +128,20 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 }
+
+extension Request {
+    /// Reads at most the context's upload limit (413 beyond it) and decodes JSON (400 `invalid_json` when it is not).
+    func decodeJSON<T: Decodable>(as type: T.Type, context: AdminRequestContext, example: String) async throws -> T {
+        let buffer: ByteBuffer
+        do { buffer = try await body.collect(upTo: context.maxUploadSize) } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(context.maxUploadSize) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.badRequest("invalid_json", "the body must be a JSON object like \(example)")
+        }
+    }
+}

@@ -100,10 +100,7 @@ struct OperatorRoutes {
         }
         router.post("tenants") { request, context -> EditedResponse<CreatedTenant> in
             try await authorize(request, context)
-            let body: CreateTenantRequest
-            do { body = try await request.decode(as: CreateTenantRequest.self, context: context) } catch {
-                throw APIError.badRequest("invalid_json", "the body must be a JSON object like {\"name\": \"acme\", \"mfa\": true}")
-            }
+            let body = try await request.decodeJSON(as: CreateTenantRequest.self, context: context, example: #"{"name": "acme", "mfa": true}"#)
             guard let rawName = body.name else { throw APIError.badRequest("name_required", "name is required") }
             let name: TenantName
             do { name = try TenantName(rawName) } catch {

@@ -211,16 +211,7 @@ struct SessionRoutes {
     }
 
     private func phoneNumber(_ request: Request, _ context: AdminRequestContext) async throws -> String {
-        let body: PairingCodeRequest
-        do {
-            body = try await request.decode(as: PairingCodeRequest.self, context: context)
-        } catch let error as APIError {
-            throw error
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError(.contentTooLarge, "body_too_large", "the request body is too large")
-        } catch {
-            throw APIError.badRequest("invalid_json", "the body must be a JSON object like {\"number\": \"910000000000\"}")
-        }
+        let body = try await request.decodeJSON(as: PairingCodeRequest.self, context: context, example: #"{"number": "910000000000"}"#)
         guard let number = body.number, !number.isEmpty else { throw APIError.badRequest("number_required", "number is required") }
         guard number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), (6...15).contains(number.utf8.count) else {
             throw APIError.badRequest("number_invalid", "number must be 6 to 15 digits, country code first, no + or spaces")

@@ -70,7 +70,7 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    static func start(arguments: [String]) throws -> ServerProcess {
+    static func start(arguments: [String], environment extra: [String: String] = [:]) throws -> ServerProcess {
         let server = ServerProcess(logPath: try makeTemporaryDirectory() + "/server.log")
         _ = FileManager.default.createFile(atPath: server.logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: server.logPath))
@@ -78,6 +78,7 @@ final class ServerProcess: @unchecked Sendable {
         server.process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "WAHOST_MASTER_KEY")
+        environment.merge(extra) { $1 }
         server.process.environment = environment
         server.process.standardOutput = log
         server.process.standardError = log
@@ -100,6 +101,13 @@ final class ServerProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestSupportError("no /healthz within 30 s: \(output)")
+    }
+
+    /// SIGKILL (a crash: no lease release, no goodbye), then waits for the exit.
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     /// SIGTERM, then waits for the exit.
