@@ -130,7 +130,8 @@ struct OperatorRoutes {
             do { try await dependencies.deleteTenant(tenant.name, "operator", context.clientAddress) } catch let error as TenancyError {
                 throw APIError.from(error)
             } catch {
-                throw APIError(.serviceUnavailable, "unavailable", "cannot delete the tenant's credentials: \(error)")
+                context.logger.error("tenant credential wipe failed", metadata: ["tenant": "\(tenant.name)", "error": "\(error)"])
+                throw APIError(.serviceUnavailable, "unavailable", "the tenant's credential files could not be deleted; see the server log")
             }
             return Done(status: "success", message: "Tenant deleted.")
         }
@@ -162,7 +163,9 @@ struct OperatorRoutes {
             let event = AuditEvent(
                 at: Date(), actor: "operator", action: "session.restart", tenant: tenant.name.rawValue, clientAddress: context.clientAddress,
                 detail: nil)
-            try? await dependencies.audit.appendAudit(event)
+            do { try await dependencies.audit.appendAudit(event) } catch {
+                context.logger.error("audit log write failed", metadata: ["action": "session.restart", "error": "\(error)"])
+            }
             return await summary(tenant)
         }
     }

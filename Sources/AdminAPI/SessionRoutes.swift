@@ -119,7 +119,7 @@ struct SessionRoutes {
     private func status(_ tenant: TenantName) async throws -> Status {
         let status = await dependencies.pool.status(of: tenant)
         return Status(
-            tenant: tenant.rawValue, connected: status.connected, state: status.state.rawValue, loggedIn: status.connected,
+            tenant: tenant.rawValue, connected: status.connected, state: status.state.rawValue, loggedIn: status.me != nil,
             me: status.me, pairingMethod: status.pairingMethod?.rawValue, lastError: status.lastError)
     }
 
@@ -170,7 +170,7 @@ struct SessionRoutes {
             let all: [Tenant]
             do { all = try await dependencies.tenants.listTenants() } catch { throw APIError.from(error) }
             guard all.count == 1 else {
-                throw APIError.badRequest("tenant_required", "several tenants exist; name one with the x-tenant header")
+                throw APIError.badRequest("tenant_required", "name the tenant with the x-tenant header (or use /tenants/{tenant}/session/status)")
             }
             return all[0].name
         }

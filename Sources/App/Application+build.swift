@@ -18,6 +18,16 @@ public func buildApplication(
 
 /// Builds the HTTP application around an existing pool (tests keep a handle on it).
 public func buildApplication(services: WahostServices, pool: SessionPool, logger: Logger) -> some ApplicationProtocol {
+    Application(
+        router: buildRouter(services: services, pool: pool, logger: logger),
+        configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
+        services: [pool],
+        logger: logger
+    )
+}
+
+/// The router with every wahost route over these services and pool.
+public func buildRouter(services: WahostServices, pool: SessionPool, logger: Logger) -> Router<AdminRequestContext> {
     _ = WahostMetrics.registry
     let store = services.store
     let credentials = services.credentials
@@ -39,12 +49,7 @@ public func buildApplication(services: WahostServices, pool: SessionPool, logger
         },
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() })
-    return Application(
-        router: buildAdminRouter(dependencies),
-        configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
-        services: [pool],
-        logger: logger
-    )
+    return buildAdminRouter(dependencies)
 }
 
 /// The session pool for these services: WhatsApp endpoint and trust from configuration, credentials under `auth/`.

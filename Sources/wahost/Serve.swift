@@ -46,9 +46,14 @@ struct Serve: AsyncParsableCommand {
 
         var logger = Logger(label: "wahost")
         logger.logLevel = environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        var tenancy = TenantDirectory.Configuration()
+        if let text = environment["WAHOST_LOCKOUT_MAX_FAILURES"] {
+            guard let failures = Int(text), failures >= 1 else { throw fail("WAHOST_LOCKOUT_MAX_FAILURES must be a positive number", code: 2) }
+            tenancy.lockoutPolicy.maximumFailures = failures
+        }
         let services: WahostServices
         do {
-            services = try await WahostServices.open(configuration, logger: logger)
+            services = try await WahostServices.open(configuration, tenancyConfiguration: tenancy, logger: logger)
         } catch {
             throw fail("\(error)", code: 1)
         }

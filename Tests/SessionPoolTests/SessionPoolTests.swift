@@ -140,7 +140,7 @@ func waitUntil(timeout: Duration = .seconds(15), _ condition: () async -> Bool) 
         let second = rig.pool()
         await second.startMaintenance()
         for tenant in rig.tenants { try await waitUntil { await second.status(of: tenant).state == .connected } }
-        #expect(await second.isRestored)
+        try await waitUntil { await second.isRestored }
         let observed = await rig.simulator.observed
         #expect(observed.registrations == 2, "no new pairing")
         for user in users { #expect(observed.logins[user] == 2, "the login after pairing, then the restore") }
