@@ -47,6 +47,10 @@ public struct SimulatorCounters: Sendable, Equatable {
     public var pings: [String: Int] = [:]
     /// Logout IQs received, per account.
     public var logouts: [String: Int] = [:]
+    /// One-time prekeys the server holds, per account (uploads add, `consumePreKeys` takes).
+    public var preKeys: [String: Int] = [:]
+    /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
+    public var rejectedPreKeyUploads = 0
 }
 
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
@@ -134,6 +138,7 @@ struct SimulatedAccount: Sendable {
     var jid: JID
     var lid: JID
     var noisePublicKey: [UInt8]
+    var identityPublicKey: [UInt8]
 }
 
 /// Where a connection is in its life.
@@ -331,6 +336,22 @@ extension WhatsAppSimulator {
             send(result(iqID), to: id)
         case ("w:g2", .loggedIn?):
             send(groupsResult(iqID), to: id)
+        case ("encrypt", .loggedIn(let user)?) where node.child("count") != nil:
+            send(
+                Node(
+                    tag: "iq", attributes: ["from": .jid(.whatsappServer), "id": .string(iqID), "type": "result"],
+                    children: [Node(tag: "count", attributes: ["value": .string(String(counters.preKeys[user] ?? 0))])]),
+                to: id)
+        case ("encrypt", .loggedIn(let user)?) where node.child("list") != nil:
+            guard let upload = try? PreKeyUpload(parsing: node),
+                upload.identityPublicKey == accounts.values.first(where: { $0.jid.user == user })?.identityPublicKey
+            else {
+                counters.rejectedPreKeyUploads += 1
+                send(errorResult(iqID, code: 400, text: "bad-request"), to: id)
+                return
+            }
+            counters.preKeys[user, default: 0] += upload.preKeys.count
+            send(result(iqID), to: id)
         case ("md", .loggedIn(let user)?) where node.child("remove-companion-device") != nil:
             counters.logouts[user, default: 0] += 1
             accounts = accounts.filter { $0.value.jid.user != user }
@@ -451,6 +472,15 @@ extension WhatsAppSimulator {
         if silent { silentAccounts.insert(user) } else { silentAccounts.remove(user) }
     }
 
+    /// Contacts used up all but `remaining` of the account's prekeys: the server says so with an `encrypt` notification.
+    public func consumePreKeys(ofAccount user: String, leaving remaining: Int) {
+        counters.preKeys[user] = remaining
+        let notification = Node(
+            tag: "notification", attributes: ["from": .jid(.whatsappServer), "id": .string(nextIQID()), "type": "encrypt", "t": "1700000000"],
+            children: [Node(tag: "count", attributes: ["value": .string(String(remaining))])])
+        for id in liveConnectionIDs(of: user) { send(notification, to: id) }
+    }
+
     /// The paired account users (phone numbers) the simulator knows.
     public var accountUsers: [String] { accounts.values.map(\.jid.user).sorted() }
 
@@ -476,7 +506,7 @@ extension WhatsAppSimulator {
         let reply = try await request(pairSuccess.node, iqID: iqID, to: id)
         _ = try issuer.verifyReply(reply, to: pairSuccess, companionIdentityPublicKey: identityPublicKey)
         let key = noisePublicKey.map { String(format: "%02x", $0) }.joined()
-        accounts[key] = SimulatedAccount(jid: jid, lid: lid, noisePublicKey: noisePublicKey)
+        accounts[key] = SimulatedAccount(jid: jid, lid: lid, noisePublicKey: noisePublicKey, identityPublicKey: identityPublicKey)
         // The server restarts the stream after pairing; the companion logs in again.
         send(Node(tag: "stream:error", attributes: ["code": "515"]), to: id)
         await drop(id)

@@ -140,6 +140,35 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         await rig.simulator.stop()
     }
 
+    @Test func prekeysAreUploadedAfterLoginAndRefilledWhenTheServerRunsLow() async throws {
+        let rig = try await Rig.make()
+        let (client, user, session) = try await rig.pairedClient()
+        try await eventually { await rig.simulator.observed.preKeys[user] == PreKeyPolicy.initialBatch }
+        let stored = try rig.store.loadPreKeys()
+        #expect(stored.count == PreKeyPolicy.initialBatch, "private halves stored")
+        #expect(stored.map(\.id) == Array(1...UInt32(PreKeyPolicy.initialBatch)))
+        #expect(try await rig.store.load()?.nextPreKeyID == UInt32(PreKeyPolicy.initialBatch) + 1)
+
+        await rig.simulator.consumePreKeys(ofAccount: user, leaving: 2)
+        try await eventually { await rig.simulator.observed.preKeys[user] == 2 + PreKeyPolicy.refillBatch }
+        let refilled = try rig.store.loadPreKeys()
+        #expect(refilled.last?.id == UInt32(PreKeyPolicy.initialBatch + PreKeyPolicy.refillBatch))
+        #expect(await rig.simulator.observed.rejectedPreKeyUploads == 0)
+
+        // A restart finds enough prekeys on the server and uploads none.
+        await client.disconnect()
+        _ = await session.value
+        let again = rig.client()
+        var events = again.events.makeAsyncIterator()
+        let run = Task { await again.run() }
+        _ = try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await rig.simulator.observed.preKeys[user] == 2 + PreKeyPolicy.refillBatch)
+        await again.disconnect()
+        _ = await run.value
+        await rig.simulator.stop()
+    }
+
     @Test func replacedIsTerminal() async throws {
         let rig = try await Rig.make()
         let (_, user, session) = try await rig.pairedClient()

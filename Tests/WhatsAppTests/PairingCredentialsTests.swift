@@ -78,8 +78,13 @@ import WABinary
         actor MemoryStore: CredentialStore {
             var stored: DeviceCredentials?
             func load() async throws -> DeviceCredentials? { stored }
+            var preKeys: [PreKey] = []
             func save(_ credentials: DeviceCredentials) async throws { stored = credentials }
-            func wipe() async throws { stored = nil }
+            func savePreKeys(_ keys: [PreKey]) async throws { preKeys += keys }
+            func wipe() async throws {
+                stored = nil
+                preKeys = []
+            }
         }
         let store = MemoryStore()
         let credentials = try DeviceCredentials.generate()

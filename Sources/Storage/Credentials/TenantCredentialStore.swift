@@ -30,6 +30,25 @@ public struct TenantCredentialStore: CredentialStore {
         try files.write(Array(try encoder.encode(credentials)), file: Self.fileName, tenant: tenant)
     }
 
+    /// Prekeys kept: the newest ones; older ones were consumed by contacts long ago or will never be.
+    public static let retainedPreKeys = 4096
+    /// The file that holds the one-time prekeys.
+    public static let preKeyFileName = "prekeys.json"
+
+    public func loadPreKeys() throws -> [PreKey] {
+        guard let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant) else { return [] }
+        do {
+            return try JSONDecoder().decode([PreKey].self, from: Data(bytes))
+        } catch {
+            throw CredentialStoreError(.corrupt, "credential file '\(Self.preKeyFileName)' of tenant '\(tenant)' does not hold prekeys")
+        }
+    }
+
+    public func savePreKeys(_ preKeys: [PreKey]) async throws {
+        let kept = Array((try loadPreKeys() + preKeys).suffix(Self.retainedPreKeys))
+        try files.write(Array(try JSONEncoder().encode(kept)), file: Self.preKeyFileName, tenant: tenant)
+    }
+
     public func wipe() async throws {
         try files.wipe(tenant: tenant)
     }

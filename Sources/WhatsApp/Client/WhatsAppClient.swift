@@ -95,6 +95,7 @@ public actor WhatsAppClient {
         var loggedIn = false
         var pairing: PairingSession?
         var keepalive: Task<Void, Never>?
+        var preKeyCheck: Task<Void, Never>?
     }
 
     public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, logger: Logger) {
@@ -288,6 +289,7 @@ public actor WhatsAppClient {
         }
         connection?.outgoing.finish()
         connection?.keepalive?.cancel()
+        connection?.preKeyCheck?.cancel()
         if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
         connection = nil
         logger.info("disconnected", metadata: ["reason": "\(final)"])
@@ -355,6 +357,11 @@ public actor WhatsAppClient {
         case "xmlstreamend":
             return .connectionClosed
         case "message", "receipt", "notification", "call":
+            if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
+                let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer
+            {
+                connection?.preKeyCheck = Task { [weak self] in await self?.uploadPreKeys(count: PreKeyPolicy.refillBatch) }
+            }
             if node.tag == "notification", let reason = await handleNotification(node) { return reason }
             if let ack = Stanzas.ack(for: node) { try? send(ack) }
             return nil
@@ -372,6 +379,7 @@ public actor WhatsAppClient {
         if let id = connection?.iqIDs.next() { try? send(Stanzas.setActive(id: id)) }
         logger.info("logged in", metadata: ["jid": "\(account.jid)"])
         emit(.loggedIn(jid: account.jid.description))
+        connection?.preKeyCheck = Task { [weak self] in await self?.checkPreKeys() }
         let configuration = self.configuration
         connection?.keepalive = Task { [weak self] in
             while !Task.isCancelled {
@@ -405,6 +413,37 @@ public actor WhatsAppClient {
         // Pings and anything else we do not implement get an empty result so the server never waits on us.
         if let result = Stanzas.iqResult(answering: node) { try? send(result) }
         return nil
+    }
+
+    /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (§9.3).
+    private func checkPreKeys() async {
+        do {
+            let count = try Stanzas.parsePreKeyCount(try await request { Stanzas.preKeyCount(id: $0) })
+            guard count < PreKeyPolicy.minimumOnServer else { return }
+            await uploadPreKeys(count: count == 0 ? PreKeyPolicy.initialBatch : PreKeyPolicy.refillBatch)
+        } catch {
+            logger.warning("prekey count query failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Generates `count` prekeys, stores them (private halves included) before uploading their public halves.
+    func uploadPreKeys(count: Int) async {
+        guard var credentials else { return }
+        let keys = PreKey.generate(count: count, firstID: credentials.nextPreKeyID ?? 1)
+        do {
+            try await store.savePreKeys(keys)
+            credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
+            try await store.save(credentials)
+            self.credentials = credentials
+            _ = try await request {
+                Stanzas.preKeyUpload(
+                    id: $0, registrationID: credentials.registrationID, identityPublicKey: credentials.identityKey.publicKey, preKeys: keys,
+                    signedPreKey: credentials.signedPreKey)
+            }
+            logger.info("uploaded prekeys", metadata: ["count": "\(count)"])
+        } catch {
+            logger.warning("prekey upload failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Publishes an event.

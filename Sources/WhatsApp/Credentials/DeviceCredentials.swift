@@ -22,6 +22,8 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
     public var advSecretKey: [UInt8]
     /// The account this companion is linked to; nil until pair-success has been accepted.
     public var pairedAccount: PairedAccount?
+    /// The id the next generated prekey gets; nil means 1 (none generated yet).
+    public var nextPreKeyID: UInt32?
 
     /// Credentials from their parts.
     public init(
@@ -30,7 +32,8 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
         signedPreKey: SignedPreKey,
         registrationID: UInt32,
         advSecretKey: [UInt8],
-        pairedAccount: PairedAccount? = nil
+        pairedAccount: PairedAccount? = nil,
+        nextPreKeyID: UInt32? = nil
     ) {
         self.noiseKey = noiseKey
         self.identityKey = identityKey
@@ -38,6 +41,7 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
         self.registrationID = registrationID
         self.advSecretKey = advSecretKey
         self.pairedAccount = pairedAccount
+        self.nextPreKeyID = nextPreKeyID
     }
 
     /// The id of the signed prekey generated with fresh credentials (both reference libraries use 1).
@@ -202,6 +206,8 @@ public protocol CredentialStore: Sendable {
     func load() async throws -> DeviceCredentials?
     /// Replaces the stored credentials durably.
     func save(_ credentials: DeviceCredentials) async throws
-    /// Deletes the stored credentials (after logout or `device_removed`).
+    /// Adds one-time prekeys (with their private halves) durably, before their public halves are uploaded.
+    func savePreKeys(_ preKeys: [PreKey]) async throws
+    /// Deletes the stored credentials and prekeys (after logout or `device_removed`).
     func wipe() async throws
 }

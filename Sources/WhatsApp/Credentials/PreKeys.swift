@@ -1,0 +1,126 @@
+import WABinary
+
+/// A one-time prekey: an X25519 key pair with a 24-bit id (wa-protocol.md §9.3).
+public struct PreKey: Codable, Sendable, Equatable {
+    /// The 24-bit id, sent as 3 big-endian bytes.
+    public var id: UInt32
+    /// The key pair; the private half stays in the credential store.
+    public var keyPair: Curve25519KeyPair
+
+    public init(id: UInt32, keyPair: Curve25519KeyPair) {
+        self.id = id
+        self.keyPair = keyPair
+    }
+
+    /// Fresh prekeys with ids `firstID`, `firstID + 1`, … (wrapping within 1…0xFFFFFF).
+    public static func generate(count: Int, firstID: UInt32) -> [PreKey] {
+        (0..<count).map { offset in
+            let id = (firstID - 1 + UInt32(offset)) % maximumID + 1
+            return PreKey(id: id, keyPair: .generate())
+        }
+    }
+
+    /// Prekey ids are 24-bit and never 0.
+    public static let maximumID: UInt32 = 0xFF_FFFF
+}
+
+/// When and how many prekeys to upload (whatsmeow's numbers, §9.3).
+public enum PreKeyPolicy {
+    /// Upload when the server holds fewer than this.
+    public static let minimumOnServer = 5
+    /// The batch after pairing, when the server holds none.
+    public static let initialBatch = 812
+    /// The batch when the server runs low later.
+    public static let refillBatch = 50
+}
+
+extension Stanzas {
+    /// `<iq xmlns="encrypt" type="get"><count/></iq>`: how many prekeys the server holds.
+    public static func preKeyCount(id: String) -> Node {
+        Node(
+            tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "get", "xmlns": "encrypt"],
+            children: [Node(tag: "count")])
+    }
+
+    /// The `value` of the `<count>` in a count answer or an `encrypt` notification.
+    public static func parsePreKeyCount(_ node: Node) throws(StanzaError) -> Int {
+        guard let text = node.child("count")?.attributes["value"]?.string, let value = Int(text), value >= 0 else {
+            throw StanzaError("no <count value=…> in \(node.tag)")
+        }
+        return value
+    }
+
+    /// The prekey upload IQ: registration id, key type, identity key, the prekeys and the signed prekey (§9.3).
+    public static func preKeyUpload(
+        id: String, registrationID: UInt32, identityPublicKey: [UInt8], preKeys: [PreKey], signedPreKey: SignedPreKey
+    ) -> Node {
+        Node(
+            tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "set", "xmlns": "encrypt"],
+            children: [
+                Node(tag: "registration", bytes: bigEndian(registrationID, bytes: 4)),
+                Node(tag: "type", bytes: [0x05]),
+                Node(tag: "identity", bytes: identityPublicKey),
+                Node(
+                    tag: "list",
+                    children: preKeys.map { key in
+                        Node(tag: "key", children: [Node(tag: "id", bytes: bigEndian(key.id, bytes: 3)), Node(tag: "value", bytes: key.keyPair.publicKey)])
+                    }),
+                Node(
+                    tag: "skey",
+                    children: [
+                        Node(tag: "id", bytes: bigEndian(signedPreKey.id, bytes: 3)), Node(tag: "value", bytes: signedPreKey.keyPair.publicKey),
+                        Node(tag: "signature", bytes: signedPreKey.signature),
+                    ]),
+            ])
+    }
+
+    static func bigEndian(_ value: UInt32, bytes: Int) -> [UInt8] {
+        (0..<bytes).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
+    }
+}
+
+/// A parsed prekey upload, as the server (simulator) checks it.
+public struct PreKeyUpload: Sendable, Equatable {
+    /// The companion's registration id.
+    public var registrationID: UInt32
+    /// The companion's identity public key.
+    public var identityPublicKey: [UInt8]
+    /// The uploaded public prekeys by id.
+    public var preKeys: [(id: UInt32, publicKey: [UInt8])]
+    /// The signed prekey's id, public key and signature.
+    public var signedPreKey: (id: UInt32, publicKey: [UInt8], signature: [UInt8])
+
+    public static func == (lhs: PreKeyUpload, rhs: PreKeyUpload) -> Bool {
+        lhs.registrationID == rhs.registrationID && lhs.identityPublicKey == rhs.identityPublicKey
+            && lhs.preKeys.map(\.id) == rhs.preKeys.map(\.id) && lhs.preKeys.map(\.publicKey) == rhs.preKeys.map(\.publicKey)
+            && lhs.signedPreKey.id == rhs.signedPreKey.id && lhs.signedPreKey.publicKey == rhs.signedPreKey.publicKey
+            && lhs.signedPreKey.signature == rhs.signedPreKey.signature
+    }
+
+    /// Parses and checks an upload IQ: field sizes, key type, and the signed prekey's signature by the identity key.
+    public init(parsing node: Node) throws(StanzaError) {
+        func bytes(_ node: Node?, _ name: String, count: Int) throws(StanzaError) -> [UInt8] {
+            guard let value = node?.contentBytes, value.count == count else { throw StanzaError("prekey upload: <\(name)> must be \(count) bytes") }
+            return value
+        }
+        func number(_ value: [UInt8]) -> UInt32 { value.reduce(0) { $0 << 8 | UInt32($1) } }
+        registrationID = number(try bytes(node.child("registration"), "registration", count: 4))
+        guard try bytes(node.child("type"), "type", count: 1) == [0x05] else { throw StanzaError("prekey upload: key type is not 5") }
+        identityPublicKey = try bytes(node.child("identity"), "identity", count: 32)
+        guard let list = node.child("list") else { throw StanzaError("prekey upload: no <list>") }
+        var keys: [(UInt32, [UInt8])] = []
+        for key in list.children("key") {
+            keys.append((number(try bytes(key.child("id"), "id", count: 3)), try bytes(key.child("value"), "value", count: 32)))
+        }
+        preKeys = keys
+        guard let skey = node.child("skey") else { throw StanzaError("prekey upload: no <skey>") }
+        signedPreKey = (
+            number(try bytes(skey.child("id"), "skey id", count: 3)), try bytes(skey.child("value"), "skey value", count: 32),
+            try bytes(skey.child("signature"), "skey signature", count: 64)
+        )
+        guard
+            XEdDSA.verify(
+                publicKey: identityPublicKey, message: SignedPreKey.signedMessage(for: signedPreKey.publicKey), signature: signedPreKey.signature)
+        else { throw StanzaError("prekey upload: the signed prekey's signature does not verify") }
+    }
+}
