@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "wahost",
             dependencies: [
-                "App", "Tenancy",
+                "App", "Tenancy", "WhatsAppSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

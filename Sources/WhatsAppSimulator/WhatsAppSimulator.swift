@@ -34,7 +34,7 @@ public struct SimulatedGroup: Sendable, Hashable {
 }
 
 /// What the simulator observed, for tests and benchmarks.
-public struct SimulatorCounters: Sendable, Equatable {
+public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// Connections currently open, per account user (`"15550000001"`), logged-in only.
     public var liveConnections: [String: Int] = [:]
     /// The most connections one account ever had open at once.
@@ -76,12 +76,13 @@ public actor WhatsAppSimulator {
         self.serverKeys = try SimulatorServerKeys.generate()
     }
 
-    /// Starts listening on `host:port` (0 = any free port); returns the `ws://` URL clients connect to.
+    /// Starts listening on `host:port` (0 = any free port); returns the `ws://` URL clients connect to. The same
+    /// port serves the control API under `/control/` (see `SimulatorControl`).
     public func start(host: String = "127.0.0.1", port requestedPort: Int = 0) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
         let (portStream, portSink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
-            router: Router(),
+            router: SimulatorControl.router(for: self),
             server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 24))) { request, _, _ in
                 guard request.path == "/ws/chat" else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in

@@ -1,0 +1,78 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// The simulator's HTTP control surface under `/control/`: the scriptable phone and fault injection for other
+/// processes (the benchmark, demo mode, `wahost sim`). Bind the simulator to loopback; there is no auth.
+enum SimulatorControl {
+    struct ScanRequest: Decodable { let qr: String }
+    struct LinkCodeRequest: Decodable { let code: String }
+    struct StreamErrorRequest: Decodable {
+        let code: Int?
+        let conflict: String?
+    }
+    struct SilentRequest: Decodable { let silent: Bool }
+    struct Linked: ResponseEncodable { let jid: String }
+    struct Done: ResponseEncodable { let status: String }
+    struct Failure: Error, HTTPResponseError {
+        let status: HTTPResponse.Status
+        let message: String
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            let body = try JSONSerialization.data(withJSONObject: ["error": ["code": "simulator", "message": message]])
+            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+    }
+
+    static func router(for simulator: WhatsAppSimulator) -> Router<BasicRequestContext> {
+        let router = Router()
+        let control = router.group("control")
+        control.get("state") { _, _ -> Response in
+            let data = try JSONEncoder().encode(await simulator.observed)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        control.post("scan") { request, context -> Linked in
+            let body = try await decode(ScanRequest.self, request, context)
+            do { return Linked(jid: try await simulator.scanQRCode(body.qr)) } catch {
+                throw Failure(status: .unprocessableContent, message: "\(error)")
+            }
+        }
+        control.post("link-code") { request, context -> Linked in
+            let body = try await decode(LinkCodeRequest.self, request, context)
+            do { return Linked(jid: try await simulator.enterLinkCode(body.code)) } catch {
+                throw Failure(status: .unprocessableContent, message: "\(error)")
+            }
+        }
+        control.post("accounts/:user/stream-error") { request, context -> Done in
+            let body = try await decode(StreamErrorRequest.self, request, context)
+            await simulator.sendStreamError(toAccount: try user(context), code: body.code, conflict: body.conflict)
+            return Done(status: "sent")
+        }
+        control.post("accounts/:user/remove-device") { _, context -> Done in
+            await simulator.removeDevice(ofAccount: try user(context))
+            return Done(status: "removed")
+        }
+        control.post("accounts/:user/drop") { _, context -> Done in
+            await simulator.dropConnections(ofAccount: try user(context))
+            return Done(status: "dropped")
+        }
+        control.post("accounts/:user/silent") { request, context -> Done in
+            let body = try await decode(SilentRequest.self, request, context)
+            await simulator.setSilent(body.silent, account: try user(context))
+            return Done(status: body.silent ? "silent" : "answering")
+        }
+        return router
+    }
+
+    private static func user(_ context: BasicRequestContext) throws -> String {
+        guard let user = context.parameters.get("user"), !user.isEmpty, user.allSatisfy(\.isNumber) else {
+            throw Failure(status: .badRequest, message: "the account user is the phone number, digits only")
+        }
+        return user
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
+        do { return try await request.decode(as: type, context: context) } catch {
+            throw Failure(status: .badRequest, message: "bad request body: \(error)")
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WhatsAppSimulator
+
+struct SimCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sim",
+        abstract: "Run the WhatsApp protocol simulator (for tests, benchmarks and demos; never a real WhatsApp server).",
+        discussion: """
+            Prints one JSON object: the ws:// URL and root key to give `wahost serve` (WAHOST_WA_URL, WAHOST_WA_ROOT_KEY),
+            and the control API (POST /control/scan {"qr"}, /control/link-code {"code"}, GET /control/state, …).
+            Runs until SIGTERM or SIGINT. Bind it to loopback: the control API has no authentication.
+            """)
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0 picks a free one).") var port = 0
+
+    struct Output: Encodable {
+        let url: String
+        let root_key: String
+        let control: String
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "wahost.simulator")
+        logger.logLevel = ProcessInfo.processInfo.environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        let simulator = try WhatsAppSimulator(logger: logger)
+        let url = try await simulator.start(host: host, port: port)
+        let control = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws/chat", with: "/control")
+        try printJSON(Output(url: url, root_key: simulator.rootPublicKey.map { String(format: "%02x", $0) }.joined(), control: control))
+        fflush(nil)
+        await waitForTermination()
+        await simulator.stop()
+    }
+}
+
+/// Returns when the process receives SIGTERM or SIGINT.
+func waitForTermination() async {
+    let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+    var sources: [any DispatchSourceSignal] = []
+    for signalNumber in [SIGTERM, SIGINT] {
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+        source.setEventHandler { continuation.yield(signalNumber) }
+        source.resume()
+        sources.append(source)
+    }
+    var iterator = stream.makeAsyncIterator()
+    _ = await iterator.next()
+    for source in sources { source.cancel() }
+}
