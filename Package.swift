@@ -5,7 +5,8 @@ let package = Package(
     name: "wahost",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "wahost", targets: ["wahost"])
+        .executable(name: "wahost", targets: ["wahost"]),
+        .executable(name: "wahost-bench", targets: ["wahost-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -127,6 +128,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+
+        // Measurements, run from outside the test suite (docs/benchmarks.md).
+        .executableTarget(
+            name: "wahost-bench",
+            dependencies: [
+                "WABinary", "WhatsApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/wahost-bench"
         ),
 
         // Helpers shared by the test targets: temporary directories, external tools (Python, PostgreSQL) from ops/test.
