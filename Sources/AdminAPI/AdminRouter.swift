@@ -20,11 +20,14 @@ public struct AdminAPIDependencies: Sendable {
     public var backendName: String
     /// The Prometheus text exposition of every metric.
     public var metricsText: @Sendable () -> String
+    /// Demo mode only: the simulated phone scans a QR string. Nil in `serve`, so the control does not exist there.
+    public var demoPhone: (@Sendable (String) async throws -> Void)?
 
     public init(
         tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
-        storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String
+        storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
+        demoPhone: (@Sendable (String) async throws -> Void)? = nil
     ) {
         self.tenants = tenants
         self.pool = pool
@@ -33,18 +36,20 @@ public struct AdminAPIDependencies: Sendable {
         self.storageReachable = storageReachable
         self.backendName = backendName
         self.metricsText = metricsText
+        self.demoPhone = demoPhone
     }
 }
 
 /// Builds the router: tenant session endpoints (canonical and seed aliases), operator endpoints, health,
 /// readiness, metrics and the OpenAPI document.
-public func buildAdminRouter(_ dependencies: AdminAPIDependencies) -> Router<AdminRequestContext> {
+public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Router<AdminRequestContext> {
     let router = Router(context: AdminRequestContext.self)
     router.middlewares.add(JSONErrorMiddleware())
     router.middlewares.add(MetricsMiddleware())
     HealthRoutes(dependencies: dependencies).register(on: router)
     SessionRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies).register(on: router)
+    try DashboardRoutes(dependencies: dependencies).register(on: router)
     return router
 }
 
@@ -89,7 +94,7 @@ struct HealthRoutes {
     }
 }
 
-/// The committed OpenAPI 3.1 document (`Sources/AdminAPI/openapi.json`).
+/// The committed OpenAPI 3.1 document (`Sources/AdminAPI/Resources/openapi.json`).
 public enum OpenAPIDocument {
     /// The document's bytes, read once from the module's resources.
     public static let bytes: [UInt8] = {

@@ -13,13 +13,15 @@ public func buildApplication(
     services: WahostServices, logger: Logger, poolConfiguration: SessionPoolConfiguration? = nil
 ) throws -> some ApplicationProtocol {
     let pool = try makeSessionPool(services: services, logger: logger, configuration: poolConfiguration)
-    return buildApplication(services: services, pool: pool, logger: logger)
+    return try buildApplication(services: services, pool: pool, logger: logger)
 }
 
 /// Builds the HTTP application around an existing pool (tests keep a handle on it).
-public func buildApplication(services: WahostServices, pool: SessionPool, logger: Logger) -> some ApplicationProtocol {
+public func buildApplication(
+    services: WahostServices, pool: SessionPool, logger: Logger, demoPhone: (@Sendable (String) async throws -> Void)? = nil
+) throws -> some ApplicationProtocol {
     Application(
-        router: buildRouter(services: services, pool: pool, logger: logger),
+        router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
         services: [pool],
         logger: logger
@@ -27,7 +29,9 @@ public func buildApplication(services: WahostServices, pool: SessionPool, logger
 }
 
 /// The router with every wahost route over these services and pool.
-public func buildRouter(services: WahostServices, pool: SessionPool, logger: Logger) -> Router<AdminRequestContext> {
+public func buildRouter(
+    services: WahostServices, pool: SessionPool, logger: Logger, demoPhone: (@Sendable (String) async throws -> Void)? = nil
+) throws -> Router<AdminRequestContext> {
     _ = WahostMetrics.registry
     let store = services.store
     let credentials = services.credentials
@@ -48,8 +52,9 @@ public func buildRouter(services: WahostServices, pool: SessionPool, logger: Log
             }
         },
         backendName: store.backendName,
-        metricsText: { WahostMetrics.text() })
-    return buildAdminRouter(dependencies)
+        metricsText: { WahostMetrics.text() },
+        demoPhone: demoPhone)
+    return try buildAdminRouter(dependencies)
 }
 
 /// The session pool for these services: WhatsApp endpoint and trust from configuration, credentials under `auth/`.

@@ -7,7 +7,7 @@ struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenant",
         abstract: "Manage tenants and their secrets.",
-        subcommands: [Create.self, List.self, RotateToken.self, ResetOTP.self, Delete.self]
+        subcommands: [Create.self, List.self, RotateToken.self, ResetOTP.self, Delete.self, QR.self]
     )
 
     /// Validates a name from the command line; exit code 2 with the reason if it is not valid.

@@ -22,6 +22,15 @@ enum WahostBinary {
         return try runProcess(path, arguments, environment: environment)
     }
 
+    /// `run` without blocking a cooperative thread (for async tests that also host servers or the simulator).
+    static func runDetached(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> ProcessResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "WAHOST_MASTER_KEY")
+        environment.removeValue(forKey: "WAHOST_DATABASE_URL")
+        environment.merge(extra) { $1 }
+        return try await runProcessDetached(path, arguments, environment: environment)
+    }
+
     static func json(_ result: ProcessResult) throws -> [String: Any] {
         let line = try #require(result.stdout.split(separator: "\n").first)
         return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

@@ -19,15 +19,15 @@ import Testing
         // Generated requests include bad tokens by design; without this the address lockout answers 429 to the rest.
         rig.extraEnvironment["WAHOST_LOCKOUT_MAX_FAILURES"] = "1000000"
         defer { Task { await rig.stopAll() } }
-        let (token, _) = try rig.createTenant("alpha")
-        _ = try rig.createTenant("bravo", mfa: true)
-        let operatorResult = try WahostBinary.run(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
+        let (token, _) = try await rig.createTenant("alpha")
+        _ = try await rig.createTenant("bravo", mfa: true)
+        let operatorResult = try await WahostBinary.runDetached(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
         let operatorToken = try #require(try WahostBinary.json(operatorResult)["operator_token"] as? String)
         let (_, port) = try await rig.startServer()
 
         // The tenant first (the operator run rotates tokens and deletes tenants).
         for (label, header) in [("tenant", token), ("operator", operatorToken)] {
-            let result = try runProcess(
+            let result = try await runProcessDetached(
                 schemathesis,
                 [
                     "run", "http://127.0.0.1:\(port)/openapi.json",

@@ -20,10 +20,16 @@ import FoundationNetworking
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains("\"status\":\"ok\""))
             }
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .ok)
-                #expect(String(buffer: response.body).contains("\"backend\":\"sqlite\""))
+            // Ready once storage answers and the pool made its first restore pass (it runs as a service of the app).
+            var ready = false
+            for _ in 0..<100 where !ready {
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    ready = response.status == .ok
+                    if ready { #expect(String(buffer: response.body).contains("\"backend\":\"sqlite\"")) }
+                }
+                if !ready { try await Task.sleep(for: .milliseconds(50)) }
             }
+            #expect(ready)
             try await client.execute(uri: "/nope", method: .get) { response in
                 #expect(response.status == .notFound)
             }

@@ -36,8 +36,8 @@ final class APIRig: @unchecked Sendable {
     }
 
     /// Creates a tenant with the CLI; returns its admin token and OTP secret (nil without MFA).
-    func createTenant(_ name: String, mfa: Bool = false) throws -> (token: String, otpSecret: [UInt8]?) {
-        let result = try WahostBinary.run(
+    func createTenant(_ name: String, mfa: Bool = false) async throws -> (token: String, otpSecret: [UInt8]?) {
+        let result = try await WahostBinary.runDetached(
             ["tenant", "create", name, "--data-dir", dataDirectory] + (mfa ? [] : ["--no-mfa"]), environment: environment)
         guard result.status == 0 else { throw TestSupportError("tenant create failed: \(result.stderr)") }
         let object = try WahostBinary.json(result)
@@ -123,7 +123,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
     @Test func qrPairingSurvivesSigtermAndKillThenLogoutWipes() async throws {
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
-        let (token, _) = try rig.createTenant("acme")
+        let (token, _) = try await rig.createTenant("acme")
         var (server, port) = try await rig.startServer()
 
         let before = try await http("GET", port, "/tenants/acme/session/status")
@@ -180,7 +180,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
     @Test func codePairingThroughTheAPI() async throws {
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
-        let (token, _) = try rig.createTenant("acme")
+        let (token, _) = try await rig.createTenant("acme")
         let (_, port) = try await rig.startServer()
         let response = try await http(
             "POST", port, "/tenants/acme/session/pairing-code", headers: ["x-admin-token": token], body: Data(#"{"number": "15551234567"}"#.utf8))
@@ -193,11 +193,25 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         #expect((groups.json as? [Any])?.count == SimulatedGroup.fixture.count)
     }
 
+    @Test func tenantQRCommandPrintsTheQRCodeOfTheRunningServer() async throws {
+        let rig = try await APIRig()
+        defer { Task { await rig.stopAll() } }
+        let (token, _) = try await rig.createTenant("acme")
+        let (_, port) = try await rig.startServer()
+        let result = try await WahostBinary.runDetached(["tenant", "qr", "acme", "--url", "http://127.0.0.1:\(port)", "--token", token])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("█"))
+        #expect(result.stdout.contains("Linked devices"))
+        let refused = try await WahostBinary.runDetached(["tenant", "qr", "acme", "--url", "http://127.0.0.1:\(port)", "--token", "wah_acme_wrong"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("admin token invalid"))
+    }
+
     @Test func replacedIsNotRetriedAndDeviceRemovedWipes() async throws {
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
-        let (tokenA, _) = try rig.createTenant("alpha")
-        let (tokenB, _) = try rig.createTenant("bravo")
+        let (tokenA, _) = try await rig.createTenant("alpha")
+        let (tokenB, _) = try await rig.createTenant("bravo")
         let (_, port) = try await rig.startServer()
         let alpha = try await pairByQR(rig, port: port, tenant: "alpha", token: tokenA)
         let bravo = try await pairByQR(rig, port: port, tenant: "bravo", token: tokenB)
@@ -223,8 +237,8 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
     @Test func isolationOTPAndBadInputAreRefusedWithJSONErrors() async throws {
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
-        let (tokenA, secretA) = try rig.createTenant("alpha", mfa: true)
-        let (tokenB, _) = try rig.createTenant("bravo")
+        let (tokenA, secretA) = try await rig.createTenant("alpha", mfa: true)
+        let (tokenB, _) = try await rig.createTenant("bravo")
         let secret = try #require(secretA)
         let (_, port) = try await rig.startServer()
 
@@ -295,7 +309,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         rig.databaseURL = try await makePostgresDatabase()
         let names = ["t1", "t2", "t3", "t4"]
         var tokens: [String: String] = [:]
-        for name in names { tokens[name] = try rig.createTenant(name).token }
+        for name in names { tokens[name] = try await rig.createTenant(name).token }
         let (first, portA) = try await rig.startServer()
         let (_, portB) = try await rig.startServer()
         var users: [String] = []

@@ -106,3 +106,15 @@ private final class LockedData: @unchecked Sendable {
         return data
     }
 }
+
+/// `runProcess` on a thread of its own, so an async test waiting for a long child (a browser, schemathesis) does
+/// not hold one of the few cooperative-pool threads that the servers and simulators in this process need.
+public func runProcessDetached(
+    _ executable: String, _ arguments: [String], stdin: String = "", environment: [String: String]? = nil
+) async throws -> ProcessResult {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try runProcess(executable, arguments, stdin: stdin, environment: environment) })
+        }.start()
+    }
+}

@@ -1,0 +1,522 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Mustache
+import NIOCore
+import SessionPool
+import Tenancy
+
+/// The operator and tenant dashboard at `/dashboard/`: server-rendered pages, a live tenant page fed by
+/// server-sent events from the pool, the QR code as SVG, cookie sessions with CSRF tokens on every form.
+struct DashboardRoutes {
+    let dependencies: AdminAPIDependencies
+    let templates: MustacheLibrary
+    let sessions = DashboardSessions()
+
+    static let cookieName = "wahost_session"
+
+    init(dependencies: AdminAPIDependencies) throws {
+        self.dependencies = dependencies
+        var loaded: [String: MustacheTemplate] = [:]
+        for name in ["head", "foot", "signin", "groups", "tenant", "operator"] {
+            guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "templates") else {
+                throw DashboardError("template \(name).mustache is missing from the AdminAPI resources")
+            }
+            loaded[name] = try MustacheTemplate(string: try String(contentsOf: url, encoding: .utf8))
+        }
+        templates = MustacheLibrary(templates: loaded)
+    }
+
+    // MARK: Forms
+
+    struct SignInForm: Decodable {
+        let kind: String?
+        let tenant: String?
+        let token: String?
+        let otp: String?
+    }
+
+    struct TenantForm: Decodable {
+        let csrf: String?
+        let tenant: String?
+        let number: String?
+        let otp: String?
+        let confirm: String?
+    }
+
+    struct CreateTenantForm: Decodable {
+        let csrf: String?
+        let name: String?
+        let mfa: String?
+    }
+
+    struct CSRFForm: Decodable {
+        let csrf: String?
+    }
+
+    func register(on router: Router<AdminRequestContext>) {
+        let dashboard = router.group("dashboard")
+        dashboard.get("") { request, context in try await home(request, context) }
+        dashboard.get("static/:file") { _, context in try staticFile(context) }
+        dashboard.post("sign-in") { request, context in try await signIn(request, context) }
+        dashboard.post("sign-out") { request, context in try await signOut(request, context) }
+        dashboard.get("tenant") { request, context in try await tenantPage(request, context) }
+        dashboard.get("events") { request, context in try await events(request, context) }
+        dashboard.get("groups") { request, context in try await groupsFragment(request, context) }
+        dashboard.post("pairing/start") { request, context in try await startPairing(request, context) }
+        dashboard.post("pairing/code") { request, context in try await pairingCode(request, context) }
+        dashboard.post("logout") { request, context in try await logout(request, context) }
+        dashboard.post("demo/scan") { request, context in try await demoScan(request, context) }
+        dashboard.get("operator") { request, context in try await operatorPage(request, context, created: nil) }
+        dashboard.post("operator/restart") { request, context in try await operatorRestart(request, context) }
+        dashboard.post("operator/tenants") { request, context in try await operatorCreate(request, context) }
+    }
+
+    // MARK: Pages
+
+    private func home(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        guard let session = await currentSession(request) else { return try page("signin", base(nil, title: "Sign in", page: "signin")) }
+        switch session.principal {
+        case .tenant: return redirect("/dashboard/tenant")
+        case .operator: return redirect("/dashboard/operator")
+        }
+    }
+
+    private func signIn(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        try checkOrigin(request)
+        let form = try await decodeForm(SignInForm.self, request, context)
+        let address = context.clientAddress
+        var values = base(nil, title: "Sign in", page: "signin")
+        values["tenant"] = form.tenant
+        do {
+            let principal: DashboardPrincipal
+            if form.kind == "operator" {
+                try await dependencies.tenants.authenticateOperator(token: form.token, clientAddress: address)
+                principal = .operator
+            } else {
+                guard let text = form.tenant, let name = try? TenantName(text) else {
+                    values["error"] = "Enter the tenant name and its admin token."
+                    return try page("signin", values, status: .badRequest)
+                }
+                let tenant = try await dependencies.tenants.authenticateTenant(token: form.token, clientAddress: address)
+                guard tenant == name else {
+                    values["error"] = "This admin token does not belong to tenant \(name)."
+                    return try page("signin", values, status: .forbidden)
+                }
+                try await dependencies.tenants.verifyOTP(for: tenant, code: form.otp, clientAddress: address)
+                principal = .tenant(tenant)
+            }
+            let session = await sessions.create(for: principal)
+            await audit("dashboard.sign_in", principal: principal, context)
+            var response = redirect("/dashboard/")
+            response.headers[.setCookie] = cookie(session.id, request: request, maxAge: Int(DashboardSessions.lifetime))
+            return response
+        } catch let error as AuthenticationError {
+            values["error"] = Self.message(for: error)
+            return try page("signin", values, status: APIError.from(error).status)
+        }
+    }
+
+    private func signOut(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let session = try await requireSession(request, context, form: CSRFForm.self).0
+        await sessions.remove(id: session.id)
+        var response = redirect("/dashboard/")
+        response.headers[.setCookie] = cookie("", request: request, maxAge: 0)
+        return response
+    }
+
+    private func tenantPage(_ request: Request, _ context: AdminRequestContext, error: String? = nil, notice: String? = nil, linkCode: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
+        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
+        return try await renderTenant(tenant, session, error: error, notice: notice, linkCode: linkCode, status: status)
+    }
+
+    private func renderTenant(
+        _ tenant: Tenant, _ session: DashboardSession, error: String? = nil, notice: String? = nil, linkCode: String? = nil,
+        status httpStatus: HTTPResponse.Status = .ok
+    ) async throws -> Response {
+        let status = await dependencies.pool.status(of: tenant.name)
+        var values = base(session, title: tenant.name.rawValue, page: "tenant")
+        values["error"] = error
+        values["notice"] = notice
+        values["tenant"] = tenant.name.rawValue
+        values["mfa"] = tenant.mfaEnabled ? true : nil
+        values["state"] = status.state.rawValue
+        values["stateLabel"] = Self.label(status.state)
+        values["me"] = status.me
+        values["lastError"] = status.lastError
+        let query = "?tenant=\(tenant.name.rawValue)"
+        values["eventsURL"] = "/dashboard/events" + query
+        values["groupsURL"] = "/dashboard/groups" + query
+        let paired = status.state == .connected || status.state == .reconnecting || (status.state == .connecting && status.me != nil)
+        values["showPairing"] = paired ? nil : true
+        if let qr = status.qr, let svg = QRCodeSVG.render(qr) {
+            values["qrSVG"] = svg
+            values["expiresIn"] = max(0, Int(status.qrExpiresAt?.timeIntervalSinceNow.rounded(.down) ?? 0))
+        }
+        values["linkCode"] = linkCode
+        let timedOut = status.state == .stopped && status.lastError != nil
+        values["startLabel"] = timedOut ? "Restart pairing" : "Show a QR code"
+        values["pairingHint"] = timedOut ? "The last pairing ended: \(status.lastError ?? "")" : "Not linked to a phone yet."
+        values.merge(try await groupValues(tenant.name, status: status)) { $1 }
+        return try page("tenant", values, status: httpStatus)
+    }
+
+    private func groupValues(_ tenant: TenantName, status: SessionStatus) async throws -> [String: Any] {
+        guard status.state == .connected else { return ["groupsEmpty": "Groups appear once the session is connected."] }
+        do {
+            let groups = try await dependencies.pool.groups(for: tenant)
+            guard !groups.isEmpty else { return ["groupsEmpty": "This account is in no groups."] }
+            return [
+                "hasGroups": true, "groupCount": groups.count,
+                "groups": groups.map { ["subject": $0.subject, "id": $0.id, "participants": $0.participants.count] as [String: Any] },
+            ]
+        } catch {
+            return ["groupsEmpty": "Groups could not be loaded: \(error.message)"]
+        }
+    }
+
+    private func groupsFragment(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
+        let status = await dependencies.pool.status(of: tenant.name)
+        return try page("groups", try await groupValues(tenant.name, status: status))
+    }
+
+    /// Server-sent events: one `status` event per change of the tenant's session, a comment every 15 s.
+    private func events(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
+        let updates = await dependencies.pool.updates(of: tenant.name)
+        let (lines, sink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
+        let forwarder = Task {
+            for await status in updates { sink.yield(Self.event(for: status)) }
+            sink.finish()
+        }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(15))
+                sink.yield(": keepalive\n\n")
+            }
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-store"
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                defer {
+                    forwarder.cancel()
+                    ticker.cancel()
+                }
+                for await line in lines { try await writer.write(ByteBuffer(string: line)) }
+                try await writer.finish(nil)
+            })
+    }
+
+    static func event(for status: SessionStatus) -> String {
+        var object: [String: Any] = ["state": status.state.rawValue, "connected": status.connected]
+        object["me"] = status.me ?? NSNull()
+        object["last_error"] = status.lastError ?? NSNull()
+        object["pairing_method"] = status.pairingMethod?.rawValue ?? NSNull()
+        if let qr = status.qr, let svg = QRCodeSVG.render(qr) {
+            object["qr_svg"] = svg
+            object["expires_in"] = max(0, Int(status.qrExpiresAt?.timeIntervalSinceNow.rounded(.down) ?? 0))
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
+        return "event: status\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n"
+    }
+
+    // MARK: Tenant actions
+
+    private func startPairing(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: TenantForm.self)
+        let tenant = try await tenantFor(session, form.tenant)
+        do {
+            _ = try await dependencies.pool.qrCode(for: tenant.name)
+            await audit("pairing.qr", principal: session.principal, tenant: tenant.name, context)
+        } catch {
+            return try await renderTenant(tenant, session, error: "Pairing could not start: \(error.message)", status: APIError.from(error).status)
+        }
+        return redirect("/dashboard/tenant?tenant=\(tenant.name.rawValue)")
+    }
+
+    private func pairingCode(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: TenantForm.self)
+        let tenant = try await tenantFor(session, form.tenant)
+        guard let number = form.number, number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), (6...15).contains(number.utf8.count) else {
+            return try await renderTenant(
+                tenant, session, error: "Enter the phone number with its country code, digits only (6 to 15).", status: .badRequest)
+        }
+        do {
+            let code = try await dependencies.pool.pairingCode(for: tenant.name, phoneNumber: number)
+            await audit("pairing.code", principal: session.principal, tenant: tenant.name, context)
+            let shown = code.count == 8 ? String(code.prefix(4)) + "-" + String(code.suffix(4)) : code
+            return try await renderTenant(tenant, session, linkCode: shown)
+        } catch {
+            return try await renderTenant(tenant, session, error: "No code: \(APIError.from(error).message)", status: APIError.from(error).status)
+        }
+    }
+
+    private func logout(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: TenantForm.self)
+        let tenant = try await tenantFor(session, form.tenant)
+        guard form.confirm == "yes" else {
+            return try await renderTenant(tenant, session, error: "Tick the confirmation to log out.", status: .badRequest)
+        }
+        if case .tenant = session.principal {
+            do {
+                try await dependencies.tenants.verifyOTP(for: tenant.name, code: form.otp, clientAddress: context.clientAddress)
+            } catch {
+                return try await renderTenant(tenant, session, error: Self.message(for: error), status: APIError.from(error).status)
+            }
+        }
+        do {
+            try await dependencies.pool.logout(tenant.name)
+            await audit("session.logout", principal: session.principal, tenant: tenant.name, context)
+        } catch {
+            return try await renderTenant(tenant, session, error: "Logout failed: \(error.message)", status: APIError.from(error).status)
+        }
+        return try await renderTenant(tenant, session, notice: "Logged out. This device is unlinked and its keys are deleted.")
+    }
+
+    private func demoScan(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: TenantForm.self)
+        let tenant = try await tenantFor(session, form.tenant)
+        guard let phone = dependencies.demoPhone else { throw APIError(.notFound, "not_found", "no such route") }
+        guard let qr = await dependencies.pool.status(of: tenant.name).qr else {
+            return try await renderTenant(tenant, session, error: "There is no QR code to scan; start pairing first.", status: .conflict)
+        }
+        do { try await phone(qr) } catch {
+            return try await renderTenant(tenant, session, error: "The simulated phone could not scan: \(error)", status: .conflict)
+        }
+        return redirect("/dashboard/tenant?tenant=\(tenant.name.rawValue)")
+    }
+
+    // MARK: Operator
+
+    private func operatorPage(
+        _ request: Request, _ context: AdminRequestContext, created: [String: Any]?, error: String? = nil, notice: String? = nil
+    ) async throws -> Response {
+        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        guard session.principal == .operator else { return redirect("/dashboard/tenant") }
+        var values = base(session, title: "Tenants", page: "operator")
+        values["error"] = error
+        values["notice"] = notice
+        values["created"] = created
+        let tenants: [Tenant]
+        do { tenants = try await dependencies.tenants.listTenants() } catch { throw APIError.from(error) }
+        var rows: [[String: Any]] = []
+        for tenant in tenants {
+            let status = await dependencies.pool.status(of: tenant.name)
+            rows.append([
+                "name": tenant.name.rawValue, "state": Self.label(status.state), "owner": status.ownerNode ?? "—",
+                "heartbeat": status.lastHeartbeat?.iso8601 ?? "—", "lastError": status.lastError ?? "", "csrf": session.csrfToken,
+            ])
+        }
+        values["hasTenants"] = rows.isEmpty ? nil : true
+        values["tenants"] = rows
+        return try page("operator", values)
+    }
+
+    private func operatorRestart(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: TenantForm.self)
+        guard session.principal == .operator else { throw APIError(.forbidden, "operator_only", "operator sign-in required") }
+        let tenant = try await tenantFor(session, form.tenant)
+        do {
+            try await dependencies.pool.restart(tenant.name)
+            await audit("session.restart", principal: session.principal, tenant: tenant.name, context)
+        } catch {
+            return try await operatorPage(request, context, created: nil, error: "Restart of \(tenant.name) failed: \(error.message)")
+        }
+        return try await operatorPage(request, context, created: nil, notice: "Restarting \(tenant.name).")
+    }
+
+    private func operatorCreate(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
+        let (session, form) = try await requireSession(request, context, form: CreateTenantForm.self)
+        guard session.principal == .operator else { throw APIError(.forbidden, "operator_only", "operator sign-in required") }
+        guard let text = form.name, let name = try? TenantName(text) else {
+            return try await operatorPage(request, context, created: nil, error: "Names are 1 to 64 of a-z, 0-9 and '-'.")
+        }
+        do {
+            let issued = try await dependencies.tenants.createTenant(
+                name, mfa: form.mfa == "yes", actor: "operator", clientAddress: context.clientAddress)
+            var created: [String: Any] = ["name": name.rawValue, "token": issued.adminToken.text]
+            created["otpSecret"] = issued.otp?.secretBase32
+            created["otpQRSVG"] = issued.otp.flatMap { QRCodeSVG.render($0.provisioningURI, pixels: 200) }
+            return try await operatorPage(request, context, created: created)
+        } catch {
+            return try await operatorPage(request, context, created: nil, error: APIError.from(error).message)
+        }
+    }
+
+    // MARK: Sessions, CSRF, rendering
+
+    private func currentSession(_ request: Request) async -> DashboardSession? {
+        await sessions.session(id: Self.cookieValue(request.headers[.cookie]))
+    }
+
+    /// The signed-in session for a state-changing form: same origin, matching CSRF token; else 403.
+    private func requireSession<Form: Decodable>(
+        _ request: Request, _ context: AdminRequestContext, form type: Form.Type
+    ) async throws -> (DashboardSession, Form) {
+        try checkOrigin(request)
+        guard let session = await currentSession(request) else {
+            throw APIError(.forbidden, "signed_out", "not signed in (or the session expired); sign in again")
+        }
+        let form = try await decodeForm(type, request, context)
+        let presented = (form as? any CSRFCarrying)?.csrfValue
+        guard let presented, DashboardSessions.same(presented, session.csrfToken) else {
+            await audit("dashboard.csrf_refused", principal: session.principal, context)
+            throw APIError(.forbidden, "csrf_invalid", "this form is stale or was not sent by the dashboard; reload and try again")
+        }
+        return (session, form)
+    }
+
+    /// Refuses a POST whose `Origin` (when the browser sends one) is not this server.
+    private func checkOrigin(_ request: Request) throws {
+        guard let origin = request.headers[.origin] else { return }
+        guard let host = request.head.authority,
+            origin == "http://\(host)" || origin == "https://\(host)"
+        else { throw APIError(.forbidden, "cross_origin", "cross-site requests are refused") }
+    }
+
+    private func decodeForm<Form: Decodable>(_ type: Form.Type, _ request: Request, _ context: AdminRequestContext) async throws -> Form {
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: 16 * 1024) } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "the form is too large")
+        }
+        do { return try URLEncodedFormDecoder().decode(type, from: String(buffer: buffer)) } catch {
+            throw APIError.badRequest("invalid_form", "the form could not be read")
+        }
+    }
+
+    /// The tenant a session may act on: its own, or any one (named in the form or query) for the operator.
+    private func tenantFor(_ session: DashboardSession, _ requested: String?) async throws -> Tenant {
+        let name: TenantName
+        switch session.principal {
+        case .tenant(let own):
+            if let requested, requested != own.rawValue { throw APIError.wrongTenant }
+            name = own
+        case .operator:
+            guard let requested, let parsed = try? TenantName(requested) else { throw APIError.unknownTenant }
+            name = parsed
+        }
+        let tenant: Tenant?
+        do { tenant = try await dependencies.tenants.tenant(named: name) } catch { throw APIError.from(error) }
+        guard let tenant else { throw APIError.unknownTenant }
+        return tenant
+    }
+
+    private func base(_ session: DashboardSession?, title: String, page: String) -> [String: Any] {
+        var values: [String: Any] = ["title": title, "page": page]
+        if dependencies.demoPhone != nil { values["demo"] = true }
+        if let session {
+            values["signedIn"] = true
+            values["csrf"] = session.csrfToken
+            switch session.principal {
+            case .tenant(let name): values["who"] = "tenant \(name)"
+            case .operator: values["who"] = "operator"
+            }
+        }
+        return values
+    }
+
+    private func page(_ template: String, _ values: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        guard let html = templates.render(values, withTemplate: template) else { throw DashboardError("template \(template) did not render") }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        headers[.contentSecurityPolicy] =
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+        headers[.xContentTypeOptions] = "nosniff"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    private func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
+    }
+
+    private func cookie(_ value: String, request: Request, maxAge: Int) -> String {
+        let secure = request.headers[.xForwardedProto] == "https" || request.uri.scheme == .https
+        return "\(Self.cookieName)=\(value); Path=/dashboard; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
+    }
+
+    static func cookieValue(_ header: String?) -> String? {
+        guard let header else { return nil }
+        for part in header.split(separator: ";") {
+            let pair = part.trimmingCharacters(in: .whitespaces)
+            if pair.hasPrefix(cookieName + "=") { return String(pair.dropFirst(cookieName.count + 1)) }
+        }
+        return nil
+    }
+
+    private func staticFile(_ context: AdminRequestContext) throws -> Response {
+        guard let file = context.parameters.get("file"), ["dashboard.css", "dashboard.js"].contains(file),
+            let url = Bundle.module.url(forResource: file, withExtension: nil, subdirectory: "static"), let data = try? Data(contentsOf: url)
+        else { throw APIError(.notFound, "not_found", "no such file") }
+        let type = file.hasSuffix(".css") ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8"
+        return Response(
+            status: .ok, headers: [.contentType: type, .cacheControl: "public, max-age=300"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    private func audit(_ action: String, principal: DashboardPrincipal, tenant: TenantName? = nil, _ context: AdminRequestContext) async {
+        let actor: String
+        var subject = tenant
+        switch principal {
+        case .tenant(let name):
+            actor = "tenant:\(name)"
+            subject = subject ?? name
+        case .operator: actor = "operator"
+        }
+        let event = AuditEvent(
+            at: Date(), actor: actor, action: action, tenant: subject?.rawValue, clientAddress: context.clientAddress, detail: "dashboard")
+        do { try await dependencies.audit.appendAudit(event) } catch {
+            context.logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
+        }
+    }
+
+    static func label(_ state: SessionState) -> String {
+        switch state {
+        case .stopped: "not connected"
+        case .connecting: "connecting…"
+        case .pairing: "waiting for the phone"
+        case .connected: "connected"
+        case .reconnecting: "reconnecting…"
+        case .loggedOut: "logged out"
+        case .replaced: "replaced by another session"
+        case .failed: "failed"
+        }
+    }
+
+    static func message(for error: AuthenticationError) -> String {
+        switch error.code {
+        case .tokenMissing: "Enter the admin token."
+        case .tokenInvalid: "That token is not valid."
+        case .otpRequired: "This tenant requires a one-time code from your authenticator app."
+        case .otpInvalid: "That one-time code is wrong or was already used. Wait for the next code and try again."
+        case .lockedOut: "Too many failed attempts. Try again in 15 minutes."
+        case .unavailable: "The server cannot check credentials right now."
+        }
+    }
+}
+
+/// Forms that carry the CSRF token.
+protocol CSRFCarrying {
+    var csrfValue: String? { get }
+}
+extension DashboardRoutes.TenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
+extension DashboardRoutes.CreateTenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
+extension DashboardRoutes.CSRFForm: CSRFCarrying { var csrfValue: String? { csrf } }
+
+/// The dashboard cannot serve (a resource is missing or a template failed).
+struct DashboardError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension HTTPField.Name {
+    static let xContentTypeOptions = HTTPField.Name("x-content-type-options")!
+    static let xForwardedProto = HTTPField.Name("x-forwarded-proto")!
+}
