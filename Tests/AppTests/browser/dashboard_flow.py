@@ -87,6 +87,7 @@ def sign_in(driver, otp):
 def run(driver, wait):
     # A wrong OTP shows an error, not a blank page.
     sign_in(driver, "000000")
+    WebDriverWait(driver, 25).until(lambda d: d.find_elements(By.ID, "error"))
     error = driver.find_element(By.ID, "error").text
     check("one-time code" in error, "wrong OTP at sign-in should explain itself, got: " + error)
     shot(driver, "dashboard-sign-in-error")
@@ -97,7 +98,7 @@ def run(driver, wait):
     check(cookie is not None and cookie.get("httpOnly") and cookie.get("sameSite") == "Strict", "session cookie must be HttpOnly, SameSite=Strict: %r" % cookie)
 
     driver.find_element(By.ID, "start-button").click()
-    wait.until(lambda d: d.find_element(By.ID, "qr-box").is_displayed() and d.find_elements(By.CSS_SELECTOR, "#qr svg"))
+    wait.until(lambda d: d.find_elements(By.ID, "qr-box") and d.find_element(By.ID, "qr-box").is_displayed() and d.find_elements(By.CSS_SELECTOR, "#qr svg"))
     wait.until(lambda d: d.find_element(By.ID, "live-state").text == "on")
     shot(driver, "dashboard-tenant-qr")
 
@@ -137,6 +138,7 @@ def run(driver, wait):
     driver.find_element(By.ID, "logout-otp").send_keys("000000")
     driver.find_element(By.ID, "logout-confirm").click()
     driver.find_element(By.CSS_SELECTOR, "#logout-form button").click()
+    wait.until(lambda d: d.find_elements(By.ID, "error"))
     check("one-time code" in driver.find_element(By.ID, "error").text, "wrong OTP at logout should show an error")
     driver.find_element(By.ID, "logout-otp").send_keys(fresh_otp())
     driver.find_element(By.ID, "logout-confirm").click()
@@ -148,6 +150,7 @@ def run(driver, wait):
 
     # The operator sees every tenant.
     driver.find_element(By.CSS_SELECTOR, "header form button").click()
+    wait.until(lambda d: d.find_elements(By.ID, "operator-sign-in"))
     form = driver.find_element(By.ID, "operator-sign-in")
     form.find_element(By.NAME, "token").send_keys(OPERATOR_TOKEN)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
