@@ -1,0 +1,194 @@
+import App
+import ArgumentParser
+import Foundation
+import Logging
+import Tenancy
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `sessions --count N`: N tenants paired through a simulator in a separate process and held connected by one real
+/// `wahost serve`, measured from outside with /proc.
+struct Sessions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pair N sessions in one `wahost serve` against `wahost sim` (separate processes) and measure RSS and idle CPU.")
+
+    @Option(help: "Sessions to create and pair.") var count = 100
+    @Option(help: "Seconds to hold them connected (keepalives running) while measuring idle CPU.") var hold = 30
+    @Option(help: "Pairings in flight at once.") var concurrency = 32
+
+    func run() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wahost").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wahost-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+
+        let simulator = try ChildProcess(binary, ["sim"], environment: [:])
+        defer { simulator.stop() }
+        let simInfo = try JSONSerialization.jsonObject(with: Data(try simulator.firstLine().utf8)) as? [String: String] ?? [:]
+        guard let url = simInfo["url"], let rootKey = simInfo["root_key"], let control = simInfo["control"] else {
+            throw BenchError("wahost sim printed no URL")
+        }
+
+        // BENCH-ONLY FAST PATH: tenants are created in this process with cheap argon2 parameters (t=1, 8 MiB, p=1) so
+        // that N tenants do not cost N interactive-strength hashes. `serve` has no way to create such hashes; it only
+        // verifies what it finds (the parameters are read from each PHC string).
+        let cheap = TenantDirectory.Configuration(hashParameters: .init(iterations: 1, memoryKiB: 8 * 1024, parallelism: 1))
+        var logger = Logger(label: "wahost.bench")
+        logger.logLevel = .error
+        let services = try await WahostServices.open(
+            WahostConfiguration(dataDirectory: directory, masterKeyBase64: masterKey), tenancyConfiguration: cheap, logger: logger)
+        var tokens: [(String, String)] = []
+        for index in 0..<count {
+            let name = "bench-\(index)"
+            let issued = try await services.tenants.createTenant(try TenantName(name), mfa: false, actor: "bench")
+            tokens.append((name, issued.adminToken.text))
+        }
+        await services.close()
+
+        let port = try freeLoopbackPort()
+        let server = try ChildProcess(
+            binary, ["serve", "--port", "\(port)", "--data-dir", directory],
+            environment: ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"])
+        defer { server.stop() }
+        try await waitForHealth(port: port)
+
+        let pairStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func add() {
+                guard next < tokens.count else { return }
+                let (name, token) = tokens[next]
+                next += 1
+                group.addTask {
+                    let (status, body) = try await request("GET", "http://127.0.0.1:\(port)/tenants/\(name)/session/qr", headers: ["x-admin-token": token])
+                    guard status == 200, let qr = body["qr"] as? String else { throw BenchError("qr for \(name): \(status) \(body)") }
+                    let (scanned, answer) = try await request("POST", control + "/scan", body: ["qr": qr])
+                    guard scanned == 200 else { throw BenchError("scan for \(name): \(answer)") }
+                }
+            }
+            for _ in 0..<concurrency { add() }
+            while try await group.next() != nil { add() }
+        }
+        var connected = 0
+        let deadline = ContinuousClock.now + .seconds(600)
+        while ContinuousClock.now < deadline {
+            let (_, state) = try await request("GET", control + "/state")
+            connected = (state["liveConnections"] as? [String: Int] ?? [:]).values.filter { $0 > 0 }.count
+            if connected == count { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let pairSeconds = seconds(ContinuousClock.now - pairStart)
+
+        let cpuBefore = try cpuSeconds(pid: server.pid)
+        let holdStart = ContinuousClock.now
+        try await Task.sleep(for: .seconds(hold))
+        let cpuIdle = (try cpuSeconds(pid: server.pid) - cpuBefore) / seconds(ContinuousClock.now - holdStart) * 100
+        let memory = try memoryBytes(pid: server.pid)
+        printJSONLine([
+            "benchmark": "sessions", "count": count, "connected": connected, "pair_seconds": (pairSeconds * 10).rounded() / 10,
+            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
+            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold,
+        ])
+    }
+}
+
+/// A child process whose standard output is read line by line.
+final class ChildProcess: @unchecked Sendable {
+    let process = Process()
+    private let output = Pipe()
+
+    init(_ executable: String, _ arguments: [String], environment extra: [String: String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// The first line the child prints.
+    func firstLine() throws -> String {
+        var bytes: [UInt8] = []
+        while true {
+            let chunk = output.fileHandleForReading.readData(ofLength: 1)
+            guard let byte = chunk.first else { throw BenchError("child exited before printing a line") }
+            if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func request(_ method: String, _ url: String, headers: [String: String] = [:], body: [String: String]? = nil) async throws -> (Int, [String: Any]) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    request.timeoutInterval = 60
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    if let body {
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+    }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+}
+
+func waitForHealth(port: Int) async throws {
+    for _ in 0..<300 {
+        if let (status, _) = try? await request("GET", "http://127.0.0.1:\(port)/healthz"), status == 200 { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw BenchError("wahost serve did not answer /healthz")
+}
+
+func freeLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    }
+    guard bound else { throw BenchError("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// User + system CPU seconds of a process, from /proc/<pid>/stat.
+func cpuSeconds(pid: Int32) throws -> Double {
+    let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+    guard let close = text.lastIndex(of: ")") else { throw BenchError("unreadable /proc/\(pid)/stat") }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { throw BenchError("unreadable stat") }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// VmRSS and VmHWM of a process in bytes, from /proc/<pid>/status.
+func memoryBytes(pid: Int32) throws -> (rss: Int, hwm: Int) {
+    let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    func field(_ name: String) -> Int {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+    return (field("VmRSS"), field("VmHWM"))
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
