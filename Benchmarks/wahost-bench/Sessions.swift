@@ -19,18 +19,71 @@ struct Sessions: AsyncParsableCommand {
     @Option(help: "Pairings in flight at once.") var concurrency = 32
 
     func run() async throws {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wahost").path
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wahost-bench-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let rig = try await BenchRig(count: count)
+        defer { rig.stop() }
+        let server = try await rig.startServer()
+        let pairSeconds = try await rig.pairAll(port: server.port, concurrency: concurrency)
+        let connected = try await rig.waitConnected()
+        let cpuBefore = try cpuSeconds(pid: server.process.pid)
+        let holdStart = ContinuousClock.now
+        try await Task.sleep(for: .seconds(hold))
+        let cpuIdle = (try cpuSeconds(pid: server.process.pid) - cpuBefore) / seconds(ContinuousClock.now - holdStart) * 100
+        let memory = try memoryBytes(pid: server.process.pid)
+        printJSONLine([
+            "benchmark": "sessions", "count": count, "connected": connected, "pair_seconds": (pairSeconds * 10).rounded() / 10,
+            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
+            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold,
+        ])
+    }
+}
 
-        let simulator = try ChildProcess(binary, ["sim"], environment: [:])
-        defer { simulator.stop() }
+/// `restore --count N`: N sessions paired and stored, then a fresh `wahost serve` restores them all.
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time a fresh `wahost serve` restoring N stored sessions to connected.")
+
+    @Option(help: "Sessions to pair, store and restore.") var count = 100
+    @Option(help: "Pairings in flight at once while setting up.") var concurrency = 32
+
+    func run() async throws {
+        let rig = try await BenchRig(count: count)
+        defer { rig.stop() }
+        let first = try await rig.startServer()
+        _ = try await rig.pairAll(port: first.port, concurrency: concurrency)
+        _ = try await rig.waitConnected()
+        first.process.stop()
+        _ = try await rig.waitConnected(expected: 0)
+        let start = ContinuousClock.now
+        let second = try await rig.startServer()
+        let connected = try await rig.waitConnected()
+        let restoreSeconds = seconds(ContinuousClock.now - start)
+        let memory = try memoryBytes(pid: second.process.pid)
+        printJSONLine([
+            "benchmark": "restore", "count": count, "connected": connected, "restore_seconds": (restoreSeconds * 100).rounded() / 100,
+            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm,
+        ])
+    }
+}
+
+/// A simulator process, a data directory with N tenants, and `wahost serve` processes over them.
+final class BenchRig: @unchecked Sendable {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wahost").path
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wahost-bench-\(UUID().uuidString)").path
+    let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+    let simulator: ChildProcess
+    let url: String
+    let rootKey: String
+    let control: String
+    var tokens: [(String, String)] = []
+    var servers: [ChildProcess] = []
+
+    init(count: Int) async throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        simulator = try ChildProcess(binary, ["sim"], environment: [:])
         let simInfo = try JSONSerialization.jsonObject(with: Data(try simulator.firstLine().utf8)) as? [String: String] ?? [:]
         guard let url = simInfo["url"], let rootKey = simInfo["root_key"], let control = simInfo["control"] else {
             throw BenchError("wahost sim printed no URL")
         }
+        (self.url, self.rootKey, self.control) = (url, rootKey, control)
 
         // BENCH-ONLY FAST PATH: tenants are created in this process with cheap argon2 parameters (t=1, 8 MiB, p=1) so
         // that N tenants do not cost N interactive-strength hashes. `serve` has no way to create such hashes; it only
@@ -40,22 +93,30 @@ struct Sessions: AsyncParsableCommand {
         logger.logLevel = .error
         let services = try await WahostServices.open(
             WahostConfiguration(dataDirectory: directory, masterKeyBase64: masterKey), tenancyConfiguration: cheap, logger: logger)
-        var tokens: [(String, String)] = []
         for index in 0..<count {
             let name = "bench-\(index)"
             let issued = try await services.tenants.createTenant(try TenantName(name), mfa: false, actor: "bench")
             tokens.append((name, issued.adminToken.text))
         }
         await services.close()
+    }
 
+    /// Starts `wahost serve` on a free port and waits for `/healthz`.
+    func startServer() async throws -> (process: ChildProcess, port: Int) {
         let port = try freeLoopbackPort()
         let server = try ChildProcess(
             binary, ["serve", "--port", "\(port)", "--data-dir", directory],
             environment: ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"])
-        defer { server.stop() }
+        servers.append(server)
         try await waitForHealth(port: port)
+        return (server, port)
+    }
 
-        let pairStart = ContinuousClock.now
+    /// Asks the server for each tenant's QR code and has the simulated phone scan it; returns the seconds taken.
+    func pairAll(port: Int, concurrency: Int) async throws -> Double {
+        let start = ContinuousClock.now
+        let tokens = self.tokens
+        let control = self.control
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 0
             func add() {
@@ -72,26 +133,28 @@ struct Sessions: AsyncParsableCommand {
             for _ in 0..<concurrency { add() }
             while try await group.next() != nil { add() }
         }
-        var connected = 0
+        _ = try await waitConnected()
+        return seconds(ContinuousClock.now - start)
+    }
+
+    /// Waits (up to 10 minutes) until the simulator sees `expected` (default: every) account connected.
+    func waitConnected(expected: Int? = nil) async throws -> Int {
+        let target = expected ?? tokens.count
+        var connected = -1
         let deadline = ContinuousClock.now + .seconds(600)
         while ContinuousClock.now < deadline {
             let (_, state) = try await request("GET", control + "/state")
             connected = (state["liveConnections"] as? [String: Int] ?? [:]).values.filter { $0 > 0 }.count
-            if connected == count { break }
-            try await Task.sleep(for: .milliseconds(200))
+            if connected == target { return connected }
+            try await Task.sleep(for: .milliseconds(100))
         }
-        let pairSeconds = seconds(ContinuousClock.now - pairStart)
+        return connected
+    }
 
-        let cpuBefore = try cpuSeconds(pid: server.pid)
-        let holdStart = ContinuousClock.now
-        try await Task.sleep(for: .seconds(hold))
-        let cpuIdle = (try cpuSeconds(pid: server.pid) - cpuBefore) / seconds(ContinuousClock.now - holdStart) * 100
-        let memory = try memoryBytes(pid: server.pid)
-        printJSONLine([
-            "benchmark": "sessions", "count": count, "connected": connected, "pair_seconds": (pairSeconds * 10).rounded() / 10,
-            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
-            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold,
-        ])
+    func stop() {
+        for server in servers { server.stop() }
+        simulator.stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 
