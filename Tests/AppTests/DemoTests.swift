@@ -36,7 +36,7 @@ import FoundationNetworking
         let (status, _) = try await post("/dashboard/demo/scan", "csrf=\(csrf)&tenant=demo")
         #expect(status == 200 || status == 303)
         try await eventually("demo tenant connected") { try await isConnected(port, "demo") }
-        demo.stop()
+        await demo.stopDetached()
 
         // serve on another data directory: no banner, and the demo control does not exist.
         let servePort = try freePort()

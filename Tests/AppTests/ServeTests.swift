@@ -122,6 +122,13 @@ final class ServerProcess: @unchecked Sendable {
         process.terminate()
         process.waitUntilExit()
     }
+
+    /// SIGTERM, then waits for the exit without holding a cooperative thread.
+    func stopDetached() async {
+        guard process.isRunning else { return }
+        process.terminate()
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+    }
 }
 
 /// A free loopback TCP port.

@@ -57,7 +57,7 @@ final class APIRig: @unchecked Sendable {
     }
 
     func stopAll() async {
-        for server in servers { server.stop() }
+        for server in servers { await server.stopDetached() }
         await simulator.stop()
     }
 }
@@ -146,7 +146,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         #expect(aliasGroups.status == 200)
 
         // SIGTERM, restart: logged in again with the stored credentials, no new pairing.
-        server.stop()
+        await server.stopDetached()
         try await eventually("simulator sees the drop") { await rig.simulator.observed.liveConnections[user] == 0 }
         (server, port) = try await rig.startServer()
         try await eventually("restored after SIGTERM") { try await isConnected(port, "acme") }
@@ -174,7 +174,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         let again = try await http("POST", port, "/session/logout", headers: ["x-admin-token": token])
         #expect(again.status == 200)
         #expect(again.object["message"] as? String == "Session cleared.")
-        server.stop()
+        await server.stopDetached()
     }
 
     @Test func codePairingThroughTheAPI() async throws {

@@ -29,7 +29,7 @@ struct PoolRig {
             tenants.append(tenant)
         }
         let configuration = WhatsAppClientConfiguration(
-            url: url, rootPublicKey: simulator.rootPublicKey, handshakeTimeout: .seconds(5), requestTimeout: .seconds(5))
+            url: url, rootPublicKey: simulator.rootPublicKey, handshakeTimeout: .seconds(20), requestTimeout: .seconds(20))
         return PoolRig(simulator: simulator, store: store, files: files, clientConfiguration: configuration, tenants: tenants)
     }
 
@@ -42,7 +42,7 @@ struct PoolRig {
         return SessionPool(
             configuration: SessionPoolConfiguration(
                 nodeID: node, leaseTTL: ttl, heartbeatInterval: .milliseconds(200), restoreJitter: .milliseconds(20), backoff: backoff,
-                qrWait: .seconds(5)),
+                qrWait: .seconds(20)),
             records: store, clientConfiguration: clientConfiguration,
             credentialStore: { TenantCredentialStore(tenant: $0, files: files) }, logger: logger)
     }

@@ -23,7 +23,7 @@ struct Rig {
         let store = TenantCredentialStore(tenant: try TenantName("acme"), files: files)
         let configuration = WhatsAppClientConfiguration(
             url: url, rootPublicKey: simulator.rootPublicKey, keepaliveInterval: keepaliveInterval, keepaliveDeadline: keepaliveDeadline,
-            handshakeTimeout: .seconds(5), requestTimeout: .seconds(5))
+            handshakeTimeout: .seconds(20), requestTimeout: .seconds(20))
         return Rig(simulator: simulator, store: store, files: files, configuration: configuration)
     }
 
