@@ -159,14 +159,6 @@ struct LiveConnection: Sendable {
     var linkCode: PendingLinkCode?
 }
 
-/// What the writer task of a connection does next.
-enum OutgoingFrame: Sendable {
-    /// Write one frame.
-    case frame([UInt8])
-    /// Close the socket (after the frames queued before).
-    case close
-}
-
 /// A code pairing the companion started and the phone has not entered yet.
 struct PendingLinkCode: Sendable {
     var hello: CompanionHello
@@ -175,53 +167,13 @@ struct PendingLinkCode: Sendable {
     var identityPublicKey: [UInt8]
 }
 
-/// Complete frames from a client: strips the 4-byte WA header in front of the first one.
-struct ClientFrameReader {
-    private var messages: WebSocketInboundMessageStream.AsyncIterator
-    private var reassembler = FrameReassembler()
-    private var ready: [[UInt8]] = []
-    private var readyIndex = 0
-    private var headerBytesLeft = FrameEncoder.connectionHeader
-
-    init(inbound: WebSocketInboundStream) {
-        messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
-    }
-
-    mutating func next() async throws -> [UInt8]? {
-        while readyIndex == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyIndex = 0
-            guard let message = try await messages.next() else { return nil }
-            guard case .binary(let buffer) = message else { continue }
-            var bytes = Array(buffer.readableBytesView)[...]
-            while !headerBytesLeft.isEmpty, let first = bytes.first {
-                guard first == headerBytesLeft.removeFirst() else { throw SimulatorError("connection header mismatch") }
-                bytes = bytes.dropFirst()
-            }
-            ready = try reassembler.append(bytes)
-        }
-        defer { readyIndex += 1 }
-        return ready[readyIndex]
-    }
-}
-
 extension WhatsAppSimulator {
     // MARK: Connection driver
 
     nonisolated func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         let (outgoing, outgoingSink) = AsyncStream.makeStream(of: OutgoingFrame.self, bufferingPolicy: .unbounded)
-        let writerTask = Task {
-            for await item in outgoing {
-                switch item {
-                case .frame(let frame):
-                    do { try await outbound.write(.binary(ByteBuffer(bytes: frame))) } catch { return }
-                case .close:
-                    try? await outbound.close(.normalClosure, reason: nil)
-                    return
-                }
-            }
-        }
-        var frames = ClientFrameReader(inbound: inbound)
+        let writerTask = Task { await OutgoingFrame.write(outgoing, to: outbound) }
+        var frames = FrameReader(inbound: inbound, expectingHeader: FrameEncoder.connectionHeader)
         var connectionID: UInt64?
         do {
             var responder = NoiseResponder(staticKeyPair: serverKeys.leaf, certificateChain: serverKeys.certificateChain)

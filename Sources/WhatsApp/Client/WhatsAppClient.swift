@@ -180,17 +180,7 @@ public actor WhatsAppClient {
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, credentials: DeviceCredentials
     ) async -> DisconnectReason {
         let (outgoing, outgoingSink) = AsyncStream.makeStream(of: OutgoingFrame.self, bufferingPolicy: .unbounded)
-        let writer = Task {
-            for await item in outgoing {
-                switch item {
-                case .frame(let frame):
-                    do { try await outbound.write(.binary(ByteBuffer(bytes: frame))) } catch { return }
-                case .close:
-                    try? await outbound.close(.normalClosure, reason: nil)
-                    return
-                }
-            }
-        }
+        let writer = Task { await OutgoingFrame.write(outgoing, to: outbound) }
         let reason = await readLoop(inbound: inbound, outbound: outbound, outgoing: outgoingSink, credentials: credentials)
         outgoingSink.finish()
         writer.cancel()
@@ -454,39 +444,6 @@ public actor WhatsAppClient {
     private func wipeCredentials() async {
         do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
         credentials = nil
-    }
-}
-
-/// What a connection's writer task does next.
-enum OutgoingFrame: Sendable {
-    /// Write one frame.
-    case frame([UInt8])
-    /// Close the socket after the frames queued before.
-    case close
-}
-
-/// Complete frames from the socket, in order, reassembled across and within WebSocket messages.
-struct FrameReader {
-    private var messages: WebSocketInboundMessageStream.AsyncIterator
-    private var reassembler = FrameReassembler()
-    private var ready: [[UInt8]] = []
-    private var readyIndex = 0
-
-    init(inbound: WebSocketInboundStream) {
-        messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
-    }
-
-    /// The next frame, or nil when the socket closed.
-    mutating func next() async throws -> [UInt8]? {
-        while readyIndex == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyIndex = 0
-            guard let message = try await messages.next() else { return nil }
-            guard case .binary(let buffer) = message else { continue }
-            ready = try reassembler.append(buffer.readableBytesView)
-        }
-        defer { readyIndex += 1 }
-        return ready[readyIndex]
     }
 }
 
