@@ -44,11 +44,18 @@ public struct WhatsAppClientConfiguration: Sendable {
 
 /// Decodes lowercase or uppercase hex; the caller passes constants, so bad input yields an empty array.
 func hexBytes(_ text: String) -> [UInt8] {
+    decodeHex(text) ?? []
+}
+
+/// Decodes lowercase or uppercase hex; nil on any non-hex character or an odd length.
+public func decodeHex(_ text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard digits.count.isMultiple(of: 2) else { return nil }
     var bytes: [UInt8] = []
-    var iterator = text.utf8.makeIterator()
-    while let high = iterator.next(), let low = iterator.next() {
-        guard let h = hexValue(high), let l = hexValue(low) else { return [] }
-        bytes.append(h << 4 | l)
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
     }
     return bytes
 }
