@@ -31,16 +31,7 @@ struct API: AsyncParsableCommand {
     }
 
     private func runWrk(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("wrk failed: \(String(decoding: data, as: UTF8.self))") }
-        return String(decoding: data, as: UTF8.self)
+        try runTool("/usr/bin/wrk", arguments)
     }
 }
 

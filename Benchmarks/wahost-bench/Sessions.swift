@@ -17,9 +17,11 @@ struct Sessions: AsyncParsableCommand {
     @Option(help: "Sessions to create and pair.") var count = 100
     @Option(help: "Seconds to hold them connected (keepalives running) while measuring idle CPU.") var hold = 30
     @Option(help: "Pairings in flight at once.") var concurrency = 32
+    @Option(help: "Have the simulator also send WebSocket pings this often (0: never, as documented for WhatsApp).")
+    var simWsPingSeconds = 0
 
     func run() async throws {
-        let rig = try await BenchRig(count: count)
+        let rig = try await BenchRig(count: count, simulatorWebSocketPingSeconds: simWsPingSeconds)
         defer { rig.stop() }
         let server = try await rig.startServer()
         let pairSeconds = try await rig.pairAll(port: server.port, concurrency: concurrency)
@@ -32,7 +34,7 @@ struct Sessions: AsyncParsableCommand {
         printJSONLine([
             "benchmark": "sessions", "count": count, "connected": connected, "pair_seconds": (pairSeconds * 10).rounded() / 10,
             "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
-            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold,
+            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold, "sim_ws_ping_seconds": simWsPingSeconds,
         ])
     }
 }
@@ -76,9 +78,9 @@ final class BenchRig: @unchecked Sendable {
     var tokens: [(String, String)] = []
     var servers: [ChildProcess] = []
 
-    init(count: Int) async throws {
+    init(count: Int, simulatorWebSocketPingSeconds: Int = 0) async throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        simulator = try ChildProcess(binary, ["sim"], environment: [:])
+        simulator = try ChildProcess(binary, ["sim", "--ws-ping-seconds", "\(simulatorWebSocketPingSeconds)"], environment: [:])
         let simInfo = try JSONSerialization.jsonObject(with: Data(try simulator.firstLine().utf8)) as? [String: String] ?? [:]
         guard let url = simInfo["url"], let rootKey = simInfo["root_key"], let control = simInfo["control"] else {
             throw BenchError("wahost sim printed no URL")
@@ -101,11 +103,12 @@ final class BenchRig: @unchecked Sendable {
         await services.close()
     }
 
-    /// Starts `wahost serve` on a free port and waits for `/healthz`.
-    func startServer() async throws -> (process: ChildProcess, port: Int) {
+    /// Starts `wahost serve` on a free port (under `wrapper`, e.g. heaptrack, when given) and waits for `/healthz`.
+    func startServer(wrapper: [String] = []) async throws -> (process: ChildProcess, port: Int) {
         let port = try freeLoopbackPort()
+        let command = wrapper + [binary, "serve", "--port", "\(port)", "--data-dir", directory]
         let server = try ChildProcess(
-            binary, ["serve", "--port", "\(port)", "--data-dir", directory],
+            command[0], Array(command.dropFirst()),
             environment: ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"])
         servers.append(server)
         try await waitForHealth(port: port)

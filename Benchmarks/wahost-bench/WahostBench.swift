@@ -6,7 +6,7 @@ struct WahostBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wahost-bench",
         abstract: "Measures wahost (release build: swift run -c release wahost-bench …). Each subcommand prints one JSON object last.",
-        subcommands: [Micro.self, Sessions.self, Restore.self, API.self])
+        subcommands: [Micro.self, Sessions.self, Restore.self, API.self, Memory.self])
 }
 
 /// Prints one JSON object on one line with sorted keys.

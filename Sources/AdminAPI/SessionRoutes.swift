@@ -174,9 +174,9 @@ struct SessionRoutes {
             }
             return all[0].name
         }
-        let tenant: Tenant?
-        do { tenant = try await dependencies.tenants.tenant(named: name) } catch { throw APIError.from(error) }
-        guard tenant != nil else { throw APIError.unknownTenant }
+        let exists: Bool
+        do { exists = try await dependencies.tenants.exists(name) } catch { throw APIError.from(error) }
+        guard exists else { throw APIError.unknownTenant }
         return name
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import Logging
 
 /// What a new tenant's owner is shown once: the admin token and, with MFA, the OTP enrolment.
@@ -32,15 +33,19 @@ public final class TenantDirectory: Sendable {
         public var verifiedTokenLifetime: Duration
         /// The issuer shown in authenticator apps.
         public var otpIssuer: String
+        /// How long ``TenantDirectory/exists(_:)`` trusts that a tenant it saw still exists; a deletion made by
+        /// this process shows at once, one made by another node sharing the database within this time.
+        public var knownTenantLifetime: Duration
 
         public init(
             hashParameters: Argon2id.Parameters = .rfc9106LowMemory, lockoutPolicy: LockoutPolicy = .standard,
-            verifiedTokenLifetime: Duration = .seconds(300), otpIssuer: String = "wahost"
+            verifiedTokenLifetime: Duration = .seconds(300), otpIssuer: String = "wahost", knownTenantLifetime: Duration = .seconds(5)
         ) {
             self.hashParameters = hashParameters
             self.lockoutPolicy = lockoutPolicy
             self.verifiedTokenLifetime = verifiedTokenLifetime
             self.otpIssuer = otpIssuer
+            self.knownTenantLifetime = knownTenantLifetime
         }
     }
 
@@ -50,6 +55,8 @@ public final class TenantDirectory: Sendable {
     private let configuration: Configuration
     private let cache: VerifiedTokenCache
     private let lockout: LockoutTracker
+    /// Tenants seen in storage and when, so `status` does not read the database on every request.
+    private let knownTenants = Mutex<[TenantName: Date]>([:])
     private let now: @Sendable () -> Date
     private let logger: Logger
 
@@ -97,6 +104,21 @@ public final class TenantDirectory: Sendable {
         do { return try await repositories.tenant(named: name) } catch { throw TenancyError(error) }
     }
 
+    /// True if the tenant exists; a recent answer is reused for ``Configuration/knownTenantLifetime`` (no database read).
+    public func exists(_ name: TenantName) async throws(TenancyError) -> Bool {
+        let moment = now()
+        let lifetime = configuration.knownTenantLifetime.seconds
+        let known = knownTenants.withLock { seen in
+            seen[name].map { $0 <= moment && moment.timeIntervalSince($0) < lifetime } ?? false
+        }
+        if known { return true }
+        let found = try await tenant(named: name) != nil
+        knownTenants.withLock { seen in
+            if found { seen[name] = moment } else { seen[name] = nil }
+        }
+        return found
+    }
+
     /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's.
     public func deleteTenant(_ name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) {
         let storedHash: String?
@@ -110,6 +132,7 @@ public final class TenantDirectory: Sendable {
         } catch {
             throw TenancyError(.storage, "\(error)")
         }
+        knownTenants.withLock { $0[name] = nil }
         if let storedHash { await cache.invalidate(storedHash: storedHash) }
         await audit(actor: actor, action: "tenant.delete", tenant: name, clientAddress: clientAddress, detail: nil)
         logger.info("tenant deleted", metadata: ["tenant": "\(name)"])

@@ -77,13 +77,18 @@ public actor WhatsAppSimulator {
     }
 
     /// Starts listening on `host:port` (0 = any free port); returns the `ws://` URL clients connect to. The same
-    /// port serves the control API under `/control/` (see `SimulatorControl`).
-    public func start(host: String = "127.0.0.1", port requestedPort: Int = 0) async throws -> String {
+    /// port serves the control API under `/control/` (see `SimulatorControl`). With `webSocketPing`, every
+    /// connection also gets a WebSocket-level ping that often (WhatsApp's own liveness check is the client's IQ
+    /// ping, §9.4; whether its servers also send WebSocket pings is not documented, so the default is none).
+    public func start(host: String = "127.0.0.1", port requestedPort: Int = 0, webSocketPing: Duration? = nil) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
         let (portStream, portSink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: SimulatorControl.router(for: self),
-            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 24))) { request, _, _ in
+            server: .http1WebSocketUpgrade(
+                configuration: .init(
+                    ws: .init(maxFrameSize: 1 << 24, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
+            ) { request, _, _ in
                 guard request.path == "/ws/chat" else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in
                     await self.serve(inbound: inbound, outbound: outbound)

@@ -15,6 +15,8 @@ struct SimCommand: AsyncParsableCommand {
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one).") var port = 0
+    @Option(name: .customLong("ws-ping-seconds"), help: "Also send a WebSocket ping on every connection this often (0: never).")
+    var webSocketPingSeconds = 0
 
     struct Output: Encodable {
         let url: String
@@ -26,7 +28,8 @@ struct SimCommand: AsyncParsableCommand {
         var logger = Logger(label: "wahost.simulator")
         logger.logLevel = ProcessInfo.processInfo.environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         let simulator = try WhatsAppSimulator(logger: logger)
-        let url = try await simulator.start(host: host, port: port)
+        let url = try await simulator.start(
+            host: host, port: port, webSocketPing: webSocketPingSeconds > 0 ? .seconds(webSocketPingSeconds) : nil)
         let control = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws/chat", with: "/control")
         try printJSON(Output(url: url, root_key: simulator.rootPublicKey.map { String(format: "%02x", $0) }.joined(), control: control))
         fflush(nil)

@@ -4,7 +4,6 @@ import Foundation
 import Logging
 import Tenancy
 
-@main
 struct Wahost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wahost",

@@ -3,6 +3,7 @@ import Storage
 import Tenancy
 import TestSupport
 import Testing
+import WhatsApp
 
 @Suite struct CredentialStoreTests {
     let acme = try! TenantName("acme")
@@ -27,6 +28,32 @@ import Testing
         #expect((directoryAttributes[.posixPermissions] as? Int) == 0o700)
         let rootAttributes = try FileManager.default.attributesOfItem(atPath: directory)
         #expect((rootAttributes[.posixPermissions] as? Int) == 0o700)
+    }
+
+    @Test func preKeysAreKeptSealedAndCompactAndLegacyJSONIsMigrated() async throws {
+        let (files, directory) = try makeStore()
+        let store = TenantCredentialStore(tenant: acme, files: files)
+        #expect(try store.loadPreKeys() == [])
+        let first = PreKey.generate(count: 812, firstID: 1)
+        try await store.savePreKeys(first)
+        #expect(try store.loadPreKeys() == first)
+        #expect(files.files(tenant: acme) == [TenantCredentialStore.preKeyFileName])
+        let raw = try #require(FileManager.default.contents(atPath: directory + "/acme/" + TenantCredentialStore.preKeyFileName))
+        #expect(raw.range(of: Data(first[0].keyPair.privateKey)) == nil, "sealed")
+
+        // A tenant stored by an earlier version has prekeys.json: it is read, and replaced on the next save.
+        let legacy = PreKey.generate(count: 5, firstID: 1)
+        try files.write(Array(try JSONEncoder().encode(legacy)), file: "prekeys.json", tenant: beta)
+        let betaStore = TenantCredentialStore(tenant: beta, files: files)
+        #expect(try betaStore.loadPreKeys() == legacy)
+        let refill = PreKey.generate(count: 3, firstID: 6)
+        try await betaStore.savePreKeys(refill)
+        #expect(try betaStore.loadPreKeys() == legacy + refill)
+        #expect(files.files(tenant: beta) == [TenantCredentialStore.preKeyFileName])
+
+        // A damaged record is reported as corrupt, not silently dropped.
+        try files.write([9, 9, 9], file: TenantCredentialStore.preKeyFileName, tenant: beta)
+        #expect(throws: CredentialStoreError.self) { try betaStore.loadPreKeys() }
     }
 
     @Test func filesHoldNoPlaintext() throws {

@@ -52,6 +52,33 @@ final class ManualClock: @unchecked Sendable {
     }
 
     @Test(arguments: Backend.available)
+    func existenceIsRememberedBrieflyAndForgottenAtOnceOnLocalDeletion(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let key = MasterKey.generate()
+        let clock = ManualClock()
+        let here = makeDirectory(store: store, key: key, clock: clock)
+        let elsewhere = makeDirectory(store: store, key: key, clock: clock)  // another node sharing the database
+        let acme = try TenantName("acme")
+        let beta = try TenantName("beta")
+        #expect(try await here.exists(acme) == false)
+        _ = try await elsewhere.createTenant(acme, mfa: false, actor: "test")
+        #expect(try await here.exists(acme), "a miss is not remembered")
+        _ = try await here.createTenant(beta, mfa: false, actor: "test")
+        #expect(try await here.exists(beta))
+        #expect(try await elsewhere.exists(beta))
+
+        // Deleted here: gone here at once.
+        try await here.deleteTenant(beta, actor: "test")
+        #expect(try await here.exists(beta) == false)
+        // Deleted by another node: this one trusts what it saw for at most knownTenantLifetime (5 s).
+        #expect(try await elsewhere.exists(beta), "remembered")
+        clock.advance(5)
+        #expect(try await elsewhere.exists(beta) == false)
+        #expect(try await elsewhere.exists(acme), "re-read from storage")
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
     func rotationInvalidatesTheOldTokenAtOnceIncludingOtherProcessesCaches(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         let key = MasterKey.generate()

@@ -101,6 +101,37 @@ import Testing
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(Curve25519KeyPair.self, from: Data(mismatched.utf8)) }
     }
 
+    @Test func generatedPairsHoldTheirPrivateKeysPublicKey() throws {
+        // generate() takes the public key from the unclamped scalar; X25519's own clamping makes it the same point.
+        for _ in 0..<64 {
+            let pair = Curve25519KeyPair.generate()
+            #expect(try Curve25519KeyPair(privateKey: pair.privateKey).publicKey == pair.publicKey)
+            #expect(pair.privateKey[0] & 7 == 0 && pair.privateKey[31] & 0xC0 == 0x40)
+        }
+    }
+
+    @Test func preKeysRoundTripThroughTheirStorageForm() throws {
+        let keys = PreKey.generate(count: 812, firstID: PreKey.maximumID - 5)
+        let bytes = PreKey.serialize(keys)
+        #expect(bytes.count == 1 + 812 * 68)
+        #expect(try PreKey.deserialize(bytes) == keys)
+        #expect(try PreKey.deserialize([1]) == [])
+        #expect(keys[6].id == 1)  // ids wrap within 1…0xFFFFFF, never 0
+    }
+
+    @Test func malformedPreKeyStorageIsRefused() throws {
+        let bytes = PreKey.serialize(PreKey.generate(count: 3, firstID: 1))
+        #expect(throws: PreKeyStorageError.self) { try PreKey.deserialize([]) }
+        #expect(throws: PreKeyStorageError.self) { try PreKey.deserialize([2] + bytes.dropFirst()) }
+        #expect(throws: PreKeyStorageError.self) { try PreKey.deserialize(Array(bytes.dropLast())) }
+        var zeroID = bytes
+        zeroID[1...4] = [0, 0, 0, 0]
+        #expect(throws: PreKeyStorageError.self) { try PreKey.deserialize(zeroID) }
+        var wideID = bytes
+        wideID[1] = 1
+        #expect(throws: PreKeyStorageError.self) { try PreKey.deserialize(wideID) }
+    }
+
     // MARK: Cross-check with an independent implementation (PyPI xeddsa + cryptography)
 
     @Test(.enabled(if: ExternalTools.pythonEnabled)) func crossCheckWithIndependentImplementation() throws {

@@ -102,7 +102,10 @@ public final class EncryptedCredentialStore: Sendable {
     public func delete(file: String, tenant: TenantName) throws(CredentialStoreError) {
         try Self.validate(fileName: file)
         let path = tenantPath(tenant) + "/" + file
-        if unlink(path) != 0 && errno != ENOENT { throw CredentialStoreError.io("delete \(file)") }
+        guard unlink(path) == 0 else {
+            if errno == ENOENT { return }
+            throw CredentialStoreError.io("delete \(file)")
+        }
         try? Self.syncDirectory(tenantPath(tenant))
     }
 

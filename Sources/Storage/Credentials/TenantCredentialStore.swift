@@ -32,21 +32,29 @@ public struct TenantCredentialStore: CredentialStore {
 
     /// Prekeys kept: the newest ones; older ones were consumed by contacts long ago or will never be.
     public static let retainedPreKeys = 4096
-    /// The file that holds the one-time prekeys.
-    public static let preKeyFileName = "prekeys.json"
+    /// The file that holds the one-time prekeys (``PreKey/serialize(_:)``'s compact records).
+    public static let preKeyFileName = "prekeys.bin"
+    /// Where earlier versions kept the prekeys, as JSON; read when ``preKeyFileName`` is absent, removed on the next save.
+    static let legacyPreKeyFileName = "prekeys.json"
 
     public func loadPreKeys() throws -> [PreKey] {
-        guard let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant) else { return [] }
+        if let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant) {
+            do { return try PreKey.deserialize(bytes) } catch {
+                throw CredentialStoreError(.corrupt, "credential file '\(Self.preKeyFileName)' of tenant '\(tenant)': \(error)")
+            }
+        }
+        guard let legacy = try files.read(file: Self.legacyPreKeyFileName, tenant: tenant) else { return [] }
         do {
-            return try JSONDecoder().decode([PreKey].self, from: Data(bytes))
+            return try JSONDecoder().decode([PreKey].self, from: Data(legacy))
         } catch {
-            throw CredentialStoreError(.corrupt, "credential file '\(Self.preKeyFileName)' of tenant '\(tenant)' does not hold prekeys")
+            throw CredentialStoreError(.corrupt, "credential file '\(Self.legacyPreKeyFileName)' of tenant '\(tenant)' does not hold prekeys")
         }
     }
 
     public func savePreKeys(_ preKeys: [PreKey]) async throws {
         let kept = Array((try loadPreKeys() + preKeys).suffix(Self.retainedPreKeys))
-        try files.write(Array(try JSONEncoder().encode(kept)), file: Self.preKeyFileName, tenant: tenant)
+        try files.write(PreKey.serialize(kept), file: Self.preKeyFileName, tenant: tenant)
+        try files.delete(file: Self.legacyPreKeyFileName, tenant: tenant)
     }
 
     public func wipe() async throws {

@@ -82,20 +82,34 @@ public actor WhatsAppClient {
     var credentials: DeviceCredentials?
     var connection: Connection?
     private var stopRequested = false
+    private var connectionsStarted: UInt64 = 0
     private var loggingOut = false
 
     /// State of the live connection.
     struct Connection {
+        /// Which connection of this client it is; timers that fire late check it.
+        var number: UInt64
         var outbound: WebSocketOutboundWriter
         var outgoing: AsyncStream<OutgoingFrame>.Continuation
         var writer: NoiseTransport
         var iqIDs = IQIDGenerator()
-        var pending: [String: CheckedContinuation<Node, any Error>] = [:]
+        var pending: [String: PendingRequest] = [:]
         var endReason: DisconnectReason?
         var loggedIn = false
         var pairing: PairingSession?
-        var keepalive: Task<Void, Never>?
+        var keepalive: Scheduled<Void>?
         var preKeyCheck: Task<Void, Never>?
+    }
+
+    /// A request waiting for its answer, and the timer that fails it when the answer is late.
+    struct PendingRequest {
+        var continuation: CheckedContinuation<Node, any Error>
+        var deadline: Scheduled<Void>
+
+        func resume(with result: Result<Node, any Error>) {
+            deadline.cancel()
+            continuation.resume(with: result)
+        }
     }
 
     public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, logger: Logger) {
@@ -197,9 +211,8 @@ public actor WhatsAppClient {
 
         // Handshake: ClientHello with the WA header, ServerHello within the deadline, ClientFinish.
         var encoder = FrameEncoder(firstFramePrefix: FrameEncoder.connectionHeader)
-        let watchdog = Task {
-            try await Task.sleep(for: configuration.handshakeTimeout)
-            try? await outbound.close(.normalClosure, reason: "handshake timeout")
+        let watchdog = EventLoopTimer.after(configuration.handshakeTimeout) {
+            Task { try? await outbound.close(.normalClosure, reason: "handshake timeout") }
         }
         let readTransport: NoiseTransport
         do {
@@ -254,7 +267,8 @@ public actor WhatsAppClient {
     // MARK: Actor-isolated connection state
 
     private func attach(outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation, writer: NoiseTransport) {
-        connection = Connection(outbound: outbound, outgoing: outgoing, writer: writer)
+        connectionsStarted += 1
+        connection = Connection(number: connectionsStarted, outbound: outbound, outgoing: outgoing, writer: writer)
     }
 
     private func endReason(or fallback: DisconnectReason) -> DisconnectReason {
@@ -275,7 +289,7 @@ public actor WhatsAppClient {
     private func finish(_ reason: DisconnectReason) -> DisconnectReason {
         let final = connection?.endReason ?? reason
         if let pending = connection?.pending {
-            for continuation in pending.values { continuation.resume(throwing: WhatsAppClientError.disconnected) }
+            for request in pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
         }
         connection?.outgoing.finish()
         connection?.keepalive?.cancel()
@@ -309,18 +323,17 @@ public actor WhatsAppClient {
         try send(node)
         let deadline = timeout ?? configuration.requestTimeout
         let response: Node = try await withCheckedThrowingContinuation { continuation in
-            connection?.pending[id] = continuation
-            Task { [weak self] in
-                try? await Task.sleep(for: deadline)
-                await self?.failPending(id, with: WhatsAppClientError.timedOut)
+            let timer = EventLoopTimer.after(deadline) { [weak self] in
+                Task { await self?.failPending(id, with: WhatsAppClientError.timedOut) }
             }
+            connection?.pending[id] = PendingRequest(continuation: continuation, deadline: timer)
         }
         if let (code, text) = Stanzas.iqError(response) { throw WhatsAppClientError.serverError(code, text) }
         return response
     }
 
     private func failPending(_ id: String, with error: WhatsAppClientError) {
-        connection?.pending.removeValue(forKey: id)?.resume(throwing: error)
+        connection?.pending.removeValue(forKey: id)?.resume(with: .failure(error))
     }
 
     /// Handles one stanza; returns a reason when the connection must end.
@@ -328,9 +341,9 @@ public actor WhatsAppClient {
         switch node.tag {
         case "iq":
             if let type = node.attributes["type"]?.string, type == "result" || type == "error",
-                let id = node.attributes["id"]?.string, let continuation = connection?.pending.removeValue(forKey: id)
+                let id = node.attributes["id"]?.string, let request = connection?.pending.removeValue(forKey: id)
             {
-                continuation.resume(returning: node)
+                request.resume(with: .success(node))
                 return nil
             }
             return await handleServerRequest(node)
@@ -370,26 +383,32 @@ public actor WhatsAppClient {
         logger.info("logged in", metadata: ["jid": "\(account.jid)"])
         emit(.loggedIn(jid: account.jid.description))
         connection?.preKeyCheck = Task { [weak self] in await self?.checkPreKeys() }
-        let configuration = self.configuration
-        connection?.keepalive = Task { [weak self] in
-            while !Task.isCancelled {
-                let interval = Duration.milliseconds(
-                    Int64.random(
-                        in: configuration.keepaliveInterval.lowerBound.wholeMilliseconds...configuration.keepaliveInterval.upperBound
-                            .wholeMilliseconds))
-                do { try await Task.sleep(for: interval) } catch { return }
-                guard let self else { return }
-                do {
-                    _ = try await self.request(timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
-                } catch let error as WhatsAppClientError where error == .timedOut {
-                    await self.end(.keepaliveTimeout)
-                    return
-                } catch {
-                    return
-                }
-            }
-        }
+        scheduleKeepalive()
         return nil
+    }
+
+    /// Arms the next keepalive ping, a random 20–30 s from now (§9.4).
+    private func scheduleKeepalive() {
+        let bounds = configuration.keepaliveInterval
+        let interval = Duration.milliseconds(Int64.random(in: bounds.lowerBound.wholeMilliseconds...bounds.upperBound.wholeMilliseconds))
+        guard let number = connection?.number else { return }
+        connection?.keepalive = EventLoopTimer.after(interval) { [weak self] in
+            Task { await self?.keepalive(connection: number) }
+        }
+    }
+
+    /// Pings and re-arms; a ping unanswered within the deadline ends the connection.
+    private func keepalive(connection number: UInt64) async {
+        guard let connection, connection.number == number, connection.loggedIn else { return }
+        do {
+            _ = try await request(timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
+        } catch let error as WhatsAppClientError where error == .timedOut {
+            await end(.keepaliveTimeout)
+            return
+        } catch {
+            return
+        }
+        scheduleKeepalive()
     }
 
     private func handleServerRequest(_ node: Node) async -> DisconnectReason? {

@@ -22,6 +22,51 @@ public struct PreKey: Codable, Sendable, Equatable {
 
     /// Prekey ids are 24-bit and never 0.
     public static let maximumID: UInt32 = 0xFF_FFFF
+
+    /// The storage form: a version byte, then one 68-byte record per key (id as 4 big-endian bytes, private, public).
+    ///
+    /// Compact and cheap on purpose: pairing stores 812 keys, which as JSON cost more CPU than generating them.
+    public static func serialize(_ preKeys: [PreKey]) -> [UInt8] {
+        var bytes: [UInt8] = [storageVersion]
+        bytes.reserveCapacity(1 + preKeys.count * storageRecordSize)
+        for key in preKeys {
+            bytes += Stanzas.bigEndian(key.id, bytes: 4)
+            bytes += key.keyPair.privateKey
+            bytes += key.keyPair.publicKey
+        }
+        return bytes
+    }
+
+    /// Reads what ``serialize(_:)`` wrote; the file is sealed, so pairs are not re-derived, only checked for shape.
+    public static func deserialize(_ bytes: [UInt8]) throws(PreKeyStorageError) -> [PreKey] {
+        guard let version = bytes.first else { throw PreKeyStorageError("empty prekey record") }
+        guard version == storageVersion else { throw PreKeyStorageError("unknown prekey record version \(version)") }
+        let body = bytes.dropFirst()
+        guard body.count % storageRecordSize == 0 else {
+            throw PreKeyStorageError("prekey record length \(body.count) is not a multiple of \(storageRecordSize)")
+        }
+        var keys: [PreKey] = []
+        keys.reserveCapacity(body.count / storageRecordSize)
+        var offset = body.startIndex
+        while offset < body.endIndex {
+            let id = body[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            guard (1...maximumID).contains(id) else { throw PreKeyStorageError("prekey id \(id) is outside 1…\(maximumID)") }
+            let pair = Curve25519KeyPair(
+                trustedPrivateKey: Array(body[offset + 4..<offset + 36]), publicKey: Array(body[offset + 36..<offset + 68]))
+            keys.append(PreKey(id: id, keyPair: pair))
+            offset += storageRecordSize
+        }
+        return keys
+    }
+
+    private static let storageVersion: UInt8 = 1
+    private static let storageRecordSize = 68
+}
+
+/// Stored prekeys could not be read back.
+public struct PreKeyStorageError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// When and how many prekeys to upload (whatsmeow's numbers, §9.3).

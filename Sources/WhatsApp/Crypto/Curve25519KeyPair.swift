@@ -13,13 +13,20 @@ public struct Curve25519KeyPair: Sendable, Codable, Equatable, CustomStringConve
 
     /// Generates a fresh key pair from the system CSPRNG, with the private key clamped as libsignal does.
     public static func generate() -> Curve25519KeyPair {
-        var bytes = Array(Curve25519.KeyAgreement.PrivateKey().rawRepresentation)
+        let key = Curve25519.KeyAgreement.PrivateKey()
+        var bytes = Array(key.rawRepresentation)
         bytes[0] &= 248
         bytes[31] &= 127
         bytes[31] |= 64
-        // 32 bytes is always a valid X25519 private key.
-        guard let pair = try? Curve25519KeyPair(privateKey: bytes) else { preconditionFailure("X25519 rejected a 32-byte key") }
-        return pair
+        // X25519 clamps the scalar itself, so clamping leaves the public key as it is: one base-point
+        // multiplication per pair instead of two (pairing generates 812 of them).
+        return Curve25519KeyPair(trustedPrivateKey: bytes, publicKey: Array(key.publicKey.rawRepresentation))
+    }
+
+    /// A pair whose halves are known to belong together (generated here, or read back from sealed storage).
+    init(trustedPrivateKey privateKey: [UInt8], publicKey: [UInt8]) {
+        self.privateKey = privateKey
+        self.publicKey = publicKey
     }
 
     /// Rebuilds the pair from a 32-byte private key, deriving the public key.
