@@ -10,7 +10,8 @@ import Tenancy
 struct SessionRoutes {
     let dependencies: AdminAPIDependencies
 
-    struct Status: ResponseEncodable {
+    /// The status body (written directly: the most requested endpoint).
+    struct Status: ResponseGenerator {
         let tenant: String
         let connected: Bool
         let state: String
@@ -19,22 +20,12 @@ struct SessionRoutes {
         let pairingMethod: String?
         let lastError: String?
 
-        enum CodingKeys: String, CodingKey {
-            case tenant, connected, state, me
-            case loggedIn = "logged_in"
-            case pairingMethod = "pairing_method"
-            case lastError = "last_error"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(tenant, forKey: .tenant)
-            try container.encode(connected, forKey: .connected)
-            try container.encode(state, forKey: .state)
-            try container.encode(loggedIn, forKey: .loggedIn)
-            try container.encode(me, forKey: .me)  // explicit null, as the contract shows
-            try container.encode(pairingMethod, forKey: .pairingMethod)
-            try container.encode(lastError, forKey: .lastError)
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            // `me`, `pairing_method` and `last_error` are explicit nulls when unknown, as the contract shows.
+            JSONBody.object([
+                "tenant": .string(tenant), "connected": .bool(connected), "state": .string(state), "logged_in": .bool(loggedIn),
+                "me": .string(me), "pairing_method": .string(pairingMethod), "last_error": .string(lastError),
+            ]).response()
         }
     }
 
@@ -56,10 +47,14 @@ struct SessionRoutes {
         }
     }
 
-    struct Group: ResponseEncodable {
-        let id: String
-        let subject: String
-        let participants: Int
+    /// The group list body (written directly, like `status`).
+    struct Groups: ResponseGenerator {
+        let groups: [SessionGroup]
+
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            JSONBody.array(groups.map { ["id": .string($0.id), "subject": .string($0.subject), "participants": .int($0.participants.count)] })
+                .response()
+        }
     }
 
     struct LogoutResult: ResponseEncodable {
@@ -140,11 +135,9 @@ struct SessionRoutes {
         return PairingCode(code: code, expiresIn: remaining)
     }
 
-    private func groups(_ tenant: TenantName) async throws -> [Group] {
+    private func groups(_ tenant: TenantName) async throws -> Groups {
         do {
-            return try await dependencies.pool.groups(for: tenant).map {
-                Group(id: $0.id, subject: $0.subject, participants: $0.participants.count)
-            }
+            return Groups(groups: try await dependencies.pool.groups(for: tenant))
         } catch {
             throw APIError.from(error)
         }

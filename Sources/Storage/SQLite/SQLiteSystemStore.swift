@@ -74,7 +74,10 @@ public final class SQLiteSystemStore: SystemStore {
     // MARK: AdminTokenRepository
 
     public func adminTokenHash(for tenant: TenantName) async throws(RepositoryError) -> String? {
-        try await read { db in try String.fetchOne(db, sql: "SELECT phc FROM admin_tokens WHERE tenant = ?", arguments: [tenant.rawValue]) }
+        // Every authenticated request asks this: one cached statement, no snapshot transaction around it.
+        try await readOneStatement { db in
+            try String.fetchOne(db.cachedStatement(sql: "SELECT phc FROM admin_tokens WHERE tenant = ?"), arguments: [tenant.rawValue])
+        }
     }
 
     public func replaceAdminTokenHash(for tenant: TenantName, with hash: String) async throws(RepositoryError) {
@@ -261,6 +264,11 @@ public final class SQLiteSystemStore: SystemStore {
 
     private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
         do { return try await pool.read(body) } catch { throw Self.map(error) }
+    }
+
+    /// A read made of one statement, which SQLite runs atomically: no deferred transaction around it.
+    private func readOneStatement<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+        do { return try await pool.unsafeRead(body) } catch { throw Self.map(error) }
     }
 
     private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
