@@ -22,7 +22,8 @@ ensure_apt_packages() {
 }
 
 # The system libraries wahost links (the -dev packages carry the pkg-config files SwiftPM reads).
-BUILD_PACKAGES=(pkg-config libargon2-dev libsignal-protocol-c-dev libqrencode-dev libsqlite3-dev zlib1g-dev libssl-dev)
+# ca-certificates: the system CA bundle the WhatsApp socket's TLS trusts (WhatsAppTLS.system).
+BUILD_PACKAGES=(pkg-config libargon2-dev libsignal-protocol-c-dev libqrencode-dev libsqlite3-dev zlib1g-dev libssl-dev ca-certificates)
 
 # Fails with a clear message when the Swift toolchain is missing (Debian does not package Swift 6).
 require_swift() {

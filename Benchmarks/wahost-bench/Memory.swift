@@ -17,12 +17,14 @@ struct Memory: AsyncParsableCommand {
     @Option(help: "Pairings in flight at once while setting up.") var concurrency = 32
     @Option(help: "The heaptrack script.") var heaptrack = "/usr/bin/heaptrack"
     @Option(help: "heaptrack's report tool.") var heaptrackPrint = "/usr/bin/heaptrack_print"
+    @Option(help: "Also copy heaptrack's folded stacks (baseline.stacks, sessions.stacks) into this directory.") var keepStacks: String?
+    @Flag(help: "Connect over TLS (wss://, the simulator's self-signed certificate) as against WhatsApp.") var tls = false
 
     func run() async throws {
         guard FileManager.default.isExecutableFile(atPath: heaptrack), FileManager.default.isExecutableFile(atPath: heaptrackPrint) else {
             throw BenchError("heaptrack is not installed (Debian package heaptrack; ./ops/test installs it)")
         }
-        let rig = try await BenchRig(count: count)
+        let rig = try await BenchRig(count: count, tls: tls)
         defer { rig.stop() }
         let baseline = try await liveHeap(rig, connected: 0, label: "baseline")
         let first = try await rig.startServer()
@@ -33,7 +35,7 @@ struct Memory: AsyncParsableCommand {
 
         let sessions = max(count, 1)
         var result: [String: Any] = [
-            "benchmark": "memory", "count": count, "connected": loaded.connected, "rss_bytes_under_heaptrack": loaded.rss,
+            "benchmark": "memory", "count": count, "tls": tls, "connected": loaded.connected, "rss_bytes_under_heaptrack": loaded.rss,
             "heap_fixed_bytes": baseline.split.total, "heap_live_bytes": loaded.split.total,
             "heap_per_session_bytes": (loaded.split.total - baseline.split.total) / sessions,
         ]
@@ -57,6 +59,11 @@ struct Memory: AsyncParsableCommand {
         else { throw BenchError("heaptrack wrote no data") }
         let stacks = rig.directory + "/\(label).stacks"
         _ = try runTool(heaptrackPrint, ["--file", rig.directory + "/" + recorded, "--print-flamegraph", stacks, "--flamegraph-cost-type", "leaked"])
+        if let keepStacks {
+            try FileManager.default.createDirectory(atPath: keepStacks, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: keepStacks + "/\(label).stacks")
+            try FileManager.default.copyItem(atPath: stacks, toPath: keepStacks + "/\(label).stacks")
+        }
         return (HeapSplit(foldedStacks: try String(contentsOfFile: stacks, encoding: .utf8)), memory.rss, connected)
     }
 
@@ -77,32 +84,65 @@ struct Memory: AsyncParsableCommand {
 
 /// Live heap bytes by what a session is made of, from heaptrack's folded stacks (`frame;frame;…;leaf bytes`).
 ///
-/// Each stack is attributed to the allocation-nearest frame that belongs to a known part; runtime and standard
-/// library frames (allocation, array growth, metadata) are looked through.
+/// Each stack goes to the allocation-nearest frame that belongs to a known part. A Swift frame belongs to the
+/// module that defines it (the `$s<length><module>` prefix of its mangled name; matching anywhere in the name
+/// would also catch functions that merely take, say, a NIOSSL type as a parameter); a C frame to its library.
+/// Runtime and standard library frames are looked through, and so is NIOCore (`ByteBuffer`, pipelines), which
+/// allocates for its caller: NIOSSL's record buffers count as TLS, not as socket buffers. A stack with NIOCore and
+/// no other known frame counts as socket and WebSocket.
 struct HeapSplit {
     private(set) var bytes: [String: Int] = [:]
     private(set) var total = 0
 
-    /// Parts, checked in this order against each frame (mangled Swift names carry their module's name).
-    static let parts: [(name: String, markers: [String])] = [
-        ("tls", ["NIOSSL"]),
-        ("noise_and_crypto", ["Noise", "CCryptoBoringSSL", "6Crypto", "Crypto.", "XEdDSA", "Curve25519"]),
-        ("codec", ["WABinary", "FrameReader", "FrameReassembler", "SwiftProtobuf", "WAProto", "FramePlaintext"]),
-        ("socket_and_websocket", ["NIOPosix", "NIOCore", "NIOWebSocket", "WSCore", "WSClient", "NIOHTTP1", "NIOExtras"]),
-        ("sessions_and_clients", ["SessionPool", "8WhatsApp", "WhatsApp.", "Tenancy"]),
-        ("storage", ["GRDB", "sqlite3", "7Storage", "Storage.", "PostgresNIO"]),
-        ("http_api", ["Hummingbird", "AdminAPI", "Mustache", "Prometheus", "Metrics"]),
-        ("swift_concurrency", ["swift_task", "swift_continuation", "AsyncStream", "swift::AsyncTask", "libswift_Concurrency"]),
+    /// The part each Swift module's frames belong to.
+    static let modules: [String: String] = [
+        "NIOSSL": "tls", "Crypto": "noise_and_crypto", "_CryptoExtras": "noise_and_crypto", "CryptoExtras": "noise_and_crypto",
+        "WABinary": "codec", "WAProto": "codec", "SwiftProtobuf": "codec", "CompressNIO": "codec",
+        "NIOPosix": "socket_and_websocket", "NIOWebSocket": "socket_and_websocket", "WSCore": "socket_and_websocket",
+        "WSClient": "socket_and_websocket", "NIOHTTP1": "socket_and_websocket", "NIOExtras": "socket_and_websocket",
+        "WhatsApp": "sessions_and_clients", "SessionPool": "sessions_and_clients", "Tenancy": "sessions_and_clients",
+        "GRDB": "storage", "Storage": "storage", "PostgresNIO": "storage",
+        "Hummingbird": "http_api", "HummingbirdCore": "http_api", "HummingbirdRouter": "http_api", "AdminAPI": "http_api",
+        "App": "http_api", "Mustache": "http_api", "Prometheus": "http_api", "CoreMetrics": "http_api",
+    ]
+    /// Types of the WhatsApp module that are Noise, key or frame-codec state rather than client bookkeeping.
+    static let whatsAppParts: [(marker: String, part: String)] = [
+        ("Noise", "noise_and_crypto"), ("Curve25519", "noise_and_crypto"), ("XEdDSA", "noise_and_crypto"),
+        ("FrameReader", "codec"), ("FrameReassembler", "codec"), ("FramePlaintext", "codec"), ("OutgoingFrame", "codec"),
+    ]
+    /// C libraries and runtime entry points, by a marker in the frame.
+    static let cFrames: [(marker: String, part: String)] = [
+        ("CNIOBoringSSL", "tls"), ("CCryptoBoringSSL", "noise_and_crypto"), ("sqlite3", "storage"), ("argon2", "sessions_and_clients"),
+        ("swift_task", "swift_concurrency"), ("swift::AsyncTask", "swift_concurrency"), ("swift_continuation", "swift_concurrency"),
     ]
 
     init(foldedStacks: String) {
         for line in foldedStacks.split(separator: "\n") {
             guard let space = line.lastIndex(of: " "), let cost = Int(line[line.index(after: space)...]), cost > 0 else { continue }
             let frames = line[..<space].split(separator: ";").reversed()
-            let part = frames.lazy.compactMap { frame in Self.parts.first { $0.markers.contains { frame.contains($0) } }?.name }.first
-            bytes[part ?? "other", default: 0] += cost
+            let part = frames.lazy.compactMap(Self.part(of:)).first
+            bytes[part ?? (frames.contains { Self.module(of: $0) == "NIOCore" } ? "socket_and_websocket" : "other"), default: 0] += cost
             total += cost
         }
+    }
+
+    /// The part one frame belongs to, or nil for NIOCore, runtime, standard library and unknown frames.
+    static func part(of frame: Substring) -> String? {
+        if let module = module(of: frame) {
+            if module == "WhatsApp", let inner = whatsAppParts.first(where: { frame.contains($0.marker) }) { return inner.part }
+            return modules[module]
+        }
+        return cFrames.first { frame.contains($0.marker) }?.part
+    }
+
+    /// The defining module of a mangled Swift frame (`$s7NIOCore10ByteBuffer…` → `NIOCore`).
+    static func module(of frame: Substring) -> String? {
+        guard frame.hasPrefix("$s") else { return nil }
+        let rest = frame.dropFirst(2)
+        let digits = rest.prefix { $0.isASCII && $0.isNumber }
+        guard let length = Int(digits), length > 0 else { return nil }
+        let name = rest.dropFirst(digits.count).prefix(length)
+        return name.count == length ? String(name) : nil
     }
 }
 

@@ -19,9 +19,10 @@ struct Sessions: AsyncParsableCommand {
     @Option(help: "Pairings in flight at once.") var concurrency = 32
     @Option(help: "Have the simulator also send WebSocket pings this often (0: never, as documented for WhatsApp).")
     var simWsPingSeconds = 0
+    @Flag(help: "Connect over TLS (wss://, the simulator's self-signed certificate) as against WhatsApp.") var tls = false
 
     func run() async throws {
-        let rig = try await BenchRig(count: count, simulatorWebSocketPingSeconds: simWsPingSeconds)
+        let rig = try await BenchRig(count: count, simulatorWebSocketPingSeconds: simWsPingSeconds, tls: tls)
         defer { rig.stop() }
         let server = try await rig.startServer()
         let pairSeconds = try await rig.pairAll(port: server.port, concurrency: concurrency)
@@ -34,7 +35,7 @@ struct Sessions: AsyncParsableCommand {
         printJSONLine([
             "benchmark": "sessions", "count": count, "connected": connected, "pair_seconds": (pairSeconds * 10).rounded() / 10,
             "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
-            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold, "sim_ws_ping_seconds": simWsPingSeconds,
+            "cpu_percent_idle": (cpuIdle * 10).rounded() / 10, "hold_seconds": hold, "sim_ws_ping_seconds": simWsPingSeconds, "tls": tls,
         ])
     }
 }
@@ -45,9 +46,10 @@ struct Restore: AsyncParsableCommand {
 
     @Option(help: "Sessions to pair, store and restore.") var count = 100
     @Option(help: "Pairings in flight at once while setting up.") var concurrency = 32
+    @Flag(help: "Connect over TLS (wss://, the simulator's self-signed certificate) as against WhatsApp.") var tls = false
 
     func run() async throws {
-        let rig = try await BenchRig(count: count)
+        let rig = try await BenchRig(count: count, tls: tls)
         defer { rig.stop() }
         let first = try await rig.startServer()
         _ = try await rig.pairAll(port: first.port, concurrency: concurrency)
@@ -61,7 +63,7 @@ struct Restore: AsyncParsableCommand {
         let memory = try memoryBytes(pid: second.process.pid)
         printJSONLine([
             "benchmark": "restore", "count": count, "connected": connected, "restore_seconds": (restoreSeconds * 100).rounded() / 100,
-            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm,
+            "rss_bytes": memory.rss, "hwm_bytes": memory.hwm, "tls": tls,
         ])
     }
 }
@@ -78,9 +80,24 @@ final class BenchRig: @unchecked Sendable {
     var tokens: [(String, String)] = []
     var servers: [ChildProcess] = []
 
-    init(count: Int, simulatorWebSocketPingSeconds: Int = 0) async throws {
+    /// The simulator's self-signed certificate when the sessions connect over TLS (`wss://`).
+    let certificateFile: String?
+
+    init(count: Int, simulatorWebSocketPingSeconds: Int = 0, tls: Bool = false) async throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        simulator = try ChildProcess(binary, ["sim", "--ws-ping-seconds", "\(simulatorWebSocketPingSeconds)"], environment: [:])
+        var simArguments = ["sim", "--ws-ping-seconds", "\(simulatorWebSocketPingSeconds)"]
+        if tls {
+            let (certificate, key) = (directory + "/sim-cert.pem", directory + "/sim-key.pem")
+            _ = try runTool("/usr/bin/openssl", [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", certificate,
+            ])
+            simArguments += ["--tls-cert", certificate, "--tls-key", key]
+            certificateFile = certificate
+        } else {
+            certificateFile = nil
+        }
+        simulator = try ChildProcess(binary, simArguments, environment: [:])
         let simInfo = try JSONSerialization.jsonObject(with: Data(try simulator.firstLine().utf8)) as? [String: String] ?? [:]
         guard let url = simInfo["url"], let rootKey = simInfo["root_key"], let control = simInfo["control"] else {
             throw BenchError("wahost sim printed no URL")
@@ -107,9 +124,9 @@ final class BenchRig: @unchecked Sendable {
     func startServer(wrapper: [String] = []) async throws -> (process: ChildProcess, port: Int) {
         let port = try freeLoopbackPort()
         let command = wrapper + [binary, "serve", "--port", "\(port)", "--data-dir", directory]
-        let server = try ChildProcess(
-            command[0], Array(command.dropFirst()),
-            environment: ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"])
+        var environment = ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"]
+        environment["WAHOST_WA_CA_FILE"] = certificateFile
+        let server = try ChildProcess(command[0], Array(command.dropFirst()), environment: environment)
         servers.append(server)
         try await waitForHealth(port: port)
         return (server, port)

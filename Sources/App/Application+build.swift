@@ -69,6 +69,11 @@ public func makeSessionPool(
         }
         client.rootPublicKey = key
     }
+    if let file = settings.whatsAppCAFile {
+        do { client.tlsConfiguration = try WhatsAppTLS.trusting(pemFile: file) } catch {
+            throw ConfigurationError("WAHOST_WA_CA_FILE: \(error)")
+        }
+    }
     let credentials = services.credentials
     return SessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),

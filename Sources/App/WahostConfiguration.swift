@@ -18,6 +18,8 @@ public struct WahostConfiguration: Sendable {
     public var whatsAppURL: String
     /// Hex of the certificate-chain root key the server must chain to (`WAHOST_WA_ROOT_KEY`).
     public var whatsAppRootKeyHex: String?
+    /// PEM file of the CA certificates the WhatsApp endpoint's TLS must chain to (`WAHOST_WA_CA_FILE`); nil: the system's.
+    public var whatsAppCAFile: String?
     /// A lease not renewed for this long is taken over by another node (`WAHOST_LEASE_TTL`, seconds).
     public var leaseTTL: Duration
 

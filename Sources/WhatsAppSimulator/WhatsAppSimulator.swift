@@ -1,8 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import SwiftProtobuf
 import WABinary
@@ -59,6 +62,9 @@ public actor WhatsAppSimulator {
     private let serverKeys: SimulatorServerKeys
     private var appTask: Task<Void, any Error>?
     private var port: Int?
+    private var tlsTask: Task<Void, any Error>?
+    private var tlsPort: Int?
+    private var webSocketPing: Duration?
     private var counters = SimulatorCounters()
     private var accounts: [String: SimulatedAccount] = [:]  // by noise public key (hex)
     private var connections: [UInt64: LiveConnection] = [:]
@@ -82,18 +88,55 @@ public actor WhatsAppSimulator {
     /// ping, §9.4; whether its servers also send WebSocket pings is not documented, so the default is none).
     public func start(host: String = "127.0.0.1", port requestedPort: Int = 0, webSocketPing: Duration? = nil) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
+        self.webSocketPing = webSocketPing
+        let (task, bound) = try await listen(server: webSocketServer(), host: host, port: requestedPort)
+        appTask = task
+        port = bound
+        return "ws://\(host):\(bound)/ws/chat"
+    }
+
+    /// Also listens with TLS (`tls` is a server configuration: certificate chain and key) on `host:port`, serving
+    /// the same WebSocket endpoint and control API; returns the `wss://localhost:…` URL (TLS needs a host name,
+    /// so the certificate must name `localhost`). Call after `start`.
+    public func startTLS(_ tls: TLSConfiguration, host: String = "127.0.0.1", port requestedPort: Int = 0) async throws -> String {
+        if let tlsPort { return "wss://localhost:\(tlsPort)/ws/chat" }
+        let (task, bound) = try await listen(server: try .tls(webSocketServer(), tlsConfiguration: tls), host: host, port: requestedPort)
+        tlsTask = task
+        tlsPort = bound
+        return "wss://localhost:\(bound)/ws/chat"
+    }
+
+    /// Server TLS from a PEM certificate chain file and its PEM key file, for `startTLS`.
+    public static func serverTLS(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw SimulatorError("cannot load the TLS certificate \(certificateFile) or key \(keyFile): \(error)")
+        }
+        guard !chain.isEmpty else { throw SimulatorError("no PEM certificate in \(certificateFile)") }
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+
+    private func webSocketServer() -> HTTPServerBuilder {
+        .http1WebSocketUpgrade(
+            configuration: .init(ws: .init(maxFrameSize: 1 << 24, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
+        ) { request, _, _ in
+            guard request.path == "/ws/chat" else { return .dontUpgrade }
+            return .upgrade([:]) { inbound, outbound, _ in
+                await self.serve(inbound: inbound, outbound: outbound)
+            }
+        }
+    }
+
+    /// Runs an application with the control router and `server` on `host:port`; returns its task and bound port.
+    private func listen(server: HTTPServerBuilder, host: String, port requestedPort: Int) async throws -> (Task<Void, any Error>, Int) {
         let (portStream, portSink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: SimulatorControl.router(for: self),
-            server: .http1WebSocketUpgrade(
-                configuration: .init(
-                    ws: .init(maxFrameSize: 1 << 24, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
-            ) { request, _, _ in
-                guard request.path == "/ws/chat" else { return .dontUpgrade }
-                return .upgrade([:]) { inbound, outbound, _ in
-                    await self.serve(inbound: inbound, outbound: outbound)
-                }
-            },
+            server: server,
             configuration: .init(address: .hostname(host, port: requestedPort), serverName: "wahost-simulator"),
             onServerRunning: { channel in
                 portSink.yield(channel.localAddress?.port ?? 0)
@@ -101,19 +144,22 @@ public actor WhatsAppSimulator {
             },
             logger: logger
         )
-        appTask = Task { try await app.run() }
+        let task = Task { try await app.run() }
         var iterator = portStream.makeAsyncIterator()
-        guard let bound = await iterator.next(), bound > 0 else { throw SimulatorError("simulator failed to listen") }
-        port = bound
-        return "ws://\(host):\(bound)/ws/chat"
+        guard let bound = await iterator.next(), bound > 0 else {
+            task.cancel()
+            throw SimulatorError("simulator failed to listen on \(host):\(requestedPort)")
+        }
+        return (task, bound)
     }
 
     /// Stops listening and drops every connection.
     public func stop() async {
-        appTask?.cancel()
-        _ = await appTask?.result
-        appTask = nil
-        port = nil
+        for task in [appTask, tlsTask].compactMap({ $0 }) {
+            task.cancel()
+            _ = await task.result
+        }
+        (appTask, tlsTask, port, tlsPort) = (nil, nil, nil, nil)
     }
 
     /// A snapshot of what the simulator observed.

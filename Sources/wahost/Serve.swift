@@ -29,6 +29,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let url = environment["WAHOST_WA_URL"], !url.isEmpty { configuration.whatsAppURL = url }
         if let key = environment["WAHOST_WA_ROOT_KEY"], !key.isEmpty { configuration.whatsAppRootKeyHex = key }
+        if let file = environment["WAHOST_WA_CA_FILE"], !file.isEmpty { configuration.whatsAppCAFile = file }
         if let ttl = environment["WAHOST_LEASE_TTL"] {
             guard let seconds = Int(ttl), (3...3600).contains(seconds) else { throw fail("WAHOST_LEASE_TTL must be 3-3600 seconds", code: 2) }
             configuration.leaseTTL = .seconds(seconds)

@@ -80,6 +80,8 @@ public actor WhatsAppClient {
     let store: any CredentialStore
     let logger: Logger
     var credentials: DeviceCredentials?
+    /// Counts credential wipes; a write that started before one must not outlive it.
+    private var credentialEpoch: UInt64 = 0
     var connection: Connection?
     private var stopRequested = false
     private var connectionsStarted: UInt64 = 0
@@ -147,7 +149,9 @@ public actor WhatsAppClient {
             maxFrameSize: 1 << 24, additionalHeaders: headers, closeTimeout: .seconds(2))
         let result = ResultBox()
         do {
-            try await WebSocketClient.connect(url: configuration.url, configuration: socketConfiguration, logger: logger) {
+            try await WebSocketClient.connect(
+                url: configuration.url, configuration: socketConfiguration, tlsConfiguration: configuration.tlsConfiguration, logger: logger
+            ) {
                 inbound, outbound, _ in
                 let reason = await self.drive(inbound: inbound, outbound: outbound, credentials: loaded)
                 result.set(reason)
@@ -439,10 +443,11 @@ public actor WhatsAppClient {
     func uploadPreKeys(count: Int) async {
         guard var credentials else { return }
         let keys = PreKey.generate(count: count, firstID: credentials.nextPreKeyID ?? 1)
+        let epoch = credentialEpoch
         do {
-            try await store.savePreKeys(keys)
+            guard try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) else { return }
             credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
-            try await store.save(credentials)
+            guard try await writeCredentials(since: epoch, { [credentials] in try await store.save(credentials) }) else { return }
             self.credentials = credentials
             _ = try await request {
                 Stanzas.preKeyUpload(
@@ -460,9 +465,24 @@ public actor WhatsAppClient {
         eventSink.yield(event)
     }
 
+    /// Wipes the stored credentials; writes still in flight see the new epoch and wipe again after themselves.
     private func wipeCredentials() async {
-        do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+        credentialEpoch &+= 1
         credentials = nil
+        do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+    }
+
+    /// Runs one credential write unless a wipe came since `epoch`; when a wipe came while it ran (the store's
+    /// writes and wipe run concurrently), wipes again, so a prekey upload racing a logout cannot bring files back.
+    /// Returns whether the credentials still stand.
+    private func writeCredentials(since epoch: UInt64, _ write: () async throws -> Void) async throws -> Bool {
+        guard epoch == credentialEpoch else { return false }
+        try await write()
+        guard epoch == credentialEpoch else {
+            do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+            return false
+        }
+        return true
     }
 }
 

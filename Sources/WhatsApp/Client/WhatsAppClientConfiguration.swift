@@ -1,3 +1,5 @@
+import NIOSSL
+
 /// Where and how a client connects; every value has WhatsApp's production default.
 public struct WhatsAppClientConfiguration: Sendable {
     /// WhatsApp's WebSocket endpoint.
@@ -7,6 +9,8 @@ public struct WhatsAppClientConfiguration: Sendable {
 
     /// `wss://…` (or `ws://` on loopback, for the simulator).
     public var url: String
+    /// TLS for `wss://` URLs: trust roots parsed once and shared by every connection (`WhatsAppTLS`).
+    public var tlsConfiguration: TLSConfiguration
     /// The `Origin` header of the upgrade request.
     public var origin: String
     /// The root key the server's certificate chain must chain to.
@@ -25,12 +29,14 @@ public struct WhatsAppClientConfiguration: Sendable {
     public var requestTimeout: Duration
 
     public init(
-        url: String = defaultURL, origin: String = "https://web.whatsapp.com", rootPublicKey: [UInt8] = defaultRootPublicKey,
+        url: String = defaultURL, tlsConfiguration: TLSConfiguration = WhatsAppTLS.system, origin: String = "https://web.whatsapp.com",
+        rootPublicKey: [UInt8] = defaultRootPublicKey,
         version: WhatsAppVersion = .default, deviceName: String = ClientPayloads.defaultDeviceName,
         keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
         handshakeTimeout: Duration = .seconds(20), requestTimeout: Duration = .seconds(60)
     ) {
         self.url = url
+        self.tlsConfiguration = tlsConfiguration
         self.origin = origin
         self.rootPublicKey = rootPublicKey
         self.version = version
