@@ -19,6 +19,7 @@ struct Memory: AsyncParsableCommand {
     @Option(help: "heaptrack's report tool.") var heaptrackPrint = "/usr/bin/heaptrack_print"
     @Option(help: "Also copy heaptrack's folded stacks (baseline.stacks, sessions.stacks) into this directory.") var keepStacks: String?
     @Flag(help: "Connect over TLS (wss://, the simulator's self-signed certificate) as against WhatsApp.") var tls = false
+    @Flag(help: "Take the heap of the process that paired the sessions instead of one that restored them.") var afterPairing = false
 
     func run() async throws {
         guard FileManager.default.isExecutableFile(atPath: heaptrack), FileManager.default.isExecutableFile(atPath: heaptrackPrint) else {
@@ -27,15 +28,22 @@ struct Memory: AsyncParsableCommand {
         let rig = try await BenchRig(count: count, tls: tls)
         defer { rig.stop() }
         let baseline = try await liveHeap(rig, connected: 0, label: "baseline")
-        let first = try await rig.startServer()
-        _ = try await rig.pairAll(port: first.port, concurrency: concurrency)
-        first.process.stop()
-        _ = try await rig.waitConnected(expected: 0)
-        let loaded = try await liveHeap(rig, connected: count, label: "sessions")
+        let loaded: (split: HeapSplit, rss: Int, connected: Int)
+        if afterPairing {
+            loaded = try await liveHeap(rig, connected: count, label: "sessions") { port in
+                _ = try await rig.pairAll(port: port, concurrency: concurrency)
+            }
+        } else {
+            let first = try await rig.startServer()
+            _ = try await rig.pairAll(port: first.port, concurrency: concurrency)
+            first.process.stop()
+            _ = try await rig.waitConnected(expected: 0)
+            loaded = try await liveHeap(rig, connected: count, label: "sessions")
+        }
 
         let sessions = max(count, 1)
         var result: [String: Any] = [
-            "benchmark": "memory", "count": count, "tls": tls, "connected": loaded.connected, "rss_bytes_under_heaptrack": loaded.rss,
+            "benchmark": "memory", "count": count, "tls": tls, "after_pairing": afterPairing, "connected": loaded.connected, "rss_bytes_under_heaptrack": loaded.rss,
             "heap_fixed_bytes": baseline.split.total, "heap_live_bytes": loaded.split.total,
             "heap_per_session_bytes": (loaded.split.total - baseline.split.total) / sessions,
         ]
@@ -45,10 +53,14 @@ struct Memory: AsyncParsableCommand {
         printJSONLine(result)
     }
 
-    /// Starts `serve` under heaptrack, waits for `connected` sessions, holds, kills it and splits what was live.
-    private func liveHeap(_ rig: BenchRig, connected expected: Int, label: String) async throws -> (split: HeapSplit, rss: Int, connected: Int) {
+    /// Starts `serve` under heaptrack, runs `prepare` against its port, waits for `connected` sessions, holds, kills it
+    /// and splits what was live.
+    private func liveHeap(
+        _ rig: BenchRig, connected expected: Int, label: String, prepare: (Int) async throws -> Void = { _ in }
+    ) async throws -> (split: HeapSplit, rss: Int, connected: Int) {
         let output = rig.directory + "/heaptrack.\(label)"
         let traced = try await rig.startServer(wrapper: [heaptrack, "--output", output])
+        try await prepare(traced.port)
         let connected = try await rig.waitConnected(expected: expected)
         try await Task.sleep(for: .seconds(hold))
         guard let serve = childProcess(of: traced.process.pid, named: "wahost") else { throw BenchError("no serve process under heaptrack") }
