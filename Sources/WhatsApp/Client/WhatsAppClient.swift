@@ -82,6 +82,8 @@ public actor WhatsAppClient {
     var credentials: DeviceCredentials?
     /// Counts credential wipes; a write that started before one must not outlive it.
     private var credentialEpoch: UInt64 = 0
+    /// Numbers the prekey tasks, so one that ends drops only its own handle.
+    private var preKeyTasksStarted: UInt64 = 0
     var connection: Connection?
     private var stopRequested = false
     private var connectionsStarted: UInt64 = 0
@@ -100,7 +102,8 @@ public actor WhatsAppClient {
         var loggedIn = false
         var pairing: PairingSession?
         var keepalive: Scheduled<Void>?
-        var preKeyCheck: Task<Void, Never>?
+        /// The prekey check or upload in flight (one at a time); dropped when it ends, and its task's memory with it.
+        var preKeyCheck: (number: UInt64, task: Task<Void, Never>)?
     }
 
     /// A request waiting for its answer, and the timer that fails it when the answer is late.
@@ -297,7 +300,7 @@ public actor WhatsAppClient {
         }
         connection?.outgoing.finish()
         connection?.keepalive?.cancel()
-        connection?.preKeyCheck?.cancel()
+        connection?.preKeyCheck?.task.cancel()
         if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
         connection = nil
         logger.info("disconnected", metadata: ["reason": "\(final)"])
@@ -367,7 +370,7 @@ public actor WhatsAppClient {
             if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
                 let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer
             {
-                connection?.preKeyCheck = Task { [weak self] in await self?.uploadPreKeys(count: PreKeyPolicy.refillBatch) }
+                startPreKeyTask { await $0.uploadPreKeys(count: PreKeyPolicy.refillBatch) }
             }
             if node.tag == "notification", let reason = await handleNotification(node) { return reason }
             if let ack = Stanzas.ack(for: node) { try? send(ack) }
@@ -386,7 +389,7 @@ public actor WhatsAppClient {
         if let id = connection?.iqIDs.next() { try? send(Stanzas.setActive(id: id)) }
         logger.info("logged in", metadata: ["jid": "\(account.jid)"])
         emit(.loggedIn(jid: account.jid.description))
-        connection?.preKeyCheck = Task { [weak self] in await self?.checkPreKeys() }
+        startPreKeyTask { await $0.checkPreKeys() }
         scheduleKeepalive()
         return nil
     }
@@ -426,6 +429,22 @@ public actor WhatsAppClient {
         // Pings and anything else we do not implement get an empty result so the server never waits on us.
         if let result = Stanzas.iqResult(answering: node) { try? send(result) }
         return nil
+    }
+
+    /// Runs `work` as the connection's prekey task. A finished task's handle would keep the task's memory (its
+    /// allocator slabs) for the whole connection, so the handle is dropped when the work ends.
+    private func startPreKeyTask(_ work: @escaping @Sendable (WhatsAppClient) async -> Void) {
+        preKeyTasksStarted &+= 1
+        let number = preKeyTasksStarted
+        connection?.preKeyCheck = (number, Task { [weak self] in
+            guard let self else { return }
+            await work(self)
+            await self.preKeyTaskEnded(number)
+        })
+    }
+
+    private func preKeyTaskEnded(_ number: UInt64) {
+        if connection?.preKeyCheck?.number == number { connection?.preKeyCheck = nil }
     }
 
     /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (§9.3).
