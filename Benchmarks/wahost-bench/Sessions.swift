@@ -84,6 +84,9 @@ final class BenchRig: @unchecked Sendable {
     let certificateFile: String?
 
     init(count: Int, simulatorWebSocketPingSeconds: Int = 0, tls: Bool = false) async throws {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw BenchError("\(binary) is missing: build both products first (`swift build -c release`)")
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var simArguments = ["sim", "--ws-ping-seconds", "\(simulatorWebSocketPingSeconds)"]
         if tls {

@@ -5,7 +5,9 @@ import Foundation
 struct WahostBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wahost-bench",
-        abstract: "Measures wahost (release build: swift run -c release wahost-bench …). Each subcommand prints one JSON object last.",
+        abstract: "Measures wahost. Each subcommand prints one JSON object last.",
+        discussion: "Build both products in release first (`swift build -c release`: the bench starts the `wahost` binary "
+            + "next to itself), then `swift run -c release wahost-bench …` or `.build/release/wahost-bench …`.",
         subcommands: [Micro.self, Sessions.self, Restore.self, API.self, Memory.self])
 }
 
