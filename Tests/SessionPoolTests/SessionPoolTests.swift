@@ -191,7 +191,14 @@ func waitUntil(timeout: Duration = .seconds(15), _ condition: () async -> Bool) 
         #expect(!rig.files.files(tenant: tenant).isEmpty, "replaced keeps credentials")
 
         try await pool.restart(tenant)
-        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        do { try await waitUntil { await pool.status(of: tenant).state == .connected } } catch {
+            // Seen twice in ~15 full runs under load, never alone: say where the session stood, for the next look.
+            let status = await pool.status(of: tenant)
+            let observed = await rig.simulator.observed
+            Issue.record(
+                "restart did not connect: state \(status.state), last error \(status.lastError ?? "none"), logins \(observed.logins[user] ?? 0), live \(observed.liveConnections)")
+            throw error
+        }
         await pool.shutdown()
         await rig.simulator.stop()
     }
