@@ -9,8 +9,9 @@ struct SimCommand: AsyncParsableCommand {
         abstract: "Run the WhatsApp protocol simulator (for tests, benchmarks and demos; never a real WhatsApp server).",
         discussion: """
             Prints one JSON object: the ws:// URL and root key to give `wahost serve` (WAHOST_WA_URL, WAHOST_WA_ROOT_KEY),
-            and the control API (always plain HTTP). With --tls-cert and --tls-key the URL is wss://localhost:… on a second
-            port (give `serve` the certificate as WAHOST_WA_CA_FILE; it must name localhost). The control API (POST /control/scan {"qr"}, /control/link-code {"code"}, GET /control/state, …).
+            and the control API, always plain HTTP (POST /control/scan {"qr"}, /control/link-code {"code"}, GET /control/state, …).
+            With --tls-cert and --tls-key the URL is wss://localhost:… on a second port; give `serve` the certificate as
+            WAHOST_WA_CA_FILE (it must name localhost).
             Runs until SIGTERM or SIGINT. Bind it to loopback: the control API has no authentication.
             """)
 

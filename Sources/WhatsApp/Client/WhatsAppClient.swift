@@ -488,6 +488,10 @@ public actor WhatsAppClient {
     private func wipeCredentials() async {
         credentialEpoch &+= 1
         credentials = nil
+        await wipeStore()
+    }
+
+    private func wipeStore() async {
         do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
     }
 
@@ -498,7 +502,7 @@ public actor WhatsAppClient {
         guard epoch == credentialEpoch else { return false }
         try await write()
         guard epoch == credentialEpoch else {
-            do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+            await wipeStore()
             return false
         }
         return true
