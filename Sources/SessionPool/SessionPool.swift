@@ -22,7 +22,11 @@ public actor SessionPool: Service {
     private var remoteLeases: [TenantName: SessionLease] = [:]
     private var subscribers: [TenantName: [UInt64: AsyncStream<SessionStatus>.Continuation]] = [:]
     private var nextSubscriberID: UInt64 = 0
-    private var restoreQueue: [TenantName] = []
+    /// Moves on at every session lifecycle change; `changedAt` holds each tenant's last stamp. A restore decided on
+    /// records read before a tenant's last change is dropped (the read may predate a terminal stop).
+    private var lifecycle = Epoch()
+    private var changedAt: [TenantName: UInt64] = [:]
+    private var restoreQueue: [(tenant: TenantName, readAt: UInt64)] = []
     private var restoreQueueHead = 0
     private var restoring: Set<TenantName> = []
     private var unrestorable: Set<TenantName> = []
@@ -41,6 +45,8 @@ public actor SessionPool: Service {
         var listener: Task<Void, Never>?
         var loggedInThisRun = false
         var stopState: SessionState?
+        /// Set once the runner decided to stop for good: late events of the ended connection are not applied.
+        var ending = false
         var codeExpiry: Task<Void, Never>?
     }
 
@@ -228,6 +234,7 @@ public actor SessionPool: Service {
     /// Stops the tenant's session without logging out and forgets it (the tenant is being deleted).
     public func remove(_ tenant: TenantName) async {
         await stopRunner(tenant, finalState: .stopped)
+        markChanged(tenant)
         if let session = sessions.removeValue(forKey: tenant) {
             session.listener?.cancel()
             metrics.left(session.status.state)
@@ -274,7 +281,9 @@ public actor SessionPool: Service {
         }
     }
 
-    private func claimAndStart(_ tenant: TenantName) async throws(SessionPoolError) {
+    /// Takes the lease and starts the runner. With `readAt` (a restore), only if the tenant's lifecycle has not
+    /// changed since the records the decision rests on were read; otherwise the stale decision is dropped.
+    private func claimAndStart(_ tenant: TenantName, unchangedSince readAt: UInt64? = nil) async throws(SessionPoolError) {
         let lease: SessionLease?
         do {
             lease = try await records.acquireLease(for: tenant, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
@@ -285,6 +294,11 @@ public actor SessionPool: Service {
             let owner = (try? await records.leases())?.first { $0.tenant == tenant }?.nodeID ?? "another node"
             throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)")
         }
+        if let readAt, !isUnchanged(tenant, since: readAt) {
+            if sessions[tenant]?.runner == nil { await releaseLease(of: tenant, generation: lease.generation) }
+            logger.debug("restore dropped: the session changed since it was queued", metadata: ["tenant": "\(tenant)"])
+            return
+        }
         ensureEntry(tenant)
         guard var session = sessions[tenant] else { return }
         if session.runner != nil {
@@ -292,8 +306,10 @@ public actor SessionPool: Service {
             sessions[tenant] = session
             return
         }
+        markChanged(tenant)
         session.generation = lease.generation
         session.stopState = nil
+        session.ending = false
         unrestorable.remove(tenant)
         let client = session.client
         session.runner = Task { await self.runLoop(tenant, client: client) }
@@ -355,6 +371,7 @@ public actor SessionPool: Service {
                 }
                 update(tenant) { $0.state = .connecting }
             case .stop:
+                sessions[tenant]?.ending = true
                 let state: SessionState
                 switch reason {
                 case .requested: state = .stopped
@@ -376,6 +393,7 @@ public actor SessionPool: Service {
                 }
                 break loop
             case .stopAndWipeCredentials:
+                sessions[tenant]?.ending = true
                 logger.warning("session logged out; wiping credentials", metadata: ["tenant": "\(tenant)", "reason": "\(reason)"])
                 do { try await credentialStore(tenant).wipe() } catch {
                     logger.error("credential wipe failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
@@ -396,6 +414,7 @@ public actor SessionPool: Service {
 
     private func runnerEnded(_ tenant: TenantName) async {
         guard var session = sessions[tenant] else { return }
+        markChanged(tenant)
         session.runner = nil
         session.codeExpiry?.cancel()
         session.codeExpiry = nil
@@ -403,15 +422,26 @@ public actor SessionPool: Service {
         session.generation = nil
         sessions[tenant] = session
         update(tenant) { $0.ownerNode = nil }
-        if let generation {
-            // The runner may be ending because it was cancelled; the release must still reach the database.
-            let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
-            await Task {
-                do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
-                    logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
-                }
-            }.value
-        }
+        if let generation { await releaseLease(of: tenant, generation: generation) }
+    }
+
+    private func releaseLease(of tenant: TenantName, generation: Int64) async {
+        // The caller may be ending because it was cancelled; the release must still reach the database.
+        let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
+        await Task {
+            do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
+                logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            }
+        }.value
+    }
+
+    /// Records a lifecycle change of `tenant`: restores decided on records read before it are dropped.
+    private func markChanged(_ tenant: TenantName) {
+        changedAt[tenant] = lifecycle.advance()
+    }
+
+    private func isUnchanged(_ tenant: TenantName, since readAt: UInt64) -> Bool {
+        (changedAt[tenant] ?? 0) <= readAt
     }
 
     /// Ends the runner (if any) and waits for it; the session ends in `finalState`.
@@ -438,7 +468,7 @@ public actor SessionPool: Service {
     }
 
     private func apply(_ event: WhatsAppEvent, to tenant: TenantName) async {
-        guard sessions[tenant]?.runner != nil else { return }
+        guard let session = sessions[tenant], session.runner != nil, !session.ending else { return }
         switch event {
         case .qrCode(let text, let lifetime):
             guard sessions[tenant]?.status.pairingMethod != .code else { return }
@@ -565,6 +595,7 @@ public actor SessionPool: Service {
     /// Queues every session that should run and that no live node holds: restore on start, takeover afterwards.
     private func scan() async {
         guard !shuttingDown else { return }
+        let readAt = lifecycle.current
         let desired: [TenantName: DesiredSessionState]
         let leases: [SessionLease]
         do {
@@ -581,9 +612,10 @@ public actor SessionPool: Service {
         var queued = 0
         for (tenant, state) in desired where state == .running {
             if sessions[tenant]?.runner != nil || restoring.contains(tenant) || unrestorable.contains(tenant) { continue }
+            if !isUnchanged(tenant, since: readAt) { continue }
             if let lease = others[tenant], lease.expiresAt > now { continue }
             restoring.insert(tenant)
-            restoreQueue.append(tenant)
+            restoreQueue.append((tenant, readAt))
             queued += 1
         }
         if queued > 0 {
@@ -597,7 +629,7 @@ public actor SessionPool: Service {
         }
     }
 
-    private func nextQueuedRestore() -> TenantName? {
+    private func nextQueuedRestore() -> (tenant: TenantName, readAt: UInt64)? {
         guard restoreQueueHead < restoreQueue.count, !shuttingDown else {
             restoreQueue.removeAll()
             restoreQueueHead = 0
@@ -612,19 +644,20 @@ public actor SessionPool: Service {
 
     private func restoreWorker() async {
         var generator = SystemRandomNumberGenerator()
-        while let tenant = nextQueuedRestore() {
+        while let (tenant, readAt) = nextQueuedRestore() {
             let jitter = configuration.restoreJitter.wholeMilliseconds
             if jitter > 0 { try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...jitter, using: &generator))) }
-            await restore(tenant)
+            await restore(tenant, decidedOn: readAt)
             restoring.remove(tenant)
         }
         restoreWorkers -= 1
         if isRestored { logger.info("session restore finished", metadata: ["running": "\(sessions.values.filter { $0.runner != nil }.count)"]) }
     }
 
-    /// Connects one stored session and waits for its first attempt to end (connected or not).
-    private func restore(_ tenant: TenantName) async {
-        guard !shuttingDown, sessions[tenant]?.runner == nil else { return }
+    /// Connects one stored session and waits for its first attempt to end (connected or not); `readAt` is when the
+    /// records that queued it were read, and the restore is dropped if the session changed since.
+    private func restore(_ tenant: TenantName, decidedOn readAt: UInt64) async {
+        guard !shuttingDown, sessions[tenant]?.runner == nil, isUnchanged(tenant, since: readAt) else { return }
         do {
             guard try await isPaired(tenant) else {
                 // Left as desired (another node sharing the data directory may still see the files); not retried until
@@ -633,7 +666,7 @@ public actor SessionPool: Service {
                 unrestorable.insert(tenant)
                 return
             }
-            try await claimAndStart(tenant)
+            try await claimAndStart(tenant, unchangedSince: readAt)
         } catch {
             if error.kind != .ownedElsewhere { logger.warning("restore failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"]) }
             return
@@ -646,10 +679,17 @@ public actor SessionPool: Service {
         return lease.nodeID
     }
 
+    /// Records the desired state, then marks the change: a scan that read the old value is not acted on.
     private func setDesired(_ state: DesiredSessionState, for tenant: TenantName) async {
-        do { try await records.setDesiredState(state, for: tenant) } catch {
-            logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
-        }
+        // The caller may be a runner being cancelled (a terminal stop racing a shutdown); the write must still land,
+        // or a `replaced` session would be restored on the next start.
+        let (records, logger) = (self.records, self.logger)
+        await Task {
+            do { try await records.setDesiredState(state, for: tenant) } catch {
+                logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            }
+        }.value
+        markChanged(tenant)
     }
 }
 

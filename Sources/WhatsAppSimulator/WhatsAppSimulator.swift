@@ -54,6 +54,8 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var preKeys: [String: Int] = [:]
     /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
     public var rejectedPreKeyUploads = 0
+    /// Requests received while their kind was held (see `hold(_:)`), by kind.
+    public var heldRequests: [String: Int] = [:]
 }
 
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
@@ -65,12 +67,14 @@ public actor WhatsAppSimulator {
     private var tlsTask: Task<Void, any Error>?
     private var tlsPort: Int?
     private var webSocketPing: Duration?
-    private var counters = SimulatorCounters()
-    private var accounts: [String: SimulatedAccount] = [:]  // by noise public key (hex)
-    private var connections: [UInt64: LiveConnection] = [:]
+    var counters = SimulatorCounters()
+    var accounts: [String: SimulatedAccount] = [:]  // by noise public key (hex)
+    var connections: [UInt64: LiveConnection] = [:]
     private var nextConnectionID: UInt64 = 0
     private var nextPhoneNumber: UInt64 = 15_551_000_000
-    private var silentAccounts: Set<String> = []
+    var silentAccounts: Set<String> = []
+    /// Faults armed by tests: held request kinds and what they hold, terminations waiting for a login.
+    var faults = SimulatorFaults()
     private var companionFinishes: [UInt64: CompanionFinish] = [:]
     private var companionFinishWaiters: [UInt64: CheckedContinuation<CompanionFinish, any Error>] = [:]
 
@@ -316,6 +320,7 @@ extension WhatsAppSimulator {
                 tag: "success",
                 attributes: ["t": .string(String(Int(Date().timeIntervalSince1970))), "lid": .jid(account.lid), "location": "sim"]),
             to: id)
+        if let termination = faults.onLogin.removeValue(forKey: user) { await terminate(user, with: termination) }
     }
 
     // MARK: Stanzas from clients
@@ -330,6 +335,16 @@ extension WhatsAppSimulator {
             return
         }
         guard let iqID = node.attributes["id"]?.string else { return }
+        if let kind = SimulatedRequest(node), faults.held.contains(kind) {
+            faults.heldNodes.append((kind, id, node))
+            counters.heldRequests[kind.rawValue, default: 0] += 1
+            return
+        }
+        await answer(node, iqID: iqID, from: id)
+    }
+
+    /// Answers one request as WhatsApp would.
+    func answer(_ node: Node, iqID: String, from id: UInt64) async {
         let xmlns = node.attributes["xmlns"]?.string
         switch (xmlns, connections[id]?.phase) {
         case ("w:p", .loggedIn(let user)?):
@@ -409,7 +424,7 @@ enum SimulatorRandom {
     }
 }
 
-// MARK: - The scriptable phone and fault injection
+// MARK: - The scriptable phone
 
 extension WhatsAppSimulator {
     /// The phone scans a QR string shown by a companion: links it to a new account and completes pair-success → 515.
@@ -449,46 +464,10 @@ extension WhatsAppSimulator {
         throw SimulatorError("no companion is waiting for a link code")
     }
 
-    /// Sends `<stream:error>` to every live connection of `user` (e.g. code 515, 503, or a conflict) and closes them.
-    public func sendStreamError(toAccount user: String, code: Int?, conflict: String? = nil) async {
-        var attributes: Attributes = [:]
-        if let code { attributes["code"] = .string(String(code)) }
-        let children = conflict.map { [Node(tag: "conflict", attributes: ["type": .string($0)])] } ?? []
-        for id in liveConnectionIDs(of: user) {
-            send(Node(tag: "stream:error", attributes: attributes, children: children), to: id)
-            await drop(id)
-        }
-    }
-
-    /// The phone unlinks the companion: `401 device_removed`, and the device is forgotten.
-    public func removeDevice(ofAccount user: String) async {
-        accounts = accounts.filter { $0.value.jid.user != user }
-        await sendStreamError(toAccount: user, code: 401, conflict: "device_removed")
-    }
-
-    /// Closes every connection of `user` without a word (a network drop).
-    public func dropConnections(ofAccount user: String) async {
-        for id in liveConnectionIDs(of: user) { await drop(id) }
-    }
-
-    /// While silent, the account's pings get no answer (a dead server as the client sees it).
-    public func setSilent(_ silent: Bool, account user: String) {
-        if silent { silentAccounts.insert(user) } else { silentAccounts.remove(user) }
-    }
-
-    /// Contacts used up all but `remaining` of the account's prekeys: the server says so with an `encrypt` notification.
-    public func consumePreKeys(ofAccount user: String, leaving remaining: Int) {
-        counters.preKeys[user] = remaining
-        let notification = Node(
-            tag: "notification", attributes: ["from": .jid(.whatsappServer), "id": .string(nextIQID()), "type": "encrypt", "t": "1700000000"],
-            children: [Node(tag: "count", attributes: ["value": .string(String(remaining))])])
-        for id in liveConnectionIDs(of: user) { send(notification, to: id) }
-    }
-
     /// The paired account users (phone numbers) the simulator knows.
     public var accountUsers: [String] { accounts.values.map(\.jid.user).sorted() }
 
-    private func liveConnectionIDs(of user: String) -> [UInt64] {
+    func liveConnectionIDs(of user: String) -> [UInt64] {
         connections.compactMap { id, connection in
             if case .loggedIn(let other) = connection.phase, other == user { return id }
             return nil

@@ -16,7 +16,9 @@ struct PoolRig {
     let clientConfiguration: WhatsAppClientConfiguration
     let tenants: [TenantName]
 
-    static func make(tenants names: [String] = ["acme"]) async throws -> PoolRig {
+    static func make(
+        tenants names: [String] = ["acme"], keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30)
+    ) async throws -> PoolRig {
         let simulator = try WhatsAppSimulator()
         let url = try await simulator.start()
         let directory = try makeTemporaryDirectory()
@@ -29,13 +31,17 @@ struct PoolRig {
             tenants.append(tenant)
         }
         let configuration = WhatsAppClientConfiguration(
-            url: url, rootPublicKey: simulator.rootPublicKey, handshakeTimeout: .seconds(20), requestTimeout: .seconds(20))
+            url: url, rootPublicKey: simulator.rootPublicKey, keepaliveInterval: keepaliveInterval, handshakeTimeout: .seconds(20),
+            requestTimeout: .seconds(20))
         return PoolRig(simulator: simulator, store: store, files: files, clientConfiguration: configuration, tenants: tenants)
     }
 
-    func pool(node: String = "node-a", ttl: Duration = .seconds(3), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)))
-        -> SessionPool
-    {
+    /// A pool over the rig's database and files; `records` and `credentials` wrap them when a test needs a gate.
+    func pool(
+        node: String = "node-a", ttl: Duration = .seconds(3), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+        records: (any SessionRecordRepository)? = nil,
+        credentials: (@Sendable (any CredentialStore) -> any CredentialStore)? = nil
+    ) -> SessionPool {
         var logger = Logger(label: "test.pool.\(node)")
         logger.logLevel = .warning
         let files = self.files
@@ -43,8 +49,11 @@ struct PoolRig {
             configuration: SessionPoolConfiguration(
                 nodeID: node, leaseTTL: ttl, heartbeatInterval: .milliseconds(200), restoreJitter: .milliseconds(20), backoff: backoff,
                 qrWait: .seconds(20)),
-            records: store, clientConfiguration: clientConfiguration,
-            credentialStore: { TenantCredentialStore(tenant: $0, files: files) }, logger: logger)
+            records: records ?? store, clientConfiguration: clientConfiguration,
+            credentialStore: { tenant in
+                let store = TenantCredentialStore(tenant: tenant, files: files)
+                return credentials?(store) ?? store
+            }, logger: logger)
     }
 
     /// Pairs `tenant` on `pool` by QR through the simulated phone; returns the account user (phone number).

@@ -80,13 +80,14 @@ public actor WhatsAppClient {
     let store: any CredentialStore
     let logger: Logger
     var credentials: DeviceCredentials?
-    /// Counts credential wipes; a write that started before one must not outlive it.
-    private var credentialEpoch: UInt64 = 0
+    /// Moves on at each credential wipe; a write that started before one must not outlive it.
+    private var credentialEpoch = Epoch()
     /// Numbers the prekey tasks, so one that ends drops only its own handle.
     private var preKeyTasksStarted: UInt64 = 0
     var connection: Connection?
     private var stopRequested = false
-    private var connectionsStarted: UInt64 = 0
+    /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
+    private var connectionEpoch = Epoch()
     private var loggingOut = false
 
     /// State of the live connection.
@@ -143,7 +144,7 @@ public actor WhatsAppClient {
             }
         } catch {
             logger.error("cannot load or create credentials", metadata: ["error": "\(error)"])
-            return finish(.networkError("credential store: \(error)"))
+            return await finish(.networkError("credential store: \(error)"))
         }
         credentials = loaded
         var headers = HTTPFields()
@@ -160,10 +161,10 @@ public actor WhatsAppClient {
                 result.set(reason)
             }
         } catch {
-            if let reason = result.value { return finish(reason) }
-            return finish(.networkError("\(error)"))
+            if let reason = result.value { return await finish(reason) }
+            return await finish(.networkError("\(error)"))
         }
-        return finish(result.value ?? .connectionClosed)
+        return await finish(result.value ?? .connectionClosed)
     }
 
     /// Ends the current connection, if any, without logging out.
@@ -185,8 +186,9 @@ public actor WhatsAppClient {
         loggingOut = true
         defer { loggingOut = false }
         _ = try await request { Stanzas.removeCompanionDevice(id: $0, ownJID: jid) }
-        try await store.wipe()
+        credentialEpoch.advance()
         credentials = nil
+        try await store.wipe()
         await end(.loggedOut(code: nil))
     }
 
@@ -274,8 +276,7 @@ public actor WhatsAppClient {
     // MARK: Actor-isolated connection state
 
     private func attach(outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation, writer: NoiseTransport) {
-        connectionsStarted += 1
-        connection = Connection(number: connectionsStarted, outbound: outbound, outgoing: outgoing, writer: writer)
+        connection = Connection(number: connectionEpoch.advance(), outbound: outbound, outgoing: outgoing, writer: writer)
     }
 
     private func endReason(or fallback: DisconnectReason) -> DisconnectReason {
@@ -293,16 +294,23 @@ public actor WhatsAppClient {
         connection.outgoing.yield(.close)
     }
 
-    private func finish(_ reason: DisconnectReason) -> DisconnectReason {
+    /// Ends the connection for good: fails its requests, cancels its timers, and waits for its prekey task, so no
+    /// work of this connection (a credential write, a request) outlives the reason returned to the caller.
+    private func finish(_ reason: DisconnectReason) async -> DisconnectReason {
         let final = connection?.endReason ?? reason
-        if let pending = connection?.pending {
-            for request in pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
-        }
-        connection?.outgoing.finish()
-        connection?.keepalive?.cancel()
-        connection?.preKeyCheck?.task.cancel()
-        if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
+        connectionEpoch.advance()
+        let ending = connection
         connection = nil
+        if let ending {
+            for request in ending.pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
+            ending.outgoing.finish()
+            ending.keepalive?.cancel()
+            if case .qr(let rotation)? = ending.pairing { rotation.cancel() }
+            if let preKeyTask = ending.preKeyCheck?.task {
+                preKeyTask.cancel()
+                await preKeyTask.value
+            }
+        }
         logger.info("disconnected", metadata: ["reason": "\(final)"])
         eventSink.yield(.disconnected(final))
         return final
@@ -317,9 +325,10 @@ public actor WhatsAppClient {
         self.connection = connection
     }
 
-    /// Sends an IQ built with a fresh id and waits for its answer (logged-in connections only).
-    private func request(timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
-        guard var connection else { throw WhatsAppClientError.notConnected }
+    /// Sends an IQ built with a fresh id and waits for its answer (logged-in connections only). With `number`, only
+    /// on that connection: work of an ended connection must not reach the next one.
+    private func request(on number: UInt64? = nil, timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
+        guard var connection, number == nil || connection.number == number else { throw WhatsAppClientError.notConnected }
         guard connection.loggedIn else { throw WhatsAppClientError.notLoggedIn }
         let id = connection.iqIDs.next()
         self.connection = connection
@@ -328,10 +337,11 @@ public actor WhatsAppClient {
 
     func send(requestWithID id: String, node: Node, timeout: Duration? = nil) async throws -> Node {
         try send(node)
+        guard let number = connection?.number else { throw WhatsAppClientError.notConnected }
         let deadline = timeout ?? configuration.requestTimeout
         let response: Node = try await withCheckedThrowingContinuation { continuation in
             let timer = EventLoopTimer.after(deadline) { [weak self] in
-                Task { await self?.failPending(id, with: WhatsAppClientError.timedOut) }
+                Task { await self?.failPending(id, on: number, with: WhatsAppClientError.timedOut) }
             }
             connection?.pending[id] = PendingRequest(continuation: continuation, deadline: timer)
         }
@@ -339,7 +349,8 @@ public actor WhatsAppClient {
         return response
     }
 
-    private func failPending(_ id: String, with error: WhatsAppClientError) {
+    private func failPending(_ id: String, on number: UInt64, with error: WhatsAppClientError) {
+        guard connection?.number == number else { return }
         connection?.pending.removeValue(forKey: id)?.resume(with: .failure(error))
     }
 
@@ -370,7 +381,7 @@ public actor WhatsAppClient {
             if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
                 let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer
             {
-                startPreKeyTask { await $0.uploadPreKeys(count: PreKeyPolicy.refillBatch) }
+                startPreKeyTask { await $0.uploadPreKeys(count: PreKeyPolicy.refillBatch, on: $1) }
             }
             if node.tag == "notification", let reason = await handleNotification(node) { return reason }
             if let ack = Stanzas.ack(for: node) { try? send(ack) }
@@ -389,16 +400,16 @@ public actor WhatsAppClient {
         if let id = connection?.iqIDs.next() { try? send(Stanzas.setActive(id: id)) }
         logger.info("logged in", metadata: ["jid": "\(account.jid)"])
         emit(.loggedIn(jid: account.jid.description))
-        startPreKeyTask { await $0.checkPreKeys() }
-        scheduleKeepalive()
+        startPreKeyTask { await $0.checkPreKeys(on: $1) }
+        if let number = connection?.number { scheduleKeepalive(on: number) }
         return nil
     }
 
-    /// Arms the next keepalive ping, a random 20–30 s from now (§9.4).
-    private func scheduleKeepalive() {
+    /// Arms connection `number`'s next keepalive ping, a random 20–30 s from now (§9.4).
+    private func scheduleKeepalive(on number: UInt64) {
         let bounds = configuration.keepaliveInterval
         let interval = Duration.milliseconds(Int64.random(in: bounds.lowerBound.wholeMilliseconds...bounds.upperBound.wholeMilliseconds))
-        guard let number = connection?.number else { return }
+        guard connection?.number == number else { return }
         connection?.keepalive = EventLoopTimer.after(interval) { [weak self] in
             Task { await self?.keepalive(connection: number) }
         }
@@ -408,14 +419,14 @@ public actor WhatsAppClient {
     private func keepalive(connection number: UInt64) async {
         guard let connection, connection.number == number, connection.loggedIn else { return }
         do {
-            _ = try await request(timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
+            _ = try await request(on: number, timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
         } catch let error as WhatsAppClientError where error == .timedOut {
-            await end(.keepaliveTimeout)
+            if self.connection?.number == number { await end(.keepaliveTimeout) }
             return
         } catch {
             return
         }
-        scheduleKeepalive()
+        scheduleKeepalive(on: number)
     }
 
     private func handleServerRequest(_ node: Node) async -> DisconnectReason? {
@@ -431,14 +442,19 @@ public actor WhatsAppClient {
         return nil
     }
 
-    /// Runs `work` as the connection's prekey task. A finished task's handle would keep the task's memory (its
-    /// allocator slabs) for the whole connection, so the handle is dropped when the work ends.
-    private func startPreKeyTask(_ work: @escaping @Sendable (WhatsAppClient) async -> Void) {
+    /// Runs `work` as the connection's prekey task, given the connection's number. A finished task's handle would keep
+    /// the task's memory (its allocator slabs) for the whole connection, so the handle is dropped when the work ends;
+    /// `finish` cancels and awaits a task still running, so none outlives its connection.
+    private func startPreKeyTask(_ work: @escaping @Sendable (WhatsAppClient, UInt64) async -> Void) {
+        guard let connectionNumber = connection?.number else { return }
+        // One at a time: a refill asked for while a check runs starts after it (two would hand out the same ids).
+        let previous = connection?.preKeyCheck?.task
         preKeyTasksStarted &+= 1
         let number = preKeyTasksStarted
         connection?.preKeyCheck = (number, Task { [weak self] in
-            guard let self else { return }
-            await work(self)
+            await previous?.value
+            guard let self, !Task.isCancelled else { return }
+            await work(self, connectionNumber)
             await self.preKeyTaskEnded(number)
         })
     }
@@ -448,27 +464,28 @@ public actor WhatsAppClient {
     }
 
     /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (§9.3).
-    private func checkPreKeys() async {
+    private func checkPreKeys(on number: UInt64) async {
         do {
-            let count = try Stanzas.parsePreKeyCount(try await request { Stanzas.preKeyCount(id: $0) })
+            let count = try Stanzas.parsePreKeyCount(try await request(on: number) { Stanzas.preKeyCount(id: $0) })
             guard count < PreKeyPolicy.minimumOnServer else { return }
-            await uploadPreKeys(count: count == 0 ? PreKeyPolicy.initialBatch : PreKeyPolicy.refillBatch)
+            await uploadPreKeys(count: count == 0 ? PreKeyPolicy.initialBatch : PreKeyPolicy.refillBatch, on: number)
         } catch {
             logger.warning("prekey count query failed", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Generates `count` prekeys, stores them (private halves included) before uploading their public halves.
-    func uploadPreKeys(count: Int) async {
-        guard var credentials else { return }
+    /// Generates `count` prekeys, stores them (private halves included) before uploading their public halves on
+    /// connection `number`; does nothing once that connection has ended.
+    func uploadPreKeys(count: Int, on number: UInt64) async {
+        guard var credentials, connection?.number == number, !Task.isCancelled else { return }
         let keys = PreKey.generate(count: count, firstID: credentials.nextPreKeyID ?? 1)
-        let epoch = credentialEpoch
+        let epoch = credentialEpoch.current
         do {
             guard try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) else { return }
             credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
             guard try await writeCredentials(since: epoch, { [credentials] in try await store.save(credentials) }) else { return }
             self.credentials = credentials
-            _ = try await request {
+            _ = try await request(on: number) {
                 Stanzas.preKeyUpload(
                     id: $0, registrationID: credentials.registrationID, identityPublicKey: credentials.identityKey.publicKey, preKeys: keys,
                     signedPreKey: credentials.signedPreKey)
@@ -486,7 +503,7 @@ public actor WhatsAppClient {
 
     /// Wipes the stored credentials; writes still in flight see the new epoch and wipe again after themselves.
     private func wipeCredentials() async {
-        credentialEpoch &+= 1
+        credentialEpoch.advance()
         credentials = nil
         await wipeStore()
     }
@@ -499,9 +516,9 @@ public actor WhatsAppClient {
     /// writes and wipe run concurrently), wipes again, so a prekey upload racing a logout cannot bring files back.
     /// Returns whether the credentials still stand.
     private func writeCredentials(since epoch: UInt64, _ write: () async throws -> Void) async throws -> Bool {
-        guard epoch == credentialEpoch else { return false }
+        guard credentialEpoch.admits(epoch), !Task.isCancelled else { return false }
         try await write()
-        guard epoch == credentialEpoch else {
+        guard credentialEpoch.admits(epoch) else {
             await wipeStore()
             return false
         }
