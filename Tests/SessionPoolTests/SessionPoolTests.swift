@@ -165,8 +165,11 @@ func waitUntil(timeout: Duration = .seconds(15), _ condition: () async -> Bool) 
         let user = try await rig.pair(tenant, on: a)
         let b = rig.pool(node: "node-b")
         await b.startMaintenance()
-        try await Task.sleep(for: .seconds(1))
-        #expect(await b.status(of: tenant).ownerNode == "node-a", "b sees a's lease")
+        // b learns of a's lease (and the state a's heartbeat wrote into it) from its next scans.
+        try await waitUntil {
+            let status = await b.status(of: tenant)
+            return status.ownerNode == "node-a" && status.state == .connected
+        }
         do {
             try await b.restart(tenant)
             Issue.record("b must not take a live lease")

@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import Metrics
+import Tenancy
+import WhatsApp
+
+extension SessionPool {
+    // MARK: Leases, restore, takeover
+
+    func maintenanceLoop() async {
+        while !Task.isCancelled {
+            await heartbeat()
+            await scan()
+            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
+        }
+    }
+
+    /// Renews every lease this node holds in one batched write; stops sessions whose lease was lost.
+    func heartbeat() async {
+        let beats = sessions.compactMap { tenant, session in
+            session.generation.map {
+                LeaseBeat(tenant: tenant, generation: $0, state: session.status.state.rawValue, lastError: session.status.lastError)
+            }
+        }
+        guard !beats.isEmpty else {
+            lastRenewal = .now
+            return
+        }
+        do {
+            let lost = try await records.renewLeases(beats, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
+            lastRenewal = .now
+            for tenant in lost where sessions[tenant]?.generation != nil {
+                logger.warning("lease lost to another node; disconnecting", metadata: ["tenant": "\(tenant)"])
+                sessions[tenant]?.generation = nil
+                await stopRunner(tenant, finalState: .stopped)
+            }
+        } catch {
+            logger.error("lease renewal failed", metadata: ["error": "\(error)", "sessions": "\(beats.count)"])
+            // Fence before the leases can expire: another node may take them over, so stop connecting here.
+            guard ContinuousClock.now - lastRenewal > configuration.leaseTTL * 2 / 3 else { return }
+            for tenant in sessions.keys where sessions[tenant]?.runner != nil {
+                sessions[tenant]?.generation = nil
+                await stopRunner(tenant, finalState: .stopped)
+                update(tenant) { $0.lastError = "lease renewal failing; the database is unreachable" }
+            }
+        }
+    }
+
+    /// Queues every session that should run and that no live node holds: restore on start, takeover afterwards.
+    func scan() async {
+        guard !shuttingDown else { return }
+        let readAt = lifecycleEpoch.current
+        let desired: [TenantName: DesiredSessionState]
+        let leases: [SessionLease]
+        do {
+            desired = try await records.desiredStates()
+            leases = try await records.leases()
+        } catch {
+            logger.error("cannot read session records", metadata: ["error": "\(error)"])
+            return
+        }
+        let now = Date()
+        var others: [TenantName: SessionLease] = [:]
+        for lease in leases where lease.nodeID != configuration.nodeID { others[lease.tenant] = lease }
+        remoteLeases = others
+        var queued = 0
+        for (tenant, state) in desired where state == .running {
+            if restoring.contains(tenant) || unrestorable.contains(tenant) || !admitsRestore(tenant, decidedAt: readAt) { continue }
+            if let lease = others[tenant], lease.expiresAt > now { continue }
+            restoring.insert(tenant)
+            restoreQueue.append((tenant, readAt))
+            queued += 1
+        }
+        if queued > 0 {
+            logger.info("restoring sessions", metadata: ["count": "\(queued)", "first_scan": "\(!firstScanDone)"])
+        }
+        firstScanDone = true
+        metrics.restorePending.record(restoreQueue.count - restoreQueueHead)
+        while restoreWorkers < configuration.restoreConcurrency, restoreQueueHead < restoreQueue.count {
+            restoreWorkers += 1
+            Task { await self.restoreWorker() }
+        }
+    }
+
+    func nextQueuedRestore() -> (tenant: TenantName, readAt: UInt64)? {
+        guard restoreQueueHead < restoreQueue.count, !shuttingDown else {
+            restoreQueue.removeAll()
+            restoreQueueHead = 0
+            return nil
+        }
+        defer {
+            restoreQueueHead += 1
+            metrics.restorePending.record(restoreQueue.count - restoreQueueHead)
+        }
+        return restoreQueue[restoreQueueHead]
+    }
+
+    func restoreWorker() async {
+        var generator = SystemRandomNumberGenerator()
+        while let (tenant, readAt) = nextQueuedRestore() {
+            let jitter = configuration.restoreJitter.wholeMilliseconds
+            if jitter > 0 { try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...jitter, using: &generator))) }
+            await restore(tenant, decidedOn: readAt)
+            restoring.remove(tenant)
+        }
+        restoreWorkers -= 1
+        if isRestored { logger.info("session restore finished", metadata: ["running": "\(sessions.values.filter { $0.runner != nil }.count)"]) }
+    }
+
+    /// Connects one stored session and waits for its first attempt to end (connected or not); `readAt` is when the
+    /// records that queued it were read, and the restore is dropped if the session changed since.
+    func restore(_ tenant: TenantName, decidedOn readAt: UInt64) async {
+        guard !shuttingDown, admitsRestore(tenant, decidedAt: readAt) else { return }
+        do {
+            guard try await isPaired(tenant) else {
+                // Left as desired (another node sharing the data directory may still see the files); not retried until
+                // an operator restarts or re-pairs the session.
+                logger.warning("session marked running has no paired credentials here; not restoring it", metadata: ["tenant": "\(tenant)"])
+                unrestorable.insert(tenant)
+                return
+            }
+            try await claimAndStart(tenant, unchangedSince: readAt)
+        } catch {
+            if error.kind != .ownedElsewhere { logger.warning("restore failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"]) }
+            return
+        }
+        _ = await waitForStatus(of: tenant, timeout: configuration.leaseTTL) { $0.state != .connecting }
+    }
+
+    func liveRemoteOwner(of tenant: TenantName) -> String? {
+        guard let lease = remoteLeases[tenant], lease.expiresAt > Date() else { return nil }
+        return lease.nodeID
+    }
+
+    /// Records the desired state, then marks the change: a scan that read the old value is not acted on.
+    func setDesired(_ state: DesiredSessionState, for tenant: TenantName) async {
+        // The caller may be a runner being cancelled (a terminal stop racing a shutdown); the write must still land,
+        // or a `replaced` session would be restored on the next start.
+        let (records, logger) = (self.records, self.logger)
+        await Task {
+            do { try await records.setDesiredState(state, for: tenant) } catch {
+                logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            }
+        }.value
+        markChanged(tenant)
+    }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import Metrics
+import Tenancy
+import WhatsApp
+
+extension SessionPool {
+    func ensureEntry(_ tenant: TenantName) {
+        guard sessions[tenant] == nil else { return }
+        var clientLogger = logger
+        clientLogger[metadataKey: "tenant"] = "\(tenant)"
+        let client = WhatsAppClient(configuration: clientConfiguration, store: credentialStore(tenant), logger: clientLogger)
+        let listener = Task { [weak self] in
+            for await event in client.events {
+                guard let self else { return }
+                await self.apply(event, to: tenant)
+            }
+        }
+        sessions[tenant] = Session(client: client, status: SessionStatus(tenant: tenant, state: .stopped), listener: listener)
+        metrics.entered(.stopped)
+    }
+
+    func ensurePairing(_ tenant: TenantName) async throws(SessionPoolError) {
+        guard !shuttingDown else { throw SessionPoolError(.unavailable, "shutting down") }
+        if let session = sessions[tenant], session.runner != nil {
+            if session.status.me == nil, session.status.state == .connecting || session.status.state == .pairing { return }
+            throw SessionPoolError(.wrongState, "the session is already paired (state \(session.status.state.rawValue)); log out first")
+        }
+        if let owner = liveRemoteOwner(of: tenant) { throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)") }
+        if try await isPaired(tenant) {
+            throw SessionPoolError(.wrongState, "the session is already paired; restart it or log out first")
+        }
+        try await claimAndStart(tenant)
+    }
+
+    func isPaired(_ tenant: TenantName) async throws(SessionPoolError) -> Bool {
+        do {
+            return try await credentialStore(tenant).load()?.isPaired ?? false
+        } catch {
+            throw SessionPoolError(.unavailable, "stored credentials cannot be read: \(error)")
+        }
+    }
+
+    /// Takes the lease and starts the runner. With `readAt` (a restore), only if the tenant's lifecycle has not
+    /// changed since the records the decision rests on were read; otherwise the stale decision is dropped.
+    func claimAndStart(_ tenant: TenantName, unchangedSince readAt: UInt64? = nil) async throws(SessionPoolError) {
+        let lease: SessionLease?
+        do {
+            lease = try await records.acquireLease(for: tenant, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
+        } catch {
+            throw SessionPoolError(.unavailable, "cannot take the session lease: \(error)")
+        }
+        guard let lease else {
+            let owner = (try? await records.leases())?.first { $0.tenant == tenant }?.nodeID ?? "another node"
+            throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)")
+        }
+        if let readAt, !admitsRestore(tenant, decidedAt: readAt) {
+            if sessions[tenant]?.runner == nil { await releaseLease(of: tenant, generation: lease.generation) }
+            logger.debug("restore dropped: the session changed since it was queued", metadata: ["tenant": "\(tenant)"])
+            return
+        }
+        ensureEntry(tenant)
+        guard var session = sessions[tenant] else { return }
+        if session.runner != nil {
+            session.generation = lease.generation
+            sessions[tenant] = session
+            return
+        }
+        markChanged(tenant)
+        session.generation = lease.generation
+        let actions = session.lifecycle.started(on: configuration.nodeID, status: session.status)
+        unrestorable.remove(tenant)
+        let client = session.client
+        session.runner = Task { await self.runLoop(tenant, client: client) }
+        sessions[tenant] = session
+        remoteLeases[tenant] = nil
+        for action in actions { await perform(action, for: tenant) }
+    }
+
+    /// Connect, run, decide (`SessionLifecycle`): reconnect now (515), back off (drops), or stop (terminal states).
+    func runLoop(_ tenant: TenantName, client: WhatsAppClient) async {
+        var generator = SystemRandomNumberGenerator()
+        loop: while true {
+            sessions[tenant]?.lifecycle.connecting()
+            let reason = await client.run()
+            let paired = await client.accountJID != nil
+            guard var session = sessions[tenant] else { break }
+            let actions = session.lifecycle.connectionEnded(reason, paired: paired, cancelled: Task.isCancelled, status: session.status)
+            sessions[tenant] = session
+            for action in actions {
+                if case .backOff(let attempt) = action {
+                    let delay = configuration.backoff.delay(attempt: attempt, using: &generator)
+                    logger.info(
+                        "session dropped; reconnecting",
+                        metadata: ["tenant": "\(tenant)", "reason": "\(reason)", "attempt": "\(attempt)", "delay_ms": "\(delay.wholeMilliseconds)"])
+                    let cancelled: Bool
+                    do {
+                        try await Task.sleep(for: delay)
+                        cancelled = false
+                    } catch { cancelled = true }
+                    guard let status = sessions[tenant]?.status, let after = sessions[tenant]?.lifecycle.backoffEnded(cancelled: cancelled, status: status)
+                    else { break loop }
+                    for action in after where await perform(action, for: tenant) == .end { break loop }
+                } else if await perform(action, for: tenant) == .end {
+                    break loop
+                }
+            }
+        }
+        await runnerEnded(tenant)
+    }
+
+    /// Carries out one lifecycle action; returns it so the caller sees `.end`.
+    @discardableResult
+    func perform(_ action: SessionLifecycle.Action, for tenant: TenantName) async -> SessionLifecycle.Action {
+        switch action {
+        case .reconnectNow, .backOff, .end: break
+        case .recordDesired(let state): await setDesired(state, for: tenant)
+        case .wipeCredentials:
+            do { try await credentialStore(tenant).wipe() } catch {
+                logger.error("credential wipe failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            }
+        case .publish(let status): update(tenant) { $0 = status }
+        case .countReconnect: metrics.reconnects.increment()
+        case .countPairing(let outcome): metrics.pairings(outcome).increment()
+        case .logStoppedForGood(let reason):
+            logger.warning("session stopped for good", metadata: ["tenant": "\(tenant)", "reason": "\(reason)"])
+        case .logLoggedOut(let reason):
+            logger.warning("session logged out; wiping credentials", metadata: ["tenant": "\(tenant)", "reason": "\(reason)"])
+        case .logPaired(let jid): logger.info("paired", metadata: ["tenant": "\(tenant)", "jid": "\(jid)"])
+        case .cancelCodeExpiry:
+            sessions[tenant]?.codeExpiry?.cancel()
+            sessions[tenant]?.codeExpiry = nil
+        }
+        return action
+    }
+
+    func runnerEnded(_ tenant: TenantName) async {
+        guard var session = sessions[tenant] else { return }
+        markChanged(tenant)
+        session.runner = nil
+        let actions = session.lifecycle.runnerEnded(status: session.status)
+        let generation = session.generation
+        session.generation = nil
+        sessions[tenant] = session
+        for action in actions { await perform(action, for: tenant) }
+        if let generation { await releaseLease(of: tenant, generation: generation) }
+    }
+
+    func releaseLease(of tenant: TenantName, generation: Int64) async {
+        // The caller may be ending because it was cancelled; the release must still reach the database.
+        let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
+        await Task {
+            do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
+                logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            }
+        }.value
+    }
+
+    /// Records a lifecycle change of `tenant`: restores decided on records read before it are dropped.
+    func markChanged(_ tenant: TenantName) {
+        changedAt[tenant] = lifecycleEpoch.advance()
+    }
+
+    /// Whether a restore decided on records read at `readAt` may start `tenant`'s runner now.
+    func admitsRestore(_ tenant: TenantName, decidedAt readAt: UInt64) -> Bool {
+        (sessions[tenant]?.lifecycle ?? SessionLifecycle()).admitsRestore(decidedAt: readAt, lastChange: changedAt[tenant] ?? 0)
+    }
+
+    /// Ends the runner (if any) and waits for it; the session ends in `finalState`, or as it was when nil (the caller
+    /// publishes the end once what it promises is done).
+    func stopRunner(_ tenant: TenantName, finalState: SessionState?) async {
+        guard let session = sessions[tenant], let runner = session.runner else { return }
+        sessions[tenant]?.lifecycle.stopRequested(finalState)
+        runner.cancel()
+        await session.client.disconnect()
+        await runner.value
+        sessions[tenant]?.lifecycle.stopCompleted()
+    }
+
+    func expireLinkCode(_ tenant: TenantName) async {
+        guard let session = sessions[tenant], session.runner != nil, session.status.pairingMethod == .code,
+            session.status.state == .pairing
+        else { return }
+        metrics.pairings(.timedOut).increment()
+        await stopRunner(tenant, finalState: .stopped)
+        update(tenant) {
+            $0.pairingMethod = nil
+            $0.qrExpiresAt = nil
+            $0.lastError = "the link code was not entered in time"
+        }
+    }
+
+    func apply(_ event: WhatsAppEvent, to tenant: TenantName) async {
+        guard var session = sessions[tenant] else { return }
+        let actions = session.lifecycle.clientEvent(event, status: session.status, now: Date())
+        sessions[tenant] = session
+        for action in actions { await perform(action, for: tenant) }
+    }
+}
