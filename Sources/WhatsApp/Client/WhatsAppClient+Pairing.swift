@@ -81,7 +81,7 @@ extension WhatsAppClient {
             try await store.save(updated)
             self.credentials = updated
             guard var connection else { return nil }
-            let id = connection.iqIDs.next()
+            let id = connection.machine.nextStanzaID()
             self.connection = connection
             try send(completion.companionFinish(iqID: id).node)
         } catch {
@@ -96,7 +96,7 @@ extension WhatsAppClient {
         guard credentials.pairedAccount == nil else { throw WhatsAppClientError.alreadyPaired }
         var pairing: LinkCodePairing
         do { pairing = try LinkCodePairing(phoneNumber: phoneNumber) } catch { throw WhatsAppClientError.invalidPhoneNumber("\(error)") }
-        let id = connection.iqIDs.next()
+        let id = connection.machine.nextRequestID()
         self.connection = connection
         let hello = pairing.companionHello(
             iqID: id, credentials: credentials, platformID: Self.platformID, platformDisplay: Self.platformDisplay)

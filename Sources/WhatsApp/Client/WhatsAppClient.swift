@@ -8,65 +8,6 @@ import WABinary
 import WAProto
 import WSClient
 
-/// What a client reports while it runs.
-public enum WhatsAppEvent: Sendable, Equatable {
-    /// A QR string to show for `expiresIn`; replaces the previous one.
-    case qrCode(String, expiresIn: Duration)
-    /// Pairing succeeded for this account JID; a restart (515) and login follow.
-    case paired(jid: String)
-    /// Logged in with stored credentials; the session is usable.
-    case loggedIn(jid: String)
-    /// The connection ended; `reason.disposition` says what to do.
-    case disconnected(DisconnectReason)
-}
-
-/// A request the client made failed.
-public struct WhatsAppClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    private enum Code: Equatable {
-        case notConnected
-        case notLoggedIn
-        case timedOut
-        case disconnected
-        case serverError(Int, String)
-        case malformedResponse(String)
-        case alreadyPaired
-        case pairing(String)
-        case invalidPhoneNumber(String)
-    }
-
-    private let code: Code
-
-    static let notConnected = WhatsAppClientError(code: .notConnected)
-    static let notLoggedIn = WhatsAppClientError(code: .notLoggedIn)
-    static let timedOut = WhatsAppClientError(code: .timedOut)
-    static let disconnected = WhatsAppClientError(code: .disconnected)
-    static let alreadyPaired = WhatsAppClientError(code: .alreadyPaired)
-    static func serverError(_ code: Int, _ text: String) -> WhatsAppClientError { WhatsAppClientError(code: .serverError(code, text)) }
-    static func malformedResponse(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .malformedResponse(what)) }
-    static func pairing(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .pairing(what)) }
-    static func invalidPhoneNumber(_ what: String) -> WhatsAppClientError { WhatsAppClientError(code: .invalidPhoneNumber(what)) }
-
-    /// True when the request failed because the session is not connected or not logged in.
-    public var isNotConnected: Bool { code == .notConnected || code == .notLoggedIn || code == .disconnected }
-
-    /// True when a pairing-code request was refused because the phone number is not usable.
-    public var isInvalidPhoneNumber: Bool { if case .invalidPhoneNumber = code { true } else { false } }
-
-    public var description: String {
-        switch code {
-        case .notConnected: "not connected"
-        case .notLoggedIn: "not logged in"
-        case .timedOut: "request timed out"
-        case .disconnected: "connection ended before the answer arrived"
-        case .serverError(let code, let text): "server answered error \(code) \(text)"
-        case .malformedResponse(let what): "malformed response: \(what)"
-        case .alreadyPaired: "already paired"
-        case .pairing(let what): "pairing failed: \(what)"
-        case .invalidPhoneNumber(let what): "invalid phone number: \(what)"
-        }
-    }
-}
-
 /// One WhatsApp companion session: connects, pairs or logs in, keeps the connection alive, answers requests.
 ///
 /// `run()` drives one connection and returns why it ended; the caller decides whether to call it again
@@ -76,14 +17,14 @@ public actor WhatsAppClient {
     /// Events, newest kept when the consumer is slow (bounded).
     public nonisolated let events: AsyncStream<WhatsAppEvent>
     private let eventSink: AsyncStream<WhatsAppEvent>.Continuation
-    private let configuration: WhatsAppClientConfiguration
+    let configuration: WhatsAppClientConfiguration
     let store: any CredentialStore
     let logger: Logger
     var credentials: DeviceCredentials?
     /// Moves on at each credential wipe; a write that started before one must not outlive it.
-    private var credentialEpoch = Epoch()
+    var credentialEpoch = Epoch()
     /// Numbers the prekey tasks, so one that ends drops only its own handle.
-    private var preKeyTasksStarted: UInt64 = 0
+    var preKeyTasksStarted: UInt64 = 0
     var connection: Connection?
     private var stopRequested = false
     /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
@@ -97,10 +38,10 @@ public actor WhatsAppClient {
         var outbound: WebSocketOutboundWriter
         var outgoing: AsyncStream<OutgoingFrame>.Continuation
         var writer: NoiseTransport
-        var iqIDs = IQIDGenerator()
+        /// The connection's protocol decisions (`ConnectionMachine`); the actor does the I/O.
+        var machine = ConnectionMachine()
+        /// The continuations of our requests in the machine's correlation table.
         var pending: [String: PendingRequest] = [:]
-        var endReason: DisconnectReason?
-        var loggedIn = false
         var pairing: PairingSession?
         var keepalive: Scheduled<Void>?
         /// The prekey check or upload in flight (one at a time); dropped when it ends, and its task's memory with it.
@@ -126,7 +67,7 @@ public actor WhatsAppClient {
     }
 
     /// True while logged in.
-    public var isLoggedIn: Bool { connection?.loggedIn ?? false }
+    public var isLoggedIn: Bool { connection?.machine.loggedIn ?? false }
 
     /// The account JID once paired.
     public var accountJID: JID? { credentials?.pairedAccount?.jid }
@@ -280,7 +221,7 @@ public actor WhatsAppClient {
     }
 
     private func endReason(or fallback: DisconnectReason) -> DisconnectReason {
-        if let reason = connection?.endReason { return reason }
+        if let reason = connection?.machine.closing { return reason }
         if stopRequested { return .requested }
         if loggingOut { return .loggedOut(code: nil) }
         return fallback
@@ -289,7 +230,7 @@ public actor WhatsAppClient {
     /// Records why the connection ends and closes the socket; the read loop then returns that reason.
     func end(_ reason: DisconnectReason) async {
         guard var connection else { return }
-        if connection.endReason == nil { connection.endReason = reason }
+        _ = connection.machine.end(reason)
         self.connection = connection
         connection.outgoing.yield(.close)
     }
@@ -297,7 +238,7 @@ public actor WhatsAppClient {
     /// Ends the connection for good: fails its requests, cancels its timers, and waits for its prekey task, so no
     /// work of this connection (a credential write, a request) outlives the reason returned to the caller.
     private func finish(_ reason: DisconnectReason) async -> DisconnectReason {
-        let final = connection?.endReason ?? reason
+        let final = connection?.machine.closing ?? reason
         connectionEpoch.advance()
         let ending = connection
         connection = nil
@@ -327,10 +268,10 @@ public actor WhatsAppClient {
 
     /// Sends an IQ built with a fresh id and waits for its answer (logged-in connections only). With `number`, only
     /// on that connection: work of an ended connection must not reach the next one.
-    private func request(on number: UInt64? = nil, timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
+    func request(on number: UInt64? = nil, timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
         guard var connection, number == nil || connection.number == number else { throw WhatsAppClientError.notConnected }
-        guard connection.loggedIn else { throw WhatsAppClientError.notLoggedIn }
-        let id = connection.iqIDs.next()
+        guard connection.machine.loggedIn else { throw WhatsAppClientError.notLoggedIn }
+        let id = connection.machine.nextRequestID()
         self.connection = connection
         return try await send(requestWithID: id, node: build(id), timeout: timeout)
     }
@@ -351,178 +292,49 @@ public actor WhatsAppClient {
 
     private func failPending(_ id: String, on number: UInt64, with error: WhatsAppClientError) {
         guard connection?.number == number else { return }
+        connection?.machine.forget(id)
         connection?.pending.removeValue(forKey: id)?.resume(with: .failure(error))
     }
 
     /// Handles one stanza; returns a reason when the connection must end.
     private func handle(_ node: Node) async -> DisconnectReason? {
-        switch node.tag {
-        case "iq":
-            if let type = node.attributes["type"]?.string, type == "result" || type == "error",
-                let id = node.attributes["id"]?.string, let request = connection?.pending.removeValue(forKey: id)
-            {
-                request.resume(with: .success(node))
-                return nil
-            }
-            return await handleServerRequest(node)
-        case "success":
-            return handleSuccess(node)
-        case "failure":
-            let reason = DisconnectReason.fromFailure(node)
-            if reason.disposition == .stopAndWipeCredentials { await wipeCredentials() }
-            return reason
-        case "stream:error":
-            let reason = DisconnectReason.fromStreamError(node)
-            if reason.disposition == .stopAndWipeCredentials { await wipeCredentials() }
-            return reason
-        case "xmlstreamend":
-            return .connectionClosed
-        case "message", "receipt", "notification", "call":
-            if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
-                let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer
-            {
-                startPreKeyTask { await $0.uploadPreKeys(count: PreKeyPolicy.refillBatch, on: $1) }
-            }
-            if node.tag == "notification", let reason = await handleNotification(node) { return reason }
-            if let ack = Stanzas.ack(for: node) { try? send(ack) }
-            return nil
-        default:
-            return nil
-        }
+        guard var connection else { return nil }
+        let actions = connection.machine.received(node, account: credentials?.pairedAccount?.jid)
+        self.connection = connection
+        return await perform(actions)
     }
 
-    private func handleSuccess(_ node: Node) -> DisconnectReason? {
-        guard let account = credentials?.pairedAccount else {
-            // §6.5 / §20.1: a registration connection may see <success> before pair-device; ignore it.
-            return nil
+    /// Carries out the machine's actions in order; returns the reason when one ends the connection.
+    private func perform(_ actions: [ConnectionMachine.Action]) async -> DisconnectReason? {
+        for action in actions {
+            switch action {
+            case .send(let node): try? send(node)
+            case .answer(let id, let node): connection?.pending.removeValue(forKey: id)?.resume(with: .success(node))
+            case .pairing(let node): if let reason = await handlePairing(node) { return reason }
+            case .emit(let event):
+                if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
+                emit(event)
+            case .checkPreKeys: startPreKeyTask { await $0.checkPreKeys(on: $1) }
+            case .uploadPreKeys(let count): startPreKeyTask { await $0.uploadPreKeys(count: count, on: $1) }
+            case .armKeepalive: if let number = connection?.number { scheduleKeepalive(on: number) }
+            case .wipeCredentials: await wipeCredentials()
+            case .close(let reason): return reason
+            }
         }
-        connection?.loggedIn = true
-        if let id = connection?.iqIDs.next() { try? send(Stanzas.setActive(id: id)) }
-        logger.info("logged in", metadata: ["jid": "\(account.jid)"])
-        emit(.loggedIn(jid: account.jid.description))
-        startPreKeyTask { await $0.checkPreKeys(on: $1) }
-        if let number = connection?.number { scheduleKeepalive(on: number) }
         return nil
     }
 
-    /// Arms connection `number`'s next keepalive ping, a random 20–30 s from now (§9.4).
-    private func scheduleKeepalive(on number: UInt64) {
-        let bounds = configuration.keepaliveInterval
-        let interval = Duration.milliseconds(Int64.random(in: bounds.lowerBound.wholeMilliseconds...bounds.upperBound.wholeMilliseconds))
-        guard connection?.number == number else { return }
-        connection?.keepalive = EventLoopTimer.after(interval) { [weak self] in
-            Task { await self?.keepalive(connection: number) }
-        }
+    /// The pairing steps the server drives: `pair-device`, `pair-success`, the phone's link-code notification.
+    private func handlePairing(_ node: Node) async -> DisconnectReason? {
+        if node.child("pair-device") != nil { return await handlePairDevice(node) }
+        if node.child("pair-success") != nil { return await handlePairSuccess(node) }
+        return await handleNotification(node)
     }
 
-    /// Pings and re-arms; a ping unanswered within the deadline ends the connection.
-    private func keepalive(connection number: UInt64) async {
-        guard let connection, connection.number == number, connection.loggedIn else { return }
-        do {
-            _ = try await request(on: number, timeout: configuration.keepaliveDeadline) { Stanzas.keepalivePing(id: $0) }
-        } catch let error as WhatsAppClientError where error == .timedOut {
-            if self.connection?.number == number { await end(.keepaliveTimeout) }
-            return
-        } catch {
-            return
-        }
-        scheduleKeepalive(on: number)
-    }
-
-    private func handleServerRequest(_ node: Node) async -> DisconnectReason? {
-        guard node.attributes["type"]?.string == "set" || node.attributes["type"]?.string == "get" else { return nil }
-        if node.child("pair-device") != nil {
-            return await handlePairDevice(node)
-        }
-        if node.child("pair-success") != nil {
-            return await handlePairSuccess(node)
-        }
-        // Pings and anything else we do not implement get an empty result so the server never waits on us.
-        if let result = Stanzas.iqResult(answering: node) { try? send(result) }
-        return nil
-    }
-
-    /// Runs `work` as the connection's prekey task, given the connection's number. A finished task's handle would keep
-    /// the task's memory (its allocator slabs) for the whole connection, so the handle is dropped when the work ends;
-    /// `finish` cancels and awaits a task still running, so none outlives its connection.
-    private func startPreKeyTask(_ work: @escaping @Sendable (WhatsAppClient, UInt64) async -> Void) {
-        guard let connectionNumber = connection?.number else { return }
-        // One at a time: a refill asked for while a check runs starts after it (two would hand out the same ids).
-        let previous = connection?.preKeyCheck?.task
-        preKeyTasksStarted &+= 1
-        let number = preKeyTasksStarted
-        connection?.preKeyCheck = (number, Task { [weak self] in
-            await previous?.value
-            guard let self, !Task.isCancelled else { return }
-            await work(self, connectionNumber)
-            await self.preKeyTaskEnded(number)
-        })
-    }
-
-    private func preKeyTaskEnded(_ number: UInt64) {
-        if connection?.preKeyCheck?.number == number { connection?.preKeyCheck = nil }
-    }
-
-    /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (§9.3).
-    private func checkPreKeys(on number: UInt64) async {
-        do {
-            let count = try Stanzas.parsePreKeyCount(try await request(on: number) { Stanzas.preKeyCount(id: $0) })
-            guard count < PreKeyPolicy.minimumOnServer else { return }
-            await uploadPreKeys(count: count == 0 ? PreKeyPolicy.initialBatch : PreKeyPolicy.refillBatch, on: number)
-        } catch {
-            logger.warning("prekey count query failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Generates `count` prekeys, stores them (private halves included) before uploading their public halves on
-    /// connection `number`; does nothing once that connection has ended.
-    func uploadPreKeys(count: Int, on number: UInt64) async {
-        guard var credentials, connection?.number == number, !Task.isCancelled else { return }
-        let keys = PreKey.generate(count: count, firstID: credentials.nextPreKeyID ?? 1)
-        let epoch = credentialEpoch.current
-        do {
-            guard try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) else { return }
-            credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
-            guard try await writeCredentials(since: epoch, { [credentials] in try await store.save(credentials) }) else { return }
-            self.credentials = credentials
-            _ = try await request(on: number) {
-                Stanzas.preKeyUpload(
-                    id: $0, registrationID: credentials.registrationID, identityPublicKey: credentials.identityKey.publicKey, preKeys: keys,
-                    signedPreKey: credentials.signedPreKey)
-            }
-            logger.info("uploaded prekeys", metadata: ["count": "\(count)"])
-        } catch {
-            logger.warning("prekey upload failed", metadata: ["error": "\(error)"])
-        }
-    }
 
     /// Publishes an event.
     func emit(_ event: WhatsAppEvent) {
         eventSink.yield(event)
-    }
-
-    /// Wipes the stored credentials; writes still in flight see the new epoch and wipe again after themselves.
-    private func wipeCredentials() async {
-        credentialEpoch.advance()
-        credentials = nil
-        await wipeStore()
-    }
-
-    private func wipeStore() async {
-        do { try await store.wipe() } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
-    }
-
-    /// Runs one credential write unless a wipe came since `epoch`; when a wipe came while it ran (the store's
-    /// writes and wipe run concurrently), wipes again, so a prekey upload racing a logout cannot bring files back.
-    /// Returns whether the credentials still stand.
-    private func writeCredentials(since epoch: UInt64, _ write: () async throws -> Void) async throws -> Bool {
-        guard credentialEpoch.admits(epoch), !Task.isCancelled else { return false }
-        try await write()
-        guard credentialEpoch.admits(epoch) else {
-            await wipeStore()
-            return false
-        }
-        return true
     }
 }
 

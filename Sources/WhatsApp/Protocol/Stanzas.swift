@@ -104,6 +104,11 @@ public struct IQIDGenerator: Sendable {
         prefix = "\(UInt16.random(in: .min ... .max)).\(UInt16.random(in: .min ... .max))"
     }
 
+    /// Ids `prefix-1`, `prefix-2`, …; for tests that need known ids.
+    public init(prefix: String) {
+        self.prefix = prefix
+    }
+
     /// The next id.
     public mutating func next() -> String {
         counter += 1
