@@ -201,7 +201,7 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
     }
 
     @Test func keepalivePingsAreSentAndASilentServerIsDetected() async throws {
-        let rig = try await Rig.make(keepaliveInterval: .milliseconds(100) ... .milliseconds(150), keepaliveDeadline: .milliseconds(500))
+        let rig = try await Rig.make(keepaliveInterval: .milliseconds(100) ... .milliseconds(150), keepaliveDeadline: .seconds(2))
         let (_, user, session) = try await rig.pairedClient()
         try await eventually { await (rig.simulator.observed.pings[user] ?? 0) >= 3 }
         await rig.simulator.setSilent(true, account: user)

@@ -64,9 +64,11 @@ extension WhatsAppClient {
     /// Generates `count` prekeys, stores them (private halves included) before uploading their public halves on
     /// connection `number`; does nothing once that connection has ended.
     func uploadPreKeys(count: Int, on number: UInt64) async {
-        guard var credentials, connection?.number == number, !Task.isCancelled else { return }
-        let keys = PreKey.generate(count: count, firstID: credentials.nextPreKeyID ?? 1)
+        guard let firstID = credentials.map({ $0.nextPreKeyID ?? 1 }), connection?.number == number, !Task.isCancelled else { return }
         let epoch = credentialEpoch.current
+        // Off the actor: 812 key pairs would hold up the connection's stanzas and keepalive answers meanwhile.
+        let keys = await Task.detached { PreKey.generate(count: count, firstID: firstID) }.value
+        guard var credentials, connection?.number == number, !Task.isCancelled else { return }
         do {
             guard try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) else { return }
             credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
