@@ -67,14 +67,14 @@ struct PoolRig {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func waitUntil(timeout: Duration = .seconds(15), _ condition: () async -> Bool) async throws {
+/// Polls `condition` until it holds or `timeout` passes; the error names the line that waited.
+func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition: () async -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return }
         try await Task.sleep(for: .milliseconds(25))
     }
-    throw TestSupportError("condition not met within \(timeout)")
+    throw TestSupportError("condition at line \(line) not met within \(timeout)")
 }
 
 @Suite(.serialized) struct SessionPoolTests {

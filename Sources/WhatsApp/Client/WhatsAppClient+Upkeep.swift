@@ -85,11 +85,23 @@ extension WhatsAppClient {
         }
     }
 
-    /// Wipes the stored credentials; writes still in flight see the new epoch and wipe again after themselves.
-    func wipeCredentials() async {
+    /// Wipes the stored credentials. Writes in flight see the new epoch and wipe again after themselves; with
+    /// `joiningWrites` (a logout, whose caller needs the wipe to succeed) the connection's prekey task is first ended
+    /// and awaited, so no file appears beside the wipe. The read loop does not join: it must go on closing the socket.
+    func wipeCredentials(joiningWrites: Bool) async throws {
         credentialEpoch.advance()
         credentials = nil
-        await wipeStore()
+        guard joiningWrites else { return try await store.wipe() }
+        // The connection is ending: its requests are moot. Failing them first means the task cannot wait on the reads.
+        if let pending = connection?.pending {
+            connection?.pending = [:]
+            for request in pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
+        }
+        if let preKeyTask = connection?.preKeyCheck?.task {
+            preKeyTask.cancel()
+            await preKeyTask.value
+        }
+        try await store.wipe()
     }
 
     func wipeStore() async {

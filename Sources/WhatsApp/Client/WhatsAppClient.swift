@@ -127,9 +127,7 @@ public actor WhatsAppClient {
         loggingOut = true
         defer { loggingOut = false }
         _ = try await request { Stanzas.removeCompanionDevice(id: $0, ownJID: jid) }
-        credentialEpoch.advance()
-        credentials = nil
-        try await store.wipe()
+        try await wipeCredentials(joiningWrites: true)
         await end(.loggedOut(code: nil))
     }
 
@@ -317,7 +315,8 @@ public actor WhatsAppClient {
             case .checkPreKeys: startPreKeyTask { await $0.checkPreKeys(on: $1) }
             case .uploadPreKeys(let count): startPreKeyTask { await $0.uploadPreKeys(count: count, on: $1) }
             case .armKeepalive: if let number = connection?.number { scheduleKeepalive(on: number) }
-            case .wipeCredentials: await wipeCredentials()
+            case .wipeCredentials:
+                do { try await wipeCredentials(joiningWrites: false) } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
             case .close(let reason): return reason
             }
         }
