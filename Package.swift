@@ -61,10 +61,20 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The server side of the companion protocol (Noise responder, certificate chains, the primary phone's side of
+        // pairing): only the simulator, the benchmark and the tests use it, so production code cannot.
+        .target(
+            name: "WhatsAppServerSide",
+            dependencies: [
+                "WhatsApp", "WABinary", "WAProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "WhatsAppSimulator",
             dependencies: [
-                "WhatsApp", "WABinary", "WAProto",
+                "WhatsApp", "WhatsAppServerSide", "WABinary", "WAProto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -144,7 +154,7 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "App", "Tenancy",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -168,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "WhatsAppTests",
             dependencies: [
-                "WhatsApp", "WAProto", "WABinary", "TestSupport",
+                "WhatsApp", "WhatsAppServerSide", "WAProto", "WABinary", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

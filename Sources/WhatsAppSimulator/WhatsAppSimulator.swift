@@ -11,6 +11,7 @@ import SwiftProtobuf
 import WABinary
 import WAProto
 import WhatsApp
+import WhatsAppServerSide
 
 /// A group the simulated account is in.
 public struct SimulatedGroup: Sendable, Hashable {

@@ -1,6 +1,7 @@
 import Crypto
 import Testing
 import WABinary
+import WhatsAppServerSide
 
 @testable import WhatsApp
 

@@ -23,7 +23,7 @@ public struct NoiseTransport: Sendable, CustomStringConvertible {
         self.init(writeKey: SymmetricKey(data: writeKey), readKey: SymmetricKey(data: readKey))
     }
 
-    init(writeKey: SymmetricKey, readKey: SymmetricKey) {
+    package init(writeKey: SymmetricKey, readKey: SymmetricKey) {
         self.writeKey = writeKey
         self.readKey = readKey
     }

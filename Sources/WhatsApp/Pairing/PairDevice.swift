@@ -1,4 +1,5 @@
 // The server's `pair-device` IQ that starts QR pairing, and its immediate acknowledgement (wa-protocol.md §6.1–§6.2).
+// The simulator's builder for it is in the WhatsAppServerSide module.
 
 import WABinary
 
@@ -41,15 +42,6 @@ public struct PairDeviceRequest: Hashable, Sendable {
     /// The acknowledgement to send at once: `<iq to="s.whatsapp.net" id=… type="result"/>` (§6.2).
     public var acknowledgement: Node {
         Node(tag: "iq", attributes: ["to": .jid(.whatsappServer), "id": .string(iqID), "type": "result"])
-    }
-
-    /// The request as the server sends it, for the simulator.
-    public var node: Node {
-        Node(
-            tag: "iq",
-            attributes: ["from": .jid(.whatsappServer), "type": "set", "id": .string(iqID), "xmlns": "md"],
-            children: [Node(tag: "pair-device", children: refs.map { Node(tag: "ref", bytes: Array($0.utf8)) })]
-        )
     }
 
     private static func jid(_ value: AttributeValue) -> JID? {

@@ -88,30 +88,8 @@ public struct PairingQRCode: Hashable, Sendable {
             .joined(separator: ",")
     }
 
-    /// Reads QR text back, as the simulator's phone does when it "scans" the code.
-    ///
-    /// The last four fields are fixed, so a ref is taken as everything before them even if it held a comma.
-    public init(parsing text: String) throws(PairingError) {
-        guard text.hasPrefix(Self.prefix) else { throw PairingError(.malformedQRCode, "missing URL prefix") }
-        let fields = text.dropFirst(Self.prefix.count).split(separator: ",", omittingEmptySubsequences: false)
-        guard fields.count >= 5 else { throw PairingError(.malformedQRCode, "fewer than 5 fields") }
-        let ref = fields.dropLast(4).joined(separator: ",")
-        let tail = Array(fields.suffix(4))
-        guard !ref.isEmpty else { throw PairingError(.malformedQRCode, "empty ref") }
-        guard let noise = Self.key(tail[0]), let identity = Self.key(tail[1]), let adv = Self.key(tail[2]) else {
-            throw PairingError(.malformedQRCode, "a key is not base64 of 32 bytes")
-        }
-        guard !tail[3].isEmpty else { throw PairingError(.malformedQRCode, "empty platform id") }
-        self.init(ref: ref, noisePublicKey: noise, identityPublicKey: identity, advSecretKey: adv, platformID: CompanionPlatformID(rawValue: String(tail[3])))
-    }
-
     private static func base64(_ bytes: [UInt8]) -> String {
         Data(bytes).base64EncodedString()
-    }
-
-    private static func key(_ field: Substring) -> [UInt8]? {
-        guard let data = Data(base64Encoded: String(field)), data.count == 32 else { return nil }
-        return Array(data)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import WAProto
+import WhatsApp
 
 /// Builds a signed Noise certificate chain (root signs the intermediate, intermediate signs the leaf) for the
 /// simulator and tests.
