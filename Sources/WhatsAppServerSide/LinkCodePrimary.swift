@@ -1,8 +1,8 @@
-// The primary phone's side of phone-code pairing, for the simulator's scripted phone (wa-protocol.md §7.4 mirrored).
+// The primary phone's side of phone-code pairing, for the simulator's scripted phone (docs/protocol-notes.md#link-code-primary-hello, mirrored).
 
 import WhatsApp
 
-/// The primary phone's side of phone-code pairing, for the simulator's scripted phone (§7.4 mirrored).
+/// The primary phone's side of phone-code pairing, for the simulator's scripted phone.
 ///
 /// The phone decrypts the companion's ephemeral key with the code the user typed, answers with its own wrapped
 /// ephemeral key and identity key, and later opens the companion's key bundle to learn the companion identity and
@@ -61,7 +61,7 @@ public struct LinkCodePrimary: Sendable, CustomStringConvertible, CustomDebugStr
     public var debugDescription: String { description }
 }
 
-/// What the primary learns from companion_finish: enough to issue pair-success (§8).
+/// What the primary learns from companion_finish: enough to issue pair-success.
 public struct LinkCodePrimaryResult: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// The companion's identity public key.
     public let companionIdentityPublicKey: [UInt8]

@@ -1,5 +1,5 @@
 // The server's side of the link-code stanzas: reading the companion's IQs and building the primary's notification
-// (wa-protocol.md §7.3–§7.5).
+// (docs/protocol-notes.md#link-code-companion-hello and after).
 
 import WABinary
 import WhatsApp

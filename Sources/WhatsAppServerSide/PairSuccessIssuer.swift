@@ -1,5 +1,5 @@
 // The primary phone's side of pair-success, for the simulator: signs a companion into the account and checks its reply
-// (wa-protocol.md §8).
+// (docs/protocol-notes.md#pair-success-verification).
 
 import Crypto
 import Foundation

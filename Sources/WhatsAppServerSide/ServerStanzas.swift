@@ -1,6 +1,6 @@
 // What only the server side of the protocol does with the companion's own stanzas and codes: the simulator's
-// `pair-device` request (wa-protocol.md §6.1), reading a scanned QR code back (§6.3), and checking a prekey upload
-// (§9.3).
+// `pair-device` request (docs/protocol-notes.md#qr-pair-device), reading a scanned QR code back (#qr-code-text), and checking a prekey
+// upload (#prekeys).
 
 import Foundation
 import WABinary

@@ -90,7 +90,7 @@ public actor WhatsAppSimulator {
     /// Starts listening on `host:port` (0 = any free port); returns the `ws://` URL clients connect to. The same
     /// port serves the control API under `/control/` (see `SimulatorControl`). With `webSocketPing`, every
     /// connection also gets a WebSocket-level ping that often (WhatsApp's own liveness check is the client's IQ
-    /// ping, §9.4; whether its servers also send WebSocket pings is not documented, so the default is none).
+    /// ping, docs/protocol-notes.md#keepalive; whether its servers also send WebSocket pings is not documented, so the default is none).
     public func start(host: String = "127.0.0.1", port requestedPort: Int = 0, webSocketPing: Duration? = nil) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
         self.webSocketPing = webSocketPing
@@ -444,7 +444,7 @@ extension WhatsAppSimulator {
         return try await completePairing(connection: id, identityPublicKey: identityKey, advSecretKey: code.advSecretKey, noisePublicKey: code.noisePublicKey)
     }
 
-    /// The phone enters a link code a companion showed: runs §7 from the phone's side, then pair-success → 515.
+    /// The phone enters a link code a companion showed: runs docs/protocol-notes.md#link-code from the phone's side, then pair-success → 515.
     @discardableResult
     public func enterLinkCode(_ code: String) async throws -> String {
         let phone = Curve25519KeyPair.generate()

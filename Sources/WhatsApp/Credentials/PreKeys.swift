@@ -1,6 +1,6 @@
 import WABinary
 
-/// A one-time prekey: an X25519 key pair with a 24-bit id (wa-protocol.md §9.3).
+/// A one-time prekey: an X25519 key pair with a 24-bit id (docs/protocol-notes.md#prekeys).
 public struct PreKey: Codable, Sendable, Equatable {
     /// The 24-bit id, sent as 3 big-endian bytes.
     public var id: UInt32
@@ -69,7 +69,7 @@ public struct PreKeyStorageError: Error, Sendable, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// When and how many prekeys to upload (whatsmeow's numbers, §9.3).
+/// When and how many prekeys to upload (whatsmeow's numbers).
 public enum PreKeyPolicy {
     /// Upload when the server holds fewer than this.
     public static let minimumOnServer = 5
@@ -95,7 +95,7 @@ extension Stanzas {
         return value
     }
 
-    /// The prekey upload IQ: registration id, key type, identity key, the prekeys and the signed prekey (§9.3).
+    /// The prekey upload IQ: registration id, key type, identity key, the prekeys and the signed prekey.
     public static func preKeyUpload(
         id: String, registrationID: UInt32, identityPublicKey: [UInt8], preKeys: [PreKey], signedPreKey: SignedPreKey
     ) -> Node {

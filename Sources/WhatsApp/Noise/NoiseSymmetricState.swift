@@ -3,11 +3,11 @@ import Foundation
 import SwiftProtobuf
 import WAProto
 
-/// Noise's SymmetricState as WhatsApp uses it (wa-protocol.md §2.2): one nonce counter shared by encryption and
+/// Noise's SymmetricState as WhatsApp uses it (docs/protocol-notes.md#noise-symmetric-state): one nonce counter shared by encryption and
 /// decryption, reset to 0 by every MixKey; AD = h during the handshake.
 ///
 /// Unlike textbook Noise, WhatsApp does not MixHash the (empty) payload of the first message: callers mix
-/// exactly what §2.3 lists and nothing else.
+/// exactly what docs/protocol-notes.md#noise-handshake lists and nothing else.
 package struct NoiseSymmetricState: Sendable {
     /// The handshake hash `h`.
     package private(set) var hash: [UInt8]

@@ -1,7 +1,7 @@
-// Pairing with a phone-number code ("link code"): the code itself and its key derivations (wa-protocol.md §7).
+// Pairing with a phone-number code ("link code"): the code itself and its key derivations (docs/protocol-notes.md#link-code).
 //
 // Companion:  LinkCodePairing → companion_hello → (hello response: ref) → PrimaryHello → LinkCodeCompletion
-//             (persist the new ADV secret) → companion_finish → pair-success (§8). The stanzas are in
+//             (persist the new ADV secret) → companion_finish → pair-success. The stanzas are in
 //             LinkCodeStanzas.swift, the companion's state in LinkCodePairing.swift; the primary phone's side is
 //             in the WhatsAppServerSide module.
 
@@ -12,7 +12,7 @@ import WABinary
 
 // MARK: - The code
 
-/// An 8-character pairing code over `123456789ABCDEFGHJKLMNPQRSTVWXYZ` (no 0, I, O, U), from 5 bytes (§7.2).
+/// An 8-character pairing code over `123456789ABCDEFGHJKLMNPQRSTVWXYZ` (no 0, I, O, U), from 5 bytes (docs/protocol-notes.md#link-code).
 ///
 /// The key derivation always uses the bare 8 characters; `formatted` adds whatsmeow's dash for display.
 /// `description` hides the code.
@@ -65,7 +65,7 @@ public struct LinkCode: Hashable, Sendable, CustomStringConvertible, CustomDebug
 
 // MARK: - Crypto
 
-/// The link-code key derivations and ciphers (§7.2, §7.4).
+/// The link-code key derivations and ciphers (docs/protocol-notes.md#link-code, #link-code-primary-hello).
 package enum LinkCodeCrypto {
     /// PBKDF2 rounds: 2 << 16.
     package static let pbkdf2Rounds = 131_072

@@ -1,8 +1,8 @@
-// The companion's side of phone-code pairing (wa-protocol.md §7.2–§7.5).
+// The companion's side of phone-code pairing (docs/protocol-notes.md#link-code and the three stages after it).
 
 import WABinary
 
-/// The companion's phone-code pairing in progress: the code, its ephemeral key and the ref (§7.2–§7.5).
+/// The companion's phone-code pairing in progress: the code, its ephemeral key and the ref.
 ///
 /// Start it right after the `pair-device` refs were acknowledged; the QR window (160 s) still applies.
 /// `description` hides the code and keys.
@@ -48,7 +48,8 @@ public struct LinkCodePairing: Sendable, CustomStringConvertible, CustomDebugStr
         ref = try PairingNodes.bytes(of: "link_code_pairing_ref", in: registration, minimumLength: 1)
     }
 
-    /// Handles the primary's notification: derives the shared secrets, the key bundle and the new ADV secret (§7.4).
+    /// Handles the primary's notification: derives the shared secrets, the key bundle and the new ADV secret
+    /// (docs/protocol-notes.md#link-code-primary-hello).
     ///
     /// When a ref was recorded, the notification must carry the same one. A wrong code or tampered key cannot be
     /// detected here (AES-CTR has no tag); the primary detects it when the key bundle fails to open.
@@ -79,7 +80,7 @@ public struct LinkCodePairing: Sendable, CustomStringConvertible, CustomDebugStr
     public var debugDescription: String { description }
 }
 
-/// The companion's result of stage 2: the new ADV secret to persist, then the companion_finish to send (§7.4–§7.5).
+/// The companion's result of stage 2: the new ADV secret to persist, then the companion_finish to send.
 public struct LinkCodeCompletion: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// The phone number's JID.
     public let phoneJID: JID

@@ -1,4 +1,4 @@
-// The three link-code stanzas as the companion builds and reads them (wa-protocol.md §7.3–§7.5); the server's
+// The three link-code stanzas as the companion builds and reads them (docs/protocol-notes.md#link-code-companion-hello and after); the server's
 // side of each (parsing the companion's IQs, building the notification) is in the WhatsAppServerSide module.
 
 import WABinary
@@ -6,7 +6,8 @@ import WABinary
 /// The `link_code_companion_reg` tag: the IQ child and the notification type of every link-code stage.
 package let linkCodeTag = "link_code_companion_reg"
 
-/// The companion's stage-1 IQ `companion_hello` (§7.3), as built by the companion and read by the simulator.
+/// The companion's stage-1 IQ `companion_hello` (docs/protocol-notes.md#link-code-companion-hello), as built by the companion and
+/// read by the simulator.
 public struct CompanionHello: Hashable, Sendable {
     /// The IQ id.
     public var iqID: String
@@ -60,7 +61,7 @@ public struct CompanionHello: Hashable, Sendable {
 
 }
 
-/// The server's stage-2 notification carrying the primary's wrapped ephemeral key (§7.4).
+/// The server's stage-2 notification carrying the primary's wrapped ephemeral key (docs/protocol-notes.md#link-code-primary-hello).
 public struct PrimaryHello: Hashable, Sendable {
     /// The notification id, for the ack; nil when absent.
     public var notificationID: String?
@@ -100,7 +101,7 @@ public struct PrimaryHello: Hashable, Sendable {
     }
 }
 
-/// The companion's stage-3 IQ `companion_finish` with the encrypted key bundle (§7.5).
+/// The companion's stage-3 IQ `companion_finish` with the encrypted key bundle (docs/protocol-notes.md#link-code-companion-finish).
 public struct CompanionFinish: Hashable, Sendable {
     /// The IQ id.
     public var iqID: String

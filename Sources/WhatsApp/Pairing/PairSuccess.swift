@@ -1,4 +1,4 @@
-// pair-success: the companion verifies the primary's signed device identity, signs it and replies (wa-protocol.md §8).
+// pair-success: the companion verifies the primary's signed device identity, signs it and replies (docs/protocol-notes.md#pair-success).
 // The primary phone's side of the same exchange is in the WhatsAppServerSide module.
 
 import Crypto
@@ -7,7 +7,7 @@ import SwiftProtobuf
 import WABinary
 import WAProto
 
-/// The 2-byte prefixes of ADV HMACs and signatures (§8.3).
+/// The 2-byte prefixes of ADV HMACs and signatures (docs/protocol-notes.md#pair-success-verification).
 package enum ADVPrefix {
     /// Account signature by the primary: `06 00`.
     package static let accountSignature: [UInt8] = [0x06, 0x00]
@@ -21,13 +21,13 @@ package enum ADVPrefix {
         containerAccountType == .hosted ? hostedAccountSignature : []
     }
 
-    /// The account-signature prefix: `06 05` when the inner deviceType is HOSTED, else `06 00` (§19.8).
+    /// The account-signature prefix: `06 05` when the inner deviceType is HOSTED, else `06 00`.
     package static func account(deviceType: Wa_ADVEncryptionType) -> [UInt8] {
         deviceType == .hosted ? hostedAccountSignature : accountSignature
     }
 }
 
-/// The server's `pair-success` IQ (§8.1).
+/// The server's `pair-success` IQ (docs/protocol-notes.md#pair-success).
 public struct PairSuccess: Hashable, Sendable {
     /// The IQ id, echoed by the reply.
     public var iqID: String
@@ -76,7 +76,8 @@ public struct PairSuccess: Hashable, Sendable {
         )
     }
 
-    /// Verifies the HMAC and the account signature, signs the device identity, and builds the reply (§8.3).
+    /// Verifies the HMAC and the account signature, signs the device identity, and builds the reply
+    /// (docs/protocol-notes.md#pair-success-verification).
     ///
     /// Persist `completion.credentials` before sending `completion.reply`; expect a 515 stream error afterwards.
     /// On failure send `PairSuccess.errorReply(iqID:for:)` and disconnect.

@@ -1,4 +1,4 @@
-// The one error type of QR pairing, phone-code pairing and pair-success (wa-protocol.md §6–§8).
+// The one error type of QR pairing, phone-code pairing and pair-success (docs/protocol-notes.md#qr-pair-device to #pair-success-verification).
 
 import WABinary
 
