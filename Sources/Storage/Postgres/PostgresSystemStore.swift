@@ -4,6 +4,7 @@ import NIOCore
 import NIOSSL
 import PostgresNIO
 import Tenancy
+import WahostBasics
 
 /// The system database on PostgreSQL through postgres-nio, selected by a `postgres://` URL; several nodes may share it.
 public final class PostgresSystemStore: SystemStore {
@@ -180,7 +181,7 @@ public final class PostgresSystemStore: SystemStore {
         -> SessionLease?
     {
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await leases(
             query: """
                 INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
@@ -203,7 +204,7 @@ public final class PostgresSystemStore: SystemStore {
     {
         guard !beats.isEmpty else { return [] }
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         let tenants = beats.map(\.tenant.rawValue)
         let generations = beats.map(\.generation)
         let states = beats.map(\.state)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Tenancy
+import WahostBasics
 
 /// The system database on SQLite (`system.db`, WAL) through GRDB; the default backend.
 public final class SQLiteSystemStore: SystemStore {
@@ -173,7 +174,7 @@ public final class SQLiteSystemStore: SystemStore {
         -> SessionLease?
     {
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await write { db in
             try Row.fetchOne(db, sql: Self.acquireLeaseSQL, arguments: [tenant.rawValue, nodeID, expires, nowMS, nowMS, nowMS])
                 .map { try Self.lease(from: $0) }
@@ -185,7 +186,7 @@ public final class SQLiteSystemStore: SystemStore {
     {
         guard !beats.isEmpty else { return [] }
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await write { db in
             var lost: Set<TenantName> = []
             let statement = try db.cachedStatement(
