@@ -167,14 +167,7 @@ public final class PostgresSystemStore: SystemStore {
         let rows = try await run { client, logger in
             try await collectAll(try await client.query("SELECT tenant, desired FROM session_desired", logger: logger).decode((String, String).self))
         }
-        var result: [TenantName: DesiredSessionState] = [:]
-        for (tenant, desired) in rows {
-            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
-                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
-            }
-            result[name] = state
-        }
-        return result
+        return try decodeDesiredStates(rows)
     }
 
     public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)

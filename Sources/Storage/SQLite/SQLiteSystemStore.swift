@@ -160,14 +160,7 @@ public final class SQLiteSystemStore: SystemStore {
         let rows = try await read { db in
             try Row.fetchAll(db, sql: "SELECT tenant, desired FROM session_desired").map { ($0["tenant"] as String, $0["desired"] as String) }
         }
-        var result: [TenantName: DesiredSessionState] = [:]
-        for (tenant, desired) in rows {
-            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
-                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
-            }
-            result[name] = state
-        }
-        return result
+        return try decodeDesiredStates(rows)
     }
 
     public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
