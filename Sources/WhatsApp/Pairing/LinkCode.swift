@@ -9,6 +9,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 import WABinary
+import WahostBasics
 
 // MARK: - The code
 
@@ -154,18 +155,12 @@ package enum LinkCodeCrypto {
         return key.withUnsafeBytes { Array($0) }
     }
 
-    /// `<phone>@s.whatsapp.net` for a phone number in international format: digits, no leading 0, more than 6 digits.
-    ///
-    /// `+`, spaces, dashes, dots and parentheses are dropped first; anything else is rejected.
+    /// `<phone>@s.whatsapp.net` for a phone number in international format (`PhoneNumber`'s rule; separators allowed).
     package static func phoneJID(for phoneNumber: String) throws(PairingError) -> JID {
-        let separators = Set("+ -.()".utf8)
-        var digits: [UInt8] = []
-        for byte in phoneNumber.utf8 where !separators.contains(byte) {
-            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw PairingError(.invalidPhoneNumber, "not digits") }
-            digits.append(byte)
+        do {
+            return .phoneNumber(try PhoneNumber(phoneNumber).digits)
+        } catch {
+            throw PairingError(.invalidPhoneNumber, error.description)
         }
-        guard digits.count > 6 else { throw PairingError(.invalidPhoneNumber, "6 digits or fewer") }
-        guard digits.first != UInt8(ascii: "0") else { throw PairingError(.invalidPhoneNumber, "leading 0, not international") }
-        return .phoneNumber(String(decoding: digits, as: UTF8.self))
     }
 }
