@@ -13,30 +13,6 @@ import WAProto
 import WhatsApp
 import WhatsAppServerSide
 
-/// A group the simulated account is in.
-public struct SimulatedGroup: Sendable, Hashable {
-    /// The group id without server (the server adds `@g.us`).
-    public var id: String
-    /// The group's name.
-    public var subject: String
-    /// Member JIDs.
-    public var participants: [String]
-
-    public init(id: String, subject: String, participants: [String]) {
-        self.id = id
-        self.subject = subject
-        self.participants = participants
-    }
-
-    /// The fixture every simulated account starts with.
-    public static let fixture: [SimulatedGroup] = [
-        SimulatedGroup(
-            id: "120363025246125486", subject: "Family",
-            participants: ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"]),
-        SimulatedGroup(id: "120363025246125487", subject: "Book club", participants: ["15550000001@s.whatsapp.net", "15550000004@s.whatsapp.net"]),
-    ]
-}
-
 /// What the simulator observed, for tests and benchmarks.
 public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// Connections currently open, per account user (`"15550000001"`), logged-in only.
@@ -61,6 +37,16 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
 
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
 public actor WhatsAppSimulator {
+    /// The groups every simulated account is in, as a client lists them (full `…@g.us` ids); the simulator sends
+    /// the bare ids, as WhatsApp does.
+    public static let groupFixture: [WhatsAppGroup] = [
+        WhatsAppGroup(
+            id: "120363025246125486@g.us", subject: "Family",
+            participants: ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"]),
+        WhatsAppGroup(
+            id: "120363025246125487@g.us", subject: "Book club", participants: ["15550000001@s.whatsapp.net", "15550000004@s.whatsapp.net"]),
+    ]
+
     private let logger: Logger
     private let serverKeys: SimulatorServerKeys
     private var appTask: Task<Void, any Error>?
@@ -393,9 +379,9 @@ extension WhatsAppSimulator {
     }
 
     private func groupsResult(_ iqID: String) -> Node {
-        let groups = SimulatedGroup.fixture.map { group in
+        let groups = Self.groupFixture.map { group in
             Node(
-                tag: "group", attributes: ["id": .string(group.id), "subject": .string(group.subject), "s_t": "1700000000"],
+                tag: "group", attributes: ["id": .string(group.id.replacing("@g.us", with: "")), "subject": .string(group.subject), "s_t": "1700000000"],
                 children: group.participants.compactMap { try? JID(parsing: $0) }.map { Node(tag: "participant", attributes: ["jid": .jid($0)]) })
         }
         return Node(
