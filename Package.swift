@@ -33,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CSignal", pkgConfig: "libsignal-protocol-c", providers: [.apt(["libsignal-protocol-c-dev"])]),
         .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
 
+        // Small values and conversions several layers share (phone numbers, Duration units); depends on nothing.
+        .target(name: "WahostBasics"),
         .target(
             name: "WABinary",
             dependencies: [
@@ -47,7 +49,7 @@ let package = Package(
         .target(
             name: "WhatsApp",
             dependencies: [
-                "WABinary", "WAProto", "CSignal",
+                "WABinary", "WAProto", "CSignal", "WahostBasics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -61,10 +63,20 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The server side of the companion protocol (Noise responder, certificate chains, the primary phone's side of
+        // pairing): only the simulator, the benchmark and the tests use it, so production code cannot.
+        .target(
+            name: "WhatsAppServerSide",
+            dependencies: [
+                "WhatsApp", "WABinary", "WAProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "WhatsAppSimulator",
             dependencies: [
-                "WhatsApp", "WABinary", "WAProto",
+                "WhatsApp", "WhatsAppServerSide", "WABinary", "WAProto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -79,7 +91,7 @@ let package = Package(
         .target(
             name: "Tenancy",
             dependencies: [
-                "CArgon2",
+                "CArgon2", "WahostBasics",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,7 +99,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Tenancy", "WhatsApp",
+                "Tenancy", "WhatsApp", "WahostBasics",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -99,7 +111,7 @@ let package = Package(
         .target(
             name: "SessionPool",
             dependencies: [
-                "Tenancy", "WhatsApp",
+                "Tenancy", "WhatsApp", "WahostBasics",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -108,7 +120,7 @@ let package = Package(
         .target(
             name: "AdminAPI",
             dependencies: [
-                "Tenancy", "SessionPool", "CQREncode",
+                "Tenancy", "SessionPool", "CQREncode", "WahostBasics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -144,7 +156,7 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "App", "Tenancy",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -168,7 +180,7 @@ let package = Package(
         .testTarget(
             name: "WhatsAppTests",
             dependencies: [
-                "WhatsApp", "WAProto", "WABinary", "TestSupport",
+                "WhatsApp", "WhatsAppServerSide", "WAProto", "WABinary", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WABinary
 import WhatsApp
+import WhatsAppServerSide
 
 /// In-process micro-benchmarks: binary node encode/decode throughput and Noise handshakes per second on one core.
 struct Micro: ParsableCommand {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Everything `wahost` reads from flags and environment (DESIGN.md §3).
+/// Everything `wahost` reads from flags and environment (docs/operations.md).
 public struct WahostConfiguration: Sendable {
     /// Address to listen on.
     public var host: String

@@ -1,3 +1,5 @@
+import WahostBasics
+
 /// Exponential backoff with full jitter: attempt k waits a uniformly random time in [0, min(cap, base·2^(k-1))].
 public struct Backoff: Sendable, Equatable {
     /// The ceiling of the first attempt's delay.
@@ -22,13 +24,5 @@ public struct Backoff: Sendable, Equatable {
         let milliseconds = ceiling(attempt: attempt).wholeMilliseconds
         guard milliseconds > 0 else { return .zero }
         return .milliseconds(Int64.random(in: 0...milliseconds, using: &generator))
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds.
-    var wholeMilliseconds: Int64 {
-        let parts = components
-        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Tenancy
 import WhatsApp
+import WahostBasics
 
 /// One tenant's session lifecycle as a value: events in, actions out, no I/O, no clock.
 ///
@@ -204,13 +205,5 @@ struct SessionLifecycle: Sendable, Equatable {
     /// being stamped `lastChange`: not while a runner is active, not on a read older than the change.
     func admitsRestore(decidedAt readAt: UInt64, lastChange: UInt64) -> Bool {
         !running && lastChange <= readAt
-    }
-}
-
-extension Duration {
-    /// Seconds as a `TimeInterval`.
-    var timeInterval: TimeInterval {
-        let parts = components
-        return TimeInterval(parts.seconds) + TimeInterval(parts.attoseconds) / 1e18
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import Tenancy
 import WhatsApp
+import WahostBasics
 
 extension SessionPool {
     // MARK: Leases, restore, takeover

@@ -4,6 +4,7 @@ import Metrics
 import ServiceLifecycle
 import Tenancy
 import WhatsApp
+import WahostBasics
 
 /// Runs one WhatsApp session per tenant: leases so one node owns each session, restore on start, reconnects with
 /// backoff, terminal states kept terminal, and status updates fanned out to subscribers.

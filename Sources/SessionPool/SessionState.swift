@@ -1,7 +1,7 @@
 import Foundation
 import Tenancy
 
-/// Where a tenant's session is in its life (DESIGN.md §5).
+/// Where a tenant's session is in its life (docs/protocol-notes.md#session-lifecycle).
 public enum SessionState: String, Sendable, Codable, CaseIterable {
     /// Not connected and not trying to be.
     case stopped

@@ -18,10 +18,15 @@ extension Date {
     init(milliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(milliseconds) / 1000) }
 }
 
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 {
-        let parts = components
-        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
+/// The `session_desired` rows (tenant, desired) of either backend as the port returns them; a row that is not a valid
+/// tenant name and state means the table is corrupt.
+func decodeDesiredStates(_ rows: [(String, String)]) throws(RepositoryError) -> [TenantName: DesiredSessionState] {
+    var result: [TenantName: DesiredSessionState] = [:]
+    for (tenant, desired) in rows {
+        guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
+            throw RepositoryError(.corrupt, "session_desired holds an invalid row")
+        }
+        result[name] = state
     }
+    return result
 }

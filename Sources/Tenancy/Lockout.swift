@@ -1,4 +1,5 @@
 import Foundation
+import WahostBasics
 
 /// How many failures lock a key out, over which window, for how long.
 public struct LockoutPolicy: Sendable, Equatable {
@@ -47,11 +48,11 @@ public actor LockoutTracker {
     public func recordFailure(_ key: String, now: Date) -> Date? {
         if entries[key] == nil, entries.count >= capacity { evictStale(now: now) }
         var entry = entries[key] ?? Entry()
-        let windowStart = now.addingTimeInterval(-policy.window.seconds)
+        let windowStart = now.addingTimeInterval(-policy.window.timeInterval)
         entry.failures.removeAll { $0 < windowStart }
         entry.failures.append(now)
         if entry.failures.count >= policy.maximumFailures {
-            entry.lockedUntil = now.addingTimeInterval(policy.lockoutDuration.seconds)
+            entry.lockedUntil = now.addingTimeInterval(policy.lockoutDuration.timeInterval)
             entry.failures.removeAll()
         }
         entries[key] = entry
@@ -64,20 +65,12 @@ public actor LockoutTracker {
     }
 
     private func evictStale(now: Date) {
-        let windowStart = now.addingTimeInterval(-policy.window.seconds)
+        let windowStart = now.addingTimeInterval(-policy.window.timeInterval)
         entries = entries.filter { _, entry in
             (entry.lockedUntil.map { $0 > now } ?? false) || (entry.failures.last.map { $0 >= windowStart } ?? false)
         }
         if entries.count >= capacity, let oldest = entries.min(by: { ($0.value.failures.last ?? .distantPast) < ($1.value.failures.last ?? .distantPast) }) {
             entries[oldest.key] = nil
         }
-    }
-}
-
-extension Duration {
-    /// The duration in seconds as a `TimeInterval`.
-    var seconds: TimeInterval {
-        let parts = components
-        return TimeInterval(parts.seconds) + TimeInterval(parts.attoseconds) / 1e18
     }
 }

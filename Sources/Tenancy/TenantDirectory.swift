@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Synchronization
 import Logging
+import WahostBasics
 
 /// What a new tenant's owner is shown once: the admin token and, with MFA, the OTP enrolment.
 public struct IssuedTenant: Sendable {
@@ -107,7 +108,7 @@ public final class TenantDirectory: Sendable {
     /// True if the tenant exists; a recent answer is reused for ``Configuration/knownTenantLifetime`` (no database read).
     public func exists(_ name: TenantName) async throws(TenancyError) -> Bool {
         let moment = now()
-        let lifetime = configuration.knownTenantLifetime.seconds
+        let lifetime = configuration.knownTenantLifetime.timeInterval
         let known = knownTenants.withLock { seen in
             seen[name].map { $0 <= moment && moment.timeIntervalSince($0) < lifetime } ?? false
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WahostBasics
 
 /// Remembers which (token, stored hash) pairs argon2 already verified, so a token costs one argon2 run per `lifetime`.
 /// An entry is valid only for the exact stored hash it was verified against: rotating a token changes the hash,
@@ -22,14 +23,14 @@ public actor VerifiedTokenCache {
     /// True if `token` was verified against `storedHash` within the lifetime.
     public func contains(token: String, storedHash: String, now: Date) -> Bool {
         guard let entry = entries[Self.key(token)] else { return false }
-        return entry.storedHash == storedHash && now.timeIntervalSince(entry.verifiedAt) < lifetime.seconds
+        return entry.storedHash == storedHash && now.timeIntervalSince(entry.verifiedAt) < lifetime.timeInterval
             && entry.verifiedAt <= now
     }
 
     /// Records a successful verification.
     public func insert(token: String, storedHash: String, now: Date) {
         if entries.count >= capacity {
-            let cutoff = now.addingTimeInterval(-lifetime.seconds)
+            let cutoff = now.addingTimeInterval(-lifetime.timeInterval)
             entries = entries.filter { $0.value.verifiedAt >= cutoff }
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
         }

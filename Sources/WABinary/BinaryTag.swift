@@ -1,4 +1,4 @@
-// Type/tag bytes of the binary XML encoding (wa-protocol.md §4.3).
+// Type/tag bytes of the binary XML encoding (docs/protocol-notes.md#binary-tags).
 
 enum BinaryTag {
     static let listEmpty: UInt8 = 0x00

@@ -1,4 +1,4 @@
-// The plaintext of a decrypted transport frame: a flags byte, then one node (wa-protocol.md §4.1).
+// The plaintext of a decrypted transport frame: a flags byte, then one node (docs/protocol-notes.md#binary-frame-plaintext).
 
 internal import CompressNIO
 public import NIOCore

@@ -1,4 +1,4 @@
-// The transport framing (wa-protocol.md §1.3): every frame is a 3-byte big-endian length and a payload.
+// The transport framing (docs/protocol-notes.md#framing): every frame is a 3-byte big-endian length and a payload.
 
 /// Splits a byte stream that arrives in arbitrary chunks into complete frames.
 ///

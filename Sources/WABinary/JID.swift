@@ -1,4 +1,4 @@
-// WhatsApp addresses (wa-protocol.md §5): `user[.agent][:device]@server`.
+// WhatsApp addresses (docs/protocol-notes.md#jids): `user[.agent][:device]@server`.
 
 /// A WhatsApp address such as `12345678901@s.whatsapp.net`, `98765:17@lid` or `1203…@g.us`.
 public struct JID: Hashable, Sendable {

@@ -1,4 +1,4 @@
-// The node model of WhatsApp's binary XML (wa-protocol.md §4.2).
+// The node model of WhatsApp's binary XML (docs/protocol-notes.md#binary-nodes).
 
 /// One binary-XML element: a tag, ordered attributes and optional content.
 public struct Node: Hashable, Sendable {

@@ -1,4 +1,4 @@
-// Binary XML decoder (wa-protocol.md §4.3–§4.6) for untrusted input.
+// Binary XML decoder (docs/protocol-notes.md#binary-nodes to #binary-jids) for untrusted input.
 
 /// Decodes WhatsApp binary XML (without the frame's flags byte) into a `Node`.
 ///

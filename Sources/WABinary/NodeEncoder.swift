@@ -1,8 +1,8 @@
-// Binary XML encoder (wa-protocol.md §4.4–§4.6).
+// Binary XML encoder (docs/protocol-notes.md#binary-nodes to #binary-jids).
 
 /// Encodes nodes to WhatsApp binary XML, without the frame's flags byte.
 ///
-/// Attributes whose value is the empty string are left out (wa-protocol.md §4.5 recommends
+/// Attributes whose value is the empty string are left out (the reference clients
 /// omitting them), so the written list size counts only the attributes actually written.
 public struct NodeEncoder: Sendable {
     /// Nodes nested deeper than this are refused, so that everything encoded can be decoded.
@@ -148,7 +148,7 @@ struct BinaryWriter {
         }
     }
 
-    /// Writes a string by the §4.5 rules: token, nibble-packed, hex-packed, else raw UTF-8.
+    /// Writes a string by the rules of docs/protocol-notes.md#binary-strings: token, nibble-packed, hex-packed, else raw UTF-8.
     ///
     /// Strings come from `String`, whose UTF-8 count is far below 2^32, so the raw form cannot fail.
     mutating func writeString(_ string: String) {
@@ -227,7 +227,7 @@ struct BinaryWriter {
         bytes.append(contentsOf: content)
     }
 
-    /// Writes a JID as AD_JID, FB_JID, INTEROP_JID or JID_PAIR (wa-protocol.md §4.6).
+    /// Writes a JID as AD_JID, FB_JID, INTEROP_JID or JID_PAIR (docs/protocol-notes.md#binary-jids).
     mutating func writeJID(_ jid: JID, tag: String) throws(BinaryEncodingError) {
         let unencodable = BinaryEncodingError(.unencodableJID, tag: tag)
         guard !jid.server.rawValue.isEmpty else { throw unencodable }

@@ -18,7 +18,8 @@
 // sync and media are out of scope and have no messages here.
 //
 // Field numbers and enum values come from the project's protocol notes
-// (wa-protocol.md, sections 2.4, 2.5, 3.1, 8.1 and 8.2), cross-checked
+// (docs/protocol-notes.md#noise-handshake, #noise-certificate-chain,
+// #client-payload and #pair-success), cross-checked
 // against the public whatsmeow schema (tulir/whatsmeow commit
 // 33cfac5116293e4cb86f8e4099e8eaf6de7ebc08). Names, layout and comments are
 // our own. Fields that only one reference implementation knows and that nobody

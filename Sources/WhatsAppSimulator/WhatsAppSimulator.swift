@@ -11,30 +11,7 @@ import SwiftProtobuf
 import WABinary
 import WAProto
 import WhatsApp
-
-/// A group the simulated account is in.
-public struct SimulatedGroup: Sendable, Hashable {
-    /// The group id without server (the server adds `@g.us`).
-    public var id: String
-    /// The group's name.
-    public var subject: String
-    /// Member JIDs.
-    public var participants: [String]
-
-    public init(id: String, subject: String, participants: [String]) {
-        self.id = id
-        self.subject = subject
-        self.participants = participants
-    }
-
-    /// The fixture every simulated account starts with.
-    public static let fixture: [SimulatedGroup] = [
-        SimulatedGroup(
-            id: "120363025246125486", subject: "Family",
-            participants: ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"]),
-        SimulatedGroup(id: "120363025246125487", subject: "Book club", participants: ["15550000001@s.whatsapp.net", "15550000004@s.whatsapp.net"]),
-    ]
-}
+import WhatsAppServerSide
 
 /// What the simulator observed, for tests and benchmarks.
 public struct SimulatorCounters: Sendable, Equatable, Codable {
@@ -60,6 +37,16 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
 
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
 public actor WhatsAppSimulator {
+    /// The groups every simulated account is in, as a client lists them (full `…@g.us` ids); the simulator sends
+    /// the bare ids, as WhatsApp does.
+    public static let groupFixture: [WhatsAppGroup] = [
+        WhatsAppGroup(
+            id: "120363025246125486@g.us", subject: "Family",
+            participants: ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"]),
+        WhatsAppGroup(
+            id: "120363025246125487@g.us", subject: "Book club", participants: ["15550000001@s.whatsapp.net", "15550000004@s.whatsapp.net"]),
+    ]
+
     private let logger: Logger
     private let serverKeys: SimulatorServerKeys
     private var appTask: Task<Void, any Error>?
@@ -89,7 +76,7 @@ public actor WhatsAppSimulator {
     /// Starts listening on `host:port` (0 = any free port); returns the `ws://` URL clients connect to. The same
     /// port serves the control API under `/control/` (see `SimulatorControl`). With `webSocketPing`, every
     /// connection also gets a WebSocket-level ping that often (WhatsApp's own liveness check is the client's IQ
-    /// ping, §9.4; whether its servers also send WebSocket pings is not documented, so the default is none).
+    /// ping, docs/protocol-notes.md#keepalive; whether its servers also send WebSocket pings is not documented, so the default is none).
     public func start(host: String = "127.0.0.1", port requestedPort: Int = 0, webSocketPing: Duration? = nil) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
         self.webSocketPing = webSocketPing
@@ -392,9 +379,9 @@ extension WhatsAppSimulator {
     }
 
     private func groupsResult(_ iqID: String) -> Node {
-        let groups = SimulatedGroup.fixture.map { group in
+        let groups = Self.groupFixture.map { group in
             Node(
-                tag: "group", attributes: ["id": .string(group.id), "subject": .string(group.subject), "s_t": "1700000000"],
+                tag: "group", attributes: ["id": .string(group.id.replacing("@g.us", with: "")), "subject": .string(group.subject), "s_t": "1700000000"],
                 children: group.participants.compactMap { try? JID(parsing: $0) }.map { Node(tag: "participant", attributes: ["jid": .jid($0)]) })
         }
         return Node(
@@ -443,7 +430,7 @@ extension WhatsAppSimulator {
         return try await completePairing(connection: id, identityPublicKey: identityKey, advSecretKey: code.advSecretKey, noisePublicKey: code.noisePublicKey)
     }
 
-    /// The phone enters a link code a companion showed: runs §7 from the phone's side, then pair-success → 515.
+    /// The phone enters a link code a companion showed: runs docs/protocol-notes.md#link-code from the phone's side, then pair-success → 515.
     @discardableResult
     public func enterLinkCode(_ code: String) async throws -> String {
         let phone = Curve25519KeyPair.generate()

@@ -31,7 +31,7 @@ import WhatsAppSimulator
         environment["WAHOST_OTP_SECRET"] = Base32.encode(otpSecret)
         environment["WAHOST_OPERATOR_TOKEN"] = operatorToken
         environment["WAHOST_SIM_CONTROL"] = control
-        environment["WAHOST_FIXTURE_SUBJECTS"] = String(decoding: try JSONEncoder().encode(SimulatedGroup.fixture.map(\.subject)), as: UTF8.self)
+        environment["WAHOST_FIXTURE_SUBJECTS"] = String(decoding: try JSONEncoder().encode(WhatsAppSimulator.groupFixture.map(\.subject)), as: UTF8.self)
         let result = try await runProcessDetached(python, [script], environment: environment)
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr.suffix(4000))")
         #expect(result.stdout.contains("all checks passed"))

@@ -139,9 +139,9 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         let groups = try await http("GET", port, "/tenants/acme/session/groups", headers: ["x-admin-token": token])
         #expect(groups.status == 200)
         let list = try #require(groups.json as? [[String: Any]])
-        #expect(list.map { $0["id"] as? String } == SimulatedGroup.fixture.map { $0.id + "@g.us" })
-        #expect(list.map { $0["subject"] as? String } == SimulatedGroup.fixture.map(\.subject))
-        #expect(list.map { $0["participants"] as? Int } == SimulatedGroup.fixture.map(\.participants.count))
+        #expect(list.map { $0["id"] as? String } == WhatsAppSimulator.groupFixture.map(\.id))
+        #expect(list.map { $0["subject"] as? String } == WhatsAppSimulator.groupFixture.map(\.subject))
+        #expect(list.map { $0["participants"] as? Int } == WhatsAppSimulator.groupFixture.map(\.participants.count))
         let aliasGroups = try await http("GET", port, "/session/groups", headers: ["x-admin-token": token])
         #expect(aliasGroups.status == 200)
 
@@ -190,7 +190,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         _ = try await rig.simulator.enterLinkCode(code)
         try await eventually("connected by code") { try await isConnected(port, "acme") }
         let groups = try await http("GET", port, "/session/groups", headers: ["x-admin-token": token])
-        #expect((groups.json as? [Any])?.count == SimulatedGroup.fixture.count)
+        #expect((groups.json as? [Any])?.count == WhatsAppSimulator.groupFixture.count)
     }
 
     @Test func tenantQRCommandPrintsTheQRCodeOfTheRunningServer() async throws {

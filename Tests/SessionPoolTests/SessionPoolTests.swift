@@ -91,8 +91,8 @@ func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition:
         #expect(try await rig.store.desiredStates()[tenant] == .running)
 
         let groups = try await pool.groups(for: tenant)
-        #expect(groups.map(\.id) == SimulatedGroup.fixture.map { $0.id + "@g.us" })
-        #expect(groups.map(\.participants.count) == SimulatedGroup.fixture.map(\.participants.count))
+        #expect(groups.map(\.id) == WhatsAppSimulator.groupFixture.map(\.id))
+        #expect(groups.map(\.participants.count) == WhatsAppSimulator.groupFixture.map(\.participants.count))
 
         await #expect(throws: SessionPoolError.self) { try await pool.qrCode(for: tenant) }
 

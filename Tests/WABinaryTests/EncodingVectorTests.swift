@@ -2,7 +2,7 @@ import Testing
 
 @testable import WABinary
 
-/// The worked examples of wa-protocol.md §4.7, byte for byte.
+/// Worked encoding examples, byte for byte (docs/protocol-notes.md#test-vectors).
 @Suite struct EncodingVectorTests {
     static let keepalive = Node(
         tag: "iq",

@@ -2,7 +2,7 @@ import Testing
 
 @testable import WABinary
 
-/// Nibble and hex packing (wa-protocol.md §4.5), including odd lengths, empty strings and the 127 limit.
+/// Nibble and hex packing (docs/protocol-notes.md#binary-strings), including odd lengths, empty strings and the 127 limit.
 @Suite struct PackingTests {
     /// Decodes a string item by wrapping it as the tag of a childless node.
     func decodeStringItem(_ item: [UInt8]) throws -> String {

@@ -44,7 +44,7 @@ private struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-// MARK: - HandshakeMessage (§2.4)
+// MARK: - HandshakeMessage (docs/protocol-notes.md#noise-handshake)
 
 @Suite("HandshakeMessage")
 struct HandshakeMessageTests {
@@ -57,7 +57,7 @@ struct HandshakeMessageTests {
         // 0x12 = field 2 (clientHello), LEN; 0x22 = 34 bytes follow.
         // 0x0A = field 1 (ephemeral), LEN; 0x20 = 32 bytes follow.
         #expect(encoded == bytes("12 22 0A 20") + key32)
-        // §2.4: the frame length after the 4-byte WA header is 00 00 24 (= 36).
+        // The frame length after the 4-byte WA header is 00 00 24 (= 36).
         #expect(encoded.count == 0x24)
 
         let decoded = try Wa_HandshakeMessage(serializedBytes: encoded)
@@ -124,7 +124,7 @@ struct HandshakeMessageTests {
     }
 }
 
-// MARK: - CertChain (§2.5)
+// MARK: - CertChain (docs/protocol-notes.md#noise-certificate-chain)
 
 @Suite("CertChain")
 struct CertChainTests {
@@ -185,7 +185,7 @@ struct CertChainTests {
     }
 }
 
-// MARK: - ClientPayload (§3)
+// MARK: - ClientPayload (docs/protocol-notes.md#client-payload)
 
 @Suite("ClientPayload")
 struct ClientPayloadTests {
@@ -315,7 +315,7 @@ struct ClientPayloadTests {
         payload.devicePairingData.eSkeyID = Data(bytes("00 00 01"))
         payload.devicePairingData.eSkeyVal = Data(repeating(0x77, 32))
         payload.devicePairingData.eSkeySig = Data(repeating(0x88, 64))
-        // MD5("2.3000.1045649367"), the value given in the protocol notes §3.2.
+        // MD5("2.3000.1045649367"), the value given in docs/protocol-notes.md#client-payload.
         payload.devicePairingData.buildHash = Data(bytes("9fa53af9421567b114e33c9bb1ef7db2"))
         payload.devicePairingData.deviceProps = Data(propsBytes)
 
@@ -384,7 +384,7 @@ struct ClientPayloadTests {
     }
 }
 
-// MARK: - ADV (§8.2, §8.3)
+// MARK: - ADV (docs/protocol-notes.md#pair-success)
 
 @Suite("ADV")
 struct ADVTests {

@@ -94,9 +94,9 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         #expect(await rig.simulator.observed.logins[user] == 1)
 
         let groups = try await client.groups()
-        #expect(groups.map(\.id) == SimulatedGroup.fixture.map { $0.id + "@g.us" })
-        #expect(groups.map(\.subject) == SimulatedGroup.fixture.map(\.subject))
-        #expect(groups.map(\.participants) == SimulatedGroup.fixture.map(\.participants))
+        #expect(groups.map(\.id) == WhatsAppSimulator.groupFixture.map(\.id))
+        #expect(groups.map(\.subject) == WhatsAppSimulator.groupFixture.map(\.subject))
+        #expect(groups.map(\.participants) == WhatsAppSimulator.groupFixture.map(\.participants))
 
         try await client.logout()
         #expect(await session.value == .loggedOut(code: nil))

@@ -43,7 +43,7 @@ func makeLocalhostCertificate() throws -> (certificate: String, key: String) {
         #expect(url.hasPrefix("wss://localhost:"))
         let (client, user, session) = try await rig.pairedClient()
         #expect(await rig.simulator.observed.logins[user] == 1)
-        #expect(try await client.groups().count == SimulatedGroup.fixture.count)
+        #expect(try await client.groups().count == WhatsAppSimulator.groupFixture.count)
         await client.disconnect()
         #expect(await session.value == .requested)
         await rig.simulator.stop()

@@ -1,13 +1,14 @@
 import Crypto
 import Testing
 import WABinary
+import WhatsAppServerSide
 
 @testable import WhatsApp
 
 @Suite struct LinkCodeTests {
     typealias Support = PairingTestSupport
 
-    // MARK: §7.2 vectors
+    // MARK: Vectors (docs/protocol-notes.md#link-code)
 
     @Test(arguments: [
         ("0000000000", "11111111"), ("ffffffffff", "ZZZZZZZZ"), ("0001020304", "111H51R5"), ("a1b2c3d4e5", "M7SD8N86"),

@@ -3,6 +3,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 import WAProto
+import WhatsAppServerSide
 
 @testable import WhatsApp
 

@@ -1,5 +1,6 @@
 import Testing
 import WABinary
+import WhatsAppServerSide
 
 @testable import WhatsApp
 

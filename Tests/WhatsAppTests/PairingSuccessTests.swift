@@ -4,6 +4,7 @@ import SwiftProtobuf
 import Testing
 import WABinary
 import WAProto
+import WhatsAppServerSide
 
 @testable import WhatsApp
 

@@ -5,7 +5,7 @@ import Testing
 @testable import WhatsApp
 
 @Suite struct XEdDSATests {
-    // wa-protocol.md §13 vector.
+    // The signature vector of docs/protocol-notes.md#test-vectors.
     static let vectorPrivate = bytesFromHex("0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20")
     static let vectorPublic = bytesFromHex("07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c")
     static let vectorMessage = bytesFromHex("060064657461696c73") + vectorPublic
@@ -160,7 +160,7 @@ import Testing
             #expect(theirs.count == 64)
             #expect(XEdDSA.verify(publicKey: pair.publicKey, message: message, signature: theirs))
         }
-        // The §13 vector also verifies there.
+        // The same vector also verifies there.
         let vector = try runProcess(
             python, [script, "verify", hexOf(Self.vectorPublic), hexOf(Self.vectorMessage), hexOf(Self.vectorSignature)])
         #expect(vector.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "valid")

@@ -4,6 +4,7 @@ import NIOCore
 import NIOSSL
 import PostgresNIO
 import Tenancy
+import WahostBasics
 
 /// The system database on PostgreSQL through postgres-nio, selected by a `postgres://` URL; several nodes may share it.
 public final class PostgresSystemStore: SystemStore {
@@ -166,21 +167,14 @@ public final class PostgresSystemStore: SystemStore {
         let rows = try await run { client, logger in
             try await collectAll(try await client.query("SELECT tenant, desired FROM session_desired", logger: logger).decode((String, String).self))
         }
-        var result: [TenantName: DesiredSessionState] = [:]
-        for (tenant, desired) in rows {
-            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
-                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
-            }
-            result[name] = state
-        }
-        return result
+        return try decodeDesiredStates(rows)
     }
 
     public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
         -> SessionLease?
     {
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await leases(
             query: """
                 INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
@@ -203,7 +197,7 @@ public final class PostgresSystemStore: SystemStore {
     {
         guard !beats.isEmpty else { return [] }
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         let tenants = beats.map(\.tenant.rawValue)
         let generations = beats.map(\.generation)
         let states = beats.map(\.state)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Tenancy
+import WahostBasics
 
 /// The system database on SQLite (`system.db`, WAL) through GRDB; the default backend.
 public final class SQLiteSystemStore: SystemStore {
@@ -159,21 +160,14 @@ public final class SQLiteSystemStore: SystemStore {
         let rows = try await read { db in
             try Row.fetchAll(db, sql: "SELECT tenant, desired FROM session_desired").map { ($0["tenant"] as String, $0["desired"] as String) }
         }
-        var result: [TenantName: DesiredSessionState] = [:]
-        for (tenant, desired) in rows {
-            guard let name = try? TenantName(tenant), let state = DesiredSessionState(rawValue: desired) else {
-                throw RepositoryError(.corrupt, "session_desired holds an invalid row")
-            }
-            result[name] = state
-        }
-        return result
+        return try decodeDesiredStates(rows)
     }
 
     public func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
         -> SessionLease?
     {
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await write { db in
             try Row.fetchOne(db, sql: Self.acquireLeaseSQL, arguments: [tenant.rawValue, nodeID, expires, nowMS, nowMS, nowMS])
                 .map { try Self.lease(from: $0) }
@@ -185,7 +179,7 @@ public final class SQLiteSystemStore: SystemStore {
     {
         guard !beats.isEmpty else { return [] }
         let nowMS = now.milliseconds
-        let expires = nowMS + ttl.milliseconds
+        let expires = nowMS + ttl.wholeMilliseconds
         return try await write { db in
             var lost: Set<TenantName> = []
             let statement = try db.cachedStatement(

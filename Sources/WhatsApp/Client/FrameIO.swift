@@ -24,7 +24,7 @@ public enum OutgoingFrame: Sendable {
     }
 }
 
-/// The peer's first bytes were not the connection header (wa-protocol.md §1.2).
+/// The peer's first bytes were not the connection header (docs/protocol-notes.md#connection-header).
 public struct ConnectionHeaderError: Error, Sendable, CustomStringConvertible {
     public var description: String { "connection header mismatch" }
 }

@@ -16,7 +16,7 @@ extension WhatsAppClient {
     /// The name shown on the phone's "Linked devices" list for code pairing.
     static let platformDisplay = "Chrome (Linux)"
 
-    /// `pair-device`: acknowledge at once, then show the refs as QR codes on the 60 s / 20 s schedule (§6).
+    /// `pair-device`: acknowledge at once, then show the refs as QR codes on the 60 s / 20 s schedule (docs/protocol-notes.md#qr-ref-schedule).
     func handlePairDevice(_ node: Node) async -> DisconnectReason? {
         guard let credentials else { return nil }
         let request: PairDeviceRequest
@@ -41,7 +41,7 @@ extension WhatsAppClient {
         return nil
     }
 
-    /// `pair-success`: verify, sign, reply, persist; the server then sends 515 (§8).
+    /// `pair-success`: verify, sign, reply, persist; the server then sends 515 (docs/protocol-notes.md#pair-success).
     func handlePairSuccess(_ node: Node) async -> DisconnectReason? {
         guard let credentials else { return nil }
         if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
@@ -69,7 +69,8 @@ extension WhatsAppClient {
         return nil
     }
 
-    /// The phone's link-code notification: derive the key bundle and new ADV secret, persist, send companion_finish (§7.4–7.5).
+    /// The phone's link-code notification: derive the key bundle and new ADV secret, persist, send companion_finish
+    /// (docs/protocol-notes.md#link-code-companion-finish).
     func handleNotification(_ node: Node) async -> DisconnectReason? {
         guard node.attributes["type"]?.string == "link_code_companion_reg", case .linkCode(let pairing)? = connection?.pairing,
             let credentials

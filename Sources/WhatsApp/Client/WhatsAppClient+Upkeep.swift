@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import NIOCore
 import WABinary
+import WahostBasics
 
 /// Keepalive and prekey upkeep of a logged-in connection, and the credential writes they make.
 extension WhatsAppClient {
-    /// Arms connection `number`'s next keepalive ping, a random 20–30 s from now (§9.4).
+    /// Arms connection `number`'s next keepalive ping, a random 20–30 s from now (docs/protocol-notes.md#keepalive).
     func scheduleKeepalive(on number: UInt64) {
         let bounds = configuration.keepaliveInterval
         let interval = Duration.milliseconds(Int64.random(in: bounds.lowerBound.wholeMilliseconds...bounds.upperBound.wholeMilliseconds))
@@ -50,7 +51,7 @@ extension WhatsAppClient {
         if connection?.preKeyCheck?.number == number { connection?.preKeyCheck = nil }
     }
 
-    /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (§9.3).
+    /// After login: asks how many prekeys the server holds and uploads a batch when it runs low (docs/protocol-notes.md#prekeys).
     func checkPreKeys(on number: UInt64) async {
         do {
             let count = try Stanzas.parsePreKeyCount(try await request(on: number) { Stanzas.preKeyCount(id: $0) })

@@ -123,7 +123,7 @@ public actor WhatsAppClient {
     /// Unlinks this companion (waits for the server's answer), ends the connection and wipes the credentials.
     public func logout() async throws {
         guard let jid = credentials?.pairedAccount?.jid else { throw WhatsAppClientError.notLoggedIn }
-        // The server may close the socket right after answering (§20.9): a close from here on is the logout's.
+        // The server may close the socket right after answering (docs/protocol-notes.md#logout): a close from here on is the logout's.
         loggingOut = true
         defer { loggingOut = false }
         _ = try await request { Stanzas.removeCompanionDevice(id: $0, ownJID: jid) }
@@ -343,12 +343,4 @@ final class ResultBox: @unchecked Sendable {
     private var stored: DisconnectReason?
     func set(_ value: DisconnectReason) { lock.withLock { stored = value } }
     var value: DisconnectReason? { lock.withLock { stored } }
-}
-
-extension Duration {
-    /// Whole milliseconds, for random intervals.
-    var wholeMilliseconds: Int64 {
-        let parts = components
-        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
-    }
 }

@@ -4,7 +4,7 @@ import NIOSSL
 public struct WhatsAppClientConfiguration: Sendable {
     /// WhatsApp's WebSocket endpoint.
     public static let defaultURL = "wss://web.whatsapp.com/ws/chat"
-    /// WhatsApp's certificate-chain root public key (wa-protocol.md §2.5).
+    /// WhatsApp's certificate-chain root public key (docs/protocol-notes.md#noise-certificate-chain).
     public static let defaultRootPublicKey: [UInt8] = hexBytes("142375574d0a587166aae71ebe516437c4a28b73e3695c6ce1f7f9545da8ee6b")
 
     /// `wss://…` (or `ws://` on loopback, for the simulator).

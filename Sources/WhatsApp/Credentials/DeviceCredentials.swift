@@ -1,11 +1,11 @@
-// The credentials a companion persists, and the port through which it loads and saves them (wa-protocol.md §14).
+// The credentials a companion persists, and the port through which it loads and saves them (docs/protocol-notes.md#credentials).
 
 import Foundation
 import SwiftProtobuf
 import WABinary
 import WAProto
 
-/// Everything a companion must keep across restarts: its keys before pairing, and its account after (§14).
+/// Everything a companion must keep across restarts: its keys before pairing, and its account after.
 ///
 /// Persist it from the start, before the first connection, so a reconnect during pairing keeps the same QR identity.
 /// `description` never shows key material.
@@ -18,7 +18,8 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
     public var signedPreKey: SignedPreKey
     /// The Signal registration id, sent as 4 big-endian bytes.
     public var registrationID: UInt32
-    /// The 32-byte ADV secret: the pair-success HMAC key. Replaced by a derived value in phone-code pairing (§7.4).
+    /// The 32-byte ADV secret: the pair-success HMAC key. Replaced by a derived value in phone-code pairing
+    /// (docs/protocol-notes.md#link-code-primary-hello).
     public var advSecretKey: [UInt8]
     /// The account this companion is linked to; nil until pair-success has been accepted.
     public var pairedAccount: PairedAccount?
@@ -78,7 +79,7 @@ extension DeviceCredentials: CustomStringConvertible, CustomDebugStringConvertib
     public var debugDescription: String { description }
 }
 
-/// A signed prekey: an X25519 key pair whose `0x05 || publicKey` is signed by the identity key (§13).
+/// A signed prekey: an X25519 key pair whose `0x05 || publicKey` is signed by the identity key (docs/protocol-notes.md#signatures).
 public struct SignedPreKey: Codable, Sendable, Equatable {
     /// The prekey id, sent as 3 big-endian bytes.
     public var id: UInt32
@@ -124,7 +125,7 @@ extension SignedPreKey: CustomStringConvertible, CustomDebugStringConvertible {
     public var debugDescription: String { description }
 }
 
-/// The account a companion was linked to at pair-success (§8.3 step 6, §14.2).
+/// The account a companion was linked to at pair-success (docs/protocol-notes.md#pair-success-verification, step 4).
 public struct PairedAccount: Codable, Sendable, Equatable {
     /// This companion's phone-number AD-JID, e.g. `12345678901:17@s.whatsapp.net`; its device is the assigned number.
     public var jid: JID

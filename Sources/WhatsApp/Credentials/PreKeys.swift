@@ -1,6 +1,6 @@
 import WABinary
 
-/// A one-time prekey: an X25519 key pair with a 24-bit id (wa-protocol.md §9.3).
+/// A one-time prekey: an X25519 key pair with a 24-bit id (docs/protocol-notes.md#prekeys).
 public struct PreKey: Codable, Sendable, Equatable {
     /// The 24-bit id, sent as 3 big-endian bytes.
     public var id: UInt32
@@ -69,7 +69,7 @@ public struct PreKeyStorageError: Error, Sendable, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// When and how many prekeys to upload (whatsmeow's numbers, §9.3).
+/// When and how many prekeys to upload (whatsmeow's numbers).
 public enum PreKeyPolicy {
     /// Upload when the server holds fewer than this.
     public static let minimumOnServer = 5
@@ -95,7 +95,7 @@ extension Stanzas {
         return value
     }
 
-    /// The prekey upload IQ: registration id, key type, identity key, the prekeys and the signed prekey (§9.3).
+    /// The prekey upload IQ: registration id, key type, identity key, the prekeys and the signed prekey.
     public static func preKeyUpload(
         id: String, registrationID: UInt32, identityPublicKey: [UInt8], preKeys: [PreKey], signedPreKey: SignedPreKey
     ) -> Node {
@@ -121,51 +121,5 @@ extension Stanzas {
 
     static func bigEndian(_ value: UInt32, bytes: Int) -> [UInt8] {
         (0..<bytes).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
-    }
-}
-
-/// A parsed prekey upload, as the server (simulator) checks it.
-public struct PreKeyUpload: Sendable, Equatable {
-    /// The companion's registration id.
-    public var registrationID: UInt32
-    /// The companion's identity public key.
-    public var identityPublicKey: [UInt8]
-    /// The uploaded public prekeys by id.
-    public var preKeys: [(id: UInt32, publicKey: [UInt8])]
-    /// The signed prekey's id, public key and signature.
-    public var signedPreKey: (id: UInt32, publicKey: [UInt8], signature: [UInt8])
-
-    public static func == (lhs: PreKeyUpload, rhs: PreKeyUpload) -> Bool {
-        lhs.registrationID == rhs.registrationID && lhs.identityPublicKey == rhs.identityPublicKey
-            && lhs.preKeys.map(\.id) == rhs.preKeys.map(\.id) && lhs.preKeys.map(\.publicKey) == rhs.preKeys.map(\.publicKey)
-            && lhs.signedPreKey.id == rhs.signedPreKey.id && lhs.signedPreKey.publicKey == rhs.signedPreKey.publicKey
-            && lhs.signedPreKey.signature == rhs.signedPreKey.signature
-    }
-
-    /// Parses and checks an upload IQ: field sizes, key type, and the signed prekey's signature by the identity key.
-    public init(parsing node: Node) throws(StanzaError) {
-        func bytes(_ node: Node?, _ name: String, count: Int) throws(StanzaError) -> [UInt8] {
-            guard let value = node?.contentBytes, value.count == count else { throw StanzaError("prekey upload: <\(name)> must be \(count) bytes") }
-            return value
-        }
-        func number(_ value: [UInt8]) -> UInt32 { value.reduce(0) { $0 << 8 | UInt32($1) } }
-        registrationID = number(try bytes(node.child("registration"), "registration", count: 4))
-        guard try bytes(node.child("type"), "type", count: 1) == [0x05] else { throw StanzaError("prekey upload: key type is not 5") }
-        identityPublicKey = try bytes(node.child("identity"), "identity", count: 32)
-        guard let list = node.child("list") else { throw StanzaError("prekey upload: no <list>") }
-        var keys: [(UInt32, [UInt8])] = []
-        for key in list.children("key") {
-            keys.append((number(try bytes(key.child("id"), "id", count: 3)), try bytes(key.child("value"), "value", count: 32)))
-        }
-        preKeys = keys
-        guard let skey = node.child("skey") else { throw StanzaError("prekey upload: no <skey>") }
-        signedPreKey = (
-            number(try bytes(skey.child("id"), "skey id", count: 3)), try bytes(skey.child("value"), "skey value", count: 32),
-            try bytes(skey.child("signature"), "skey signature", count: 64)
-        )
-        guard
-            XEdDSA.verify(
-                publicKey: identityPublicKey, message: SignedPreKey.signedMessage(for: signedPreKey.publicKey), signature: signedPreKey.signature)
-        else { throw StanzaError("prekey upload: the signed prekey's signature does not verify") }
     }
 }

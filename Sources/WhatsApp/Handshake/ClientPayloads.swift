@@ -27,7 +27,7 @@ public struct RegistrationKeys: Sendable, Equatable {
     }
 }
 
-/// Builds the ClientPayload sent inside the Noise ClientFinish (wa-protocol.md §3).
+/// Builds the ClientPayload sent inside the Noise ClientFinish (docs/protocol-notes.md#client-payload).
 public enum ClientPayloads {
     /// The name WhatsApp shows for this linked device (DeviceProps.os).
     public static let defaultDeviceName = "wahost"

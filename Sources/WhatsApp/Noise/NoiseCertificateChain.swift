@@ -24,7 +24,7 @@ public struct NoiseCertificateDetails: Sendable, Equatable {
     }
 }
 
-/// A server certificate chain that passed every check of wa-protocol.md §2.5.
+/// A server certificate chain that passed every check of docs/protocol-notes.md#noise-certificate-chain.
 public struct NoiseCertificateChain: Sendable, Equatable {
     /// The intermediate certificate (signed by the root).
     public let intermediate: NoiseCertificateDetails

@@ -5,7 +5,7 @@ import WAProto
 /// The client (initiator) side of WhatsApp's Noise_XX_25519_AESGCM_SHA256 handshake, as a pure state machine.
 ///
 /// It does no I/O and reads no clock: the caller sends the bytes it returns, feeds in what the server sent and
-/// passes the current time. Order of use (wa-protocol.md §2.3):
+/// passes the current time. Order of use (docs/protocol-notes.md#noise-handshake):
 /// 1. ``makeClientHello()`` → send `header || frame(bytes)` (the header only on this first frame);
 /// 2. ``receiveServerHello(_:clientPayload:now:)`` with the next frame → send `frame(clientFinish)` and switch
 ///    to the returned ``NoiseTransport``.
@@ -191,7 +191,7 @@ public struct NoiseHandshakeError: Error, Equatable, CustomStringConvertible {
     /// Check 8: the leaf certificate's notAfter has passed.
     public static let leafExpired = NoiseHandshakeError(.leafExpired)
 
-    /// Whether the failure is one of the certificate-chain checks of wa-protocol.md §2.5.
+    /// Whether the failure is one of the certificate-chain checks of docs/protocol-notes.md#noise-certificate-chain.
     public var isCertificateFailure: Bool {
         switch code {
         case .certificateChainMalformed, .certificateMissing, .certificateSignatureLength, .intermediateSignatureInvalid,

@@ -3,20 +3,20 @@ import Foundation
 import SwiftProtobuf
 import WAProto
 
-/// Noise's SymmetricState as WhatsApp uses it (wa-protocol.md §2.2): one nonce counter shared by encryption and
+/// Noise's SymmetricState as WhatsApp uses it (docs/protocol-notes.md#noise-symmetric-state): one nonce counter shared by encryption and
 /// decryption, reset to 0 by every MixKey; AD = h during the handshake.
 ///
 /// Unlike textbook Noise, WhatsApp does not MixHash the (empty) payload of the first message: callers mix
-/// exactly what §2.3 lists and nothing else.
-struct NoiseSymmetricState: Sendable {
+/// exactly what docs/protocol-notes.md#noise-handshake lists and nothing else.
+package struct NoiseSymmetricState: Sendable {
     /// The handshake hash `h`.
-    private(set) var hash: [UInt8]
+    package private(set) var hash: [UInt8]
     private var chainingKey: [UInt8]
     private var key: SymmetricKey?
     private var counter: UInt32 = 0
 
     /// Starts with a 32-byte protocol name used directly as `h` and `ck`, then mixes in the prologue.
-    init(protocolName: [UInt8], prologue: [UInt8]) {
+    package init(protocolName: [UInt8], prologue: [UInt8]) {
         precondition(protocolName.count == 32, "protocol names longer than 32 bytes would be hashed")
         hash = protocolName
         chainingKey = protocolName
@@ -24,7 +24,7 @@ struct NoiseSymmetricState: Sendable {
     }
 
     /// `h = SHA256(h || data)`.
-    mutating func mixHash(_ data: [UInt8]) {
+    package mutating func mixHash(_ data: [UInt8]) {
         var hasher = SHA256()
         hasher.update(data: hash)
         hasher.update(data: data)
@@ -32,7 +32,7 @@ struct NoiseSymmetricState: Sendable {
     }
 
     /// `ck, k = HKDF(ikm, salt: ck)`; `n = 0`.
-    mutating func mixKey(_ inputKeyMaterial: [UInt8]) {
+    package mutating func mixKey(_ inputKeyMaterial: [UInt8]) {
         let output = Self.hkdf(inputKeyMaterial, salt: chainingKey)
         chainingKey = Array(output[0..<32])
         key = SymmetricKey(data: output[32..<64])
@@ -40,7 +40,7 @@ struct NoiseSymmetricState: Sendable {
     }
 
     /// Encrypts with AD = h, advances the counter, mixes the ciphertext into h.
-    mutating func encryptAndHash(_ plaintext: [UInt8]) throws(NoiseHandshakeError) -> [UInt8] {
+    package mutating func encryptAndHash(_ plaintext: [UInt8]) throws(NoiseHandshakeError) -> [UInt8] {
         guard let key else { throw .outOfOrder }
         guard let ciphertext = try? NoiseCipher.seal(plaintext, key: key, counter: counter, associatedData: hash) else {
             throw .internalFailure
@@ -51,7 +51,7 @@ struct NoiseSymmetricState: Sendable {
     }
 
     /// Decrypts with AD = h, advances the counter (even on failure), mixes the ciphertext into h; nil on failure.
-    mutating func decryptAndHash(_ ciphertext: [UInt8]) -> [UInt8]? {
+    package mutating func decryptAndHash(_ ciphertext: [UInt8]) -> [UInt8]? {
         guard let key else { return nil }
         let plaintext = NoiseCipher.open(ciphertext, key: key, counter: counter, associatedData: hash)
         counter += 1
@@ -61,7 +61,7 @@ struct NoiseSymmetricState: Sendable {
     }
 
     /// `HKDF(empty, salt: ck)`: the initiator's write key first, the responder's second.
-    func split() -> (initiatorToResponder: SymmetricKey, responderToInitiator: SymmetricKey) {
+    package func split() -> (initiatorToResponder: SymmetricKey, responderToInitiator: SymmetricKey) {
         let output = Self.hkdf([], salt: chainingKey)
         return (SymmetricKey(data: output[0..<32]), SymmetricKey(data: output[32..<64]))
     }
@@ -75,7 +75,7 @@ struct NoiseSymmetricState: Sendable {
 
 extension Curve25519KeyPair {
     /// X25519 for the handshake, mapping any failure to `error`.
-    func agree(with publicKey: [UInt8], or error: NoiseHandshakeError) throws(NoiseHandshakeError) -> [UInt8] {
+    package func agree(with publicKey: [UInt8], or error: NoiseHandshakeError) throws(NoiseHandshakeError) -> [UInt8] {
         guard let secret = try? sharedSecret(with: publicKey) else { throw error }
         return secret
     }
@@ -83,7 +83,7 @@ extension Curve25519KeyPair {
 
 extension SwiftProtobuf.Message {
     /// Serialized bytes, mapping the (practically impossible) encoder failure to a handshake error.
-    func handshakeBytes() throws(NoiseHandshakeError) -> [UInt8] {
+    package func handshakeBytes() throws(NoiseHandshakeError) -> [UInt8] {
         guard let bytes: [UInt8] = try? serializedBytes() else { throw .internalFailure }
         return bytes
     }

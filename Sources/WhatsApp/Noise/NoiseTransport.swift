@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// The two AES-256-GCM directions of an established Noise session (wa-protocol.md §2.7).
+/// The two AES-256-GCM directions of an established Noise session (docs/protocol-notes.md#noise-transport).
 ///
 /// Each direction has its own 32-bit counter starting at 0; the IV is 8 zero bytes followed by the counter,
 /// big-endian, and the associated data is empty. There is no rekeying: after 2^32 frames in one direction that
@@ -23,7 +23,7 @@ public struct NoiseTransport: Sendable, CustomStringConvertible {
         self.init(writeKey: SymmetricKey(data: writeKey), readKey: SymmetricKey(data: readKey))
     }
 
-    init(writeKey: SymmetricKey, readKey: SymmetricKey) {
+    package init(writeKey: SymmetricKey, readKey: SymmetricKey) {
         self.writeKey = writeKey
         self.readKey = readKey
     }

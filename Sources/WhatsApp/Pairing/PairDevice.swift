@@ -1,12 +1,13 @@
-// The server's `pair-device` IQ that starts QR pairing, and its immediate acknowledgement (wa-protocol.md §6.1–§6.2).
+// The server's `pair-device` IQ that starts QR pairing, and its immediate acknowledgement (docs/protocol-notes.md#qr-pair-device).
+// The simulator's builder for it is in the WhatsAppServerSide module.
 
 import WABinary
 
-/// The server's `pair-device` request: the refs to show, one at a time, as QR codes (§6.1).
+/// The server's `pair-device` request: the refs to show, one at a time, as QR codes.
 public struct PairDeviceRequest: Hashable, Sendable {
     /// The IQ id, echoed by the acknowledgement.
     public let iqID: String
-    /// The refs in server order (6 from the real server), each opaque printable text (§20.4).
+    /// The refs in server order (6 from the real server), each opaque printable text.
     public let refs: [String]
 
     /// A request from its parts, as the simulator sends it.
@@ -38,18 +39,9 @@ public struct PairDeviceRequest: Hashable, Sendable {
         self.init(iqID: id, refs: refs)
     }
 
-    /// The acknowledgement to send at once: `<iq to="s.whatsapp.net" id=… type="result"/>` (§6.2).
+    /// The acknowledgement to send at once: `<iq to="s.whatsapp.net" id=… type="result"/>`.
     public var acknowledgement: Node {
         Node(tag: "iq", attributes: ["to": .jid(.whatsappServer), "id": .string(iqID), "type": "result"])
-    }
-
-    /// The request as the server sends it, for the simulator.
-    public var node: Node {
-        Node(
-            tag: "iq",
-            attributes: ["from": .jid(.whatsappServer), "type": "set", "id": .string(iqID), "xmlns": "md"],
-            children: [Node(tag: "pair-device", children: refs.map { Node(tag: "ref", bytes: Array($0.utf8)) })]
-        )
     }
 
     private static func jid(_ value: AttributeValue) -> JID? {

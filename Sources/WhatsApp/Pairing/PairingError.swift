@@ -1,4 +1,4 @@
-// The one error type of QR pairing, phone-code pairing and pair-success (wa-protocol.md §6–§8).
+// The one error type of QR pairing, phone-code pairing and pair-success (docs/protocol-notes.md#qr-pair-device to #pair-success-verification).
 
 import WABinary
 
@@ -87,7 +87,7 @@ public struct PairingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Where it failed: node, attribute or field names only, never secret values.
     public let detail: String
 
-    init(_ reason: Reason, _ detail: String = "") {
+    package init(_ reason: Reason, _ detail: String = "") {
         self.reason = reason
         self.detail = detail
     }
@@ -99,18 +99,18 @@ public struct PairingError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Secure random bytes for pairing material (salts, IVs, nonces, secrets).
-enum PairingRandom {
+package enum PairingRandom {
     /// `count` bytes from the system's cryptographically secure generator.
-    static func bytes(_ count: Int) -> [UInt8] {
+    package static func bytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 }
 
 /// Reading the children and attributes of pairing stanzas with `PairingError`s.
-enum PairingNodes {
+package enum PairingNodes {
     /// The bytes of `parent`'s child `tag`; checks the length when `length` or `minimumLength` is given.
-    static func bytes(of tag: String, in parent: Node, length: Int? = nil, minimumLength: Int? = nil) throws(PairingError) -> [UInt8] {
+    package static func bytes(of tag: String, in parent: Node, length: Int? = nil, minimumLength: Int? = nil) throws(PairingError) -> [UInt8] {
         guard let child = parent.child(tag) else { throw PairingError(.missingChild, tag) }
         guard let bytes = child.contentBytes else { throw PairingError(.malformedContent, "\(tag) has no byte content") }
         if let length, bytes.count != length { throw PairingError(.malformedContent, "\(tag) is not \(length) bytes") }
@@ -121,14 +121,14 @@ enum PairingNodes {
     }
 
     /// The UTF-8 text of `parent`'s child `tag`.
-    static func text(of tag: String, in parent: Node) throws(PairingError) -> String {
+    package static func text(of tag: String, in parent: Node) throws(PairingError) -> String {
         let bytes = try self.bytes(of: tag, in: parent)
         guard let text = String(validating: bytes, as: UTF8.self) else { throw PairingError(.malformedContent, "\(tag) is not UTF-8") }
         return text
     }
 
     /// The non-empty string value of attribute `key`.
-    static func string(_ key: String, of node: Node) throws(PairingError) -> String {
+    package static func string(_ key: String, of node: Node) throws(PairingError) -> String {
         guard let value = node.attributes[key]?.description, !value.isEmpty else {
             throw PairingError(.missingAttribute, "<\(node.tag)> \(key)")
         }
@@ -136,13 +136,13 @@ enum PairingNodes {
     }
 
     /// The value of attribute `key` as a JID (a JID value or text that parses as one).
-    static func jid(_ key: String, of node: Node) throws(PairingError) -> JID {
+    package static func jid(_ key: String, of node: Node) throws(PairingError) -> JID {
         guard let jid = try optionalJID(key, of: node) else { throw PairingError(.missingAttribute, "<\(node.tag)> \(key)") }
         return jid
     }
 
     /// The value of attribute `key` as a JID, or nil when missing; throws when present but not a JID.
-    static func optionalJID(_ key: String, of node: Node) throws(PairingError) -> JID? {
+    package static func optionalJID(_ key: String, of node: Node) throws(PairingError) -> JID? {
         guard let value = node.attributes[key] else { return nil }
         switch value {
         case .jid(let jid): return jid
@@ -153,7 +153,7 @@ enum PairingNodes {
     }
 
     /// Throws unless `node` is an `<iq>` whose type is one of `types`; a server error reply names its code.
-    static func expectIQ(_ node: Node, types: Set<String>, context: String) throws(PairingError) {
+    package static func expectIQ(_ node: Node, types: Set<String>, context: String) throws(PairingError) {
         guard node.tag == "iq" else { throw PairingError(.unexpectedNode, "\(context): expected <iq>") }
         let type = node.attributes["type"]?.string ?? ""
         if type == "error", !types.contains("error") {

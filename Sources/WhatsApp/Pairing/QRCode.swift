@@ -1,8 +1,8 @@
-// The pairing QR code text and the schedule on which its refs rotate (wa-protocol.md §6.3–§6.4).
+// The pairing QR code text and the schedule on which its refs rotate (docs/protocol-notes.md#qr-code-text, #qr-ref-schedule).
 
 import Foundation
 
-/// The companion's web-client type, sent as the QR code's last field and as `companion_platform_id` (§6.3).
+/// The companion's web-client type, sent as the QR code's last field and as `companion_platform_id`.
 public struct CompanionPlatformID: RawRepresentable, Hashable, Sendable, Codable, ExpressibleByStringLiteral {
     /// The wire value: a decimal digit, or `c` / `e`.
     public let rawValue: String
@@ -43,7 +43,7 @@ public struct CompanionPlatformID: RawRepresentable, Hashable, Sendable, Codable
     public static let android: Self = "e"
 }
 
-/// The text a pairing QR code encodes: `https://wa.me/settings/linked_devices#ref,noise,identity,adv,platform` (§6.3).
+/// The text a pairing QR code encodes: `https://wa.me/settings/linked_devices#ref,noise,identity,adv,platform` (docs/protocol-notes.md#qr-code-text).
 ///
 /// Keys are standard padded base64 (RFC 4648 §4) of the raw 32 bytes; the ref is used verbatim.
 /// `description` hides the keys; `text` is what goes into the QR image.
@@ -88,30 +88,8 @@ public struct PairingQRCode: Hashable, Sendable {
             .joined(separator: ",")
     }
 
-    /// Reads QR text back, as the simulator's phone does when it "scans" the code.
-    ///
-    /// The last four fields are fixed, so a ref is taken as everything before them even if it held a comma.
-    public init(parsing text: String) throws(PairingError) {
-        guard text.hasPrefix(Self.prefix) else { throw PairingError(.malformedQRCode, "missing URL prefix") }
-        let fields = text.dropFirst(Self.prefix.count).split(separator: ",", omittingEmptySubsequences: false)
-        guard fields.count >= 5 else { throw PairingError(.malformedQRCode, "fewer than 5 fields") }
-        let ref = fields.dropLast(4).joined(separator: ",")
-        let tail = Array(fields.suffix(4))
-        guard !ref.isEmpty else { throw PairingError(.malformedQRCode, "empty ref") }
-        guard let noise = Self.key(tail[0]), let identity = Self.key(tail[1]), let adv = Self.key(tail[2]) else {
-            throw PairingError(.malformedQRCode, "a key is not base64 of 32 bytes")
-        }
-        guard !tail[3].isEmpty else { throw PairingError(.malformedQRCode, "empty platform id") }
-        self.init(ref: ref, noisePublicKey: noise, identityPublicKey: identity, advSecretKey: adv, platformID: CompanionPlatformID(rawValue: String(tail[3])))
-    }
-
     private static func base64(_ bytes: [UInt8]) -> String {
         Data(bytes).base64EncodedString()
-    }
-
-    private static func key(_ field: Substring) -> [UInt8]? {
-        guard let data = Data(base64Encoded: String(field)), data.count == 32 else { return nil }
-        return Array(data)
     }
 }
 
@@ -123,7 +101,7 @@ extension PairingQRCode: CustomStringConvertible, CustomDebugStringConvertible {
     public var debugDescription: String { description }
 }
 
-/// Which ref of one `pair-device` list to show at a given time: the first for 60 s, each later one for 20 s (§6.4).
+/// Which ref of one `pair-device` list to show at a given time: the first for 60 s, each later one for 20 s (docs/protocol-notes.md#qr-ref-schedule).
 ///
 /// A new `pair-device` request replaces the list; start a new schedule from its arrival.
 public struct QRRefSchedule: Hashable, Sendable {

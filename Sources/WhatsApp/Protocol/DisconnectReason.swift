@@ -1,6 +1,6 @@
 import WABinary
 
-/// Why a connection ended, and what the caller should do about it (wa-protocol.md §9.8, §10).
+/// Why a connection ended, and what the caller should do about it (docs/protocol-notes.md#login-failure, #stream-errors).
 public enum DisconnectReason: Sendable, Equatable, CustomStringConvertible {
     /// `<stream:error code="515">`: expected after pairing; log in again at once.
     case restartRequired
@@ -73,7 +73,7 @@ public enum DisconnectReason: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Classifies a `<stream:error>` node (§10.1).
+    /// Classifies a `<stream:error>` node (docs/protocol-notes.md#stream-errors).
     public static func fromStreamError(_ node: Node) -> DisconnectReason {
         let code = node.attributes["code"]?.string.flatMap { Int($0) }
         if let conflict = node.child("conflict") {
@@ -91,7 +91,7 @@ public enum DisconnectReason: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Classifies a `<failure>` sent instead of `<success>` (§9.8).
+    /// Classifies a `<failure>` sent instead of `<success>` (docs/protocol-notes.md#login-failure).
     public static func fromFailure(_ node: Node) -> DisconnectReason {
         let reason = node.attributes["reason"]?.string.flatMap { Int($0) } ?? 500
         switch reason {

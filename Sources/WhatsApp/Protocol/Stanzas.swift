@@ -16,28 +16,28 @@ public struct WhatsAppGroup: Sendable, Hashable, Codable {
     }
 }
 
-/// Builders and parsers for the stanzas the client exchanges after login (wa-protocol.md §9, §11, §12).
+/// Builders and parsers for the stanzas the client exchanges after login (docs/protocol-notes.md#login-success and the sections after it).
 public enum Stanzas {
-    /// `<iq xmlns="w:p" type="get">` without a child: the keepalive ping (§9.4).
+    /// `<iq xmlns="w:p" type="get">` without a child: the keepalive ping (docs/protocol-notes.md#keepalive).
     public static func keepalivePing(id: String) -> Node {
         Node(tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "get", "xmlns": "w:p"])
     }
 
-    /// The passive IQ with `<active/>` sent after `<success>` (§9.2).
+    /// The passive IQ with `<active/>` sent after `<success>` (docs/protocol-notes.md#login-success).
     public static func setActive(id: String) -> Node {
         Node(
             tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "set", "xmlns": "passive"],
             children: [Node(tag: "active")])
     }
 
-    /// The request for every group the account participates in (§11.1).
+    /// The request for every group the account participates in (docs/protocol-notes.md#groups).
     public static func participatingGroups(id: String) -> Node {
         Node(
             tag: "iq", attributes: ["id": .string(id), "to": .jid(.groupServer), "type": "get", "xmlns": "w:g2"],
             children: [Node(tag: "participating", children: [Node(tag: "participants"), Node(tag: "description")])])
     }
 
-    /// Parses the `<groups>` answer (§11.2); group ids are normalised to full `@g.us` JIDs.
+    /// Parses the `<groups>` answer; group ids are normalised to full `@g.us` JIDs.
     public static func parseGroups(_ response: Node) throws(StanzaError) -> [WhatsAppGroup] {
         guard let groups = response.child("groups") else {
             throw StanzaError("groups response has no <groups> child")
@@ -53,14 +53,14 @@ public enum Stanzas {
         }
     }
 
-    /// The logout request that unlinks this companion (§12).
+    /// The logout request that unlinks this companion (docs/protocol-notes.md#logout).
     public static func removeCompanionDevice(id: String, ownJID: JID) -> Node {
         Node(
             tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "set", "xmlns": "md"],
             children: [Node(tag: "remove-companion-device", attributes: ["jid": .jid(ownJID), "reason": "user_initiated"])])
     }
 
-    /// The `<ack>` the server expects for a `<message>`, `<receipt>`, `<notification>` or `<call>` (§9.6).
+    /// The `<ack>` the server expects for a `<message>`, `<receipt>`, `<notification>` or `<call>` (docs/protocol-notes.md#acks).
     public static func ack(for stanza: Node) -> Node? {
         guard ["message", "receipt", "notification", "call"].contains(stanza.tag), let id = stanza.attributes["id"],
             let from = stanza.attributes["from"]
@@ -95,7 +95,7 @@ public struct StanzaError: Error, Sendable, Equatable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Makes IQ ids unique within a connection: `<random>.<random>-<counter>` (§9.5).
+/// Makes IQ ids unique within a connection: `<random>.<random>-<counter>` (docs/protocol-notes.md#iq-ids).
 public struct IQIDGenerator: Sendable {
     private let prefix: String
     private var counter: UInt64 = 0

@@ -6,7 +6,7 @@ length + body). Exchange:
   client -> HandshakeMessage{clientHello}      server -> HandshakeMessage{serverHello} (payload = CERT_CHAIN)
   client -> HandshakeMessage{clientFinish}
   client -> transport frame P                  server -> transport frame "pong:" + P + "|" + client static + "|" + payload
-The three protobuf messages are hand-encoded (field numbers from wa-protocol.md section 2.4).
+The three protobuf messages are hand-encoded (field numbers from docs/protocol-notes.md#noise-handshake).
 
 One WhatsApp deviation from textbook Noise is bridged here: WhatsApp does not MixHash the empty payload of the
 first handshake message (textbook Noise hashes it as EncryptAndHash("")).

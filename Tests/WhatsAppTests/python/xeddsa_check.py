@@ -1,4 +1,4 @@
-"""Independent check of libsignal-style Curve25519 signatures (wa-protocol.md section 13).
+"""Independent check of libsignal-style Curve25519 signatures (docs/protocol-notes.md#signatures).
 
 Uses PyPI `xeddsa` (libxeddsa, written independently of libsignal) and, for verification, also
 PyPI `cryptography`'s Ed25519 with a pure-Python Montgomery-to-Edwards conversion.

@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import WAProto
+import WhatsApp
 
 /// The server (responder) side of WhatsApp's Noise XX handshake, for the simulator and tests; a pure state machine.
 ///

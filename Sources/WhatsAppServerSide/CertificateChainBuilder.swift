@@ -1,11 +1,12 @@
 import Foundation
 import SwiftProtobuf
 import WAProto
+import WhatsApp
 
 /// Builds a signed Noise certificate chain (root signs the intermediate, intermediate signs the leaf) for the
 /// simulator and tests.
 ///
-/// Every field is settable, so tests can also build chains that break exactly one rule of wa-protocol.md §2.5.
+/// Every field is settable, so tests can also build chains that break exactly one rule of docs/protocol-notes.md#noise-certificate-chain.
 public struct CertificateChainBuilder: Sendable {
     /// The root key pair; clients must be configured with its public key.
     public var root: Curve25519KeyPair
