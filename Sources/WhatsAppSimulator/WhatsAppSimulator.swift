@@ -13,28 +13,6 @@ import WAProto
 import WhatsApp
 import WhatsAppServerSide
 
-/// What the simulator observed, for tests and benchmarks.
-public struct SimulatorCounters: Sendable, Equatable, Codable {
-    /// Connections currently open, per account user (`"15550000001"`), logged-in only.
-    public var liveConnections: [String: Int] = [:]
-    /// The most connections one account ever had open at once.
-    public var peakConnectionsPerAccount: [String: Int] = [:]
-    /// Login handshakes (ClientPayload with a username) per account.
-    public var logins: [String: Int] = [:]
-    /// Registration handshakes (unpaired clients).
-    public var registrations = 0
-    /// Keepalive pings answered, per account.
-    public var pings: [String: Int] = [:]
-    /// Logout IQs received, per account.
-    public var logouts: [String: Int] = [:]
-    /// One-time prekeys the server holds, per account (uploads add, `consumePreKeys` takes).
-    public var preKeys: [String: Int] = [:]
-    /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
-    public var rejectedPreKeyUploads = 0
-    /// Requests received while their kind was held (see `hold(_:)`), by kind.
-    public var heldRequests: [String: Int] = [:]
-}
-
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
 public actor WhatsAppSimulator {
     /// The groups every simulated account is in, as a client lists them (full `…@g.us` ids); the simulator sends
@@ -58,12 +36,12 @@ public actor WhatsAppSimulator {
     var accounts: [String: SimulatedAccount] = [:]  // by noise public key (hex)
     var connections: [UInt64: LiveConnection] = [:]
     private var nextConnectionID: UInt64 = 0
-    private var nextPhoneNumber: UInt64 = 15_551_000_000
+    var nextPhoneNumber: UInt64 = 15_551_000_000
     var silentAccounts: Set<String> = []
     /// Faults armed by tests: held request kinds and what they hold, terminations waiting for a login.
     var faults = SimulatorFaults()
-    private var companionFinishes: [UInt64: CompanionFinish] = [:]
-    private var companionFinishWaiters: [UInt64: CheckedContinuation<CompanionFinish, any Error>] = [:]
+    var companionFinishes: [UInt64: CompanionFinish] = [:]
+    var companionFinishWaiters: [UInt64: CheckedContinuation<CompanionFinish, any Error>] = [:]
 
     /// The root public key clients must be configured with to trust this simulator.
     public nonisolated var rootPublicKey: [UInt8] { serverKeys.rootPublicKey }
@@ -155,58 +133,6 @@ public actor WhatsAppSimulator {
 
     /// A snapshot of what the simulator observed.
     public var observed: SimulatorCounters { counters }
-}
-
-/// A simulator operation failed.
-public struct SimulatorError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
-/// The simulator's Noise identity: a root that clients trust by configuration, and a certified leaf.
-struct SimulatorServerKeys: Sendable {
-    let rootPublicKey: [UInt8]
-    let leaf: Curve25519KeyPair
-    let certificateChain: [UInt8]
-
-    static func generate() throws -> SimulatorServerKeys {
-        let builder = CertificateChainBuilder()
-        let leaf = Curve25519KeyPair.generate()
-        return SimulatorServerKeys(rootPublicKey: builder.root.publicKey, leaf: leaf, certificateChain: try builder.build(leafKey: leaf.publicKey))
-    }
-}
-
-/// A paired companion device as the server knows it.
-struct SimulatedAccount: Sendable {
-    var jid: JID
-    var lid: JID
-    var noisePublicKey: [UInt8]
-    var identityPublicKey: [UInt8]
-}
-
-/// Where a connection is in its life.
-enum ConnectionPhase: Sendable {
-    case registering(identityPublicKey: [UInt8], noisePublicKey: [UInt8], refs: [String])
-    case loggedIn(user: String)
-    case closing
-}
-
-/// One connection's server-side state, owned by the simulator actor.
-struct LiveConnection: Sendable {
-    var outbound: WebSocketOutboundWriter
-    var outgoing: AsyncStream<OutgoingFrame>.Continuation
-    var writer: NoiseTransport
-    var phase: ConnectionPhase
-    var pending: [String: CheckedContinuation<Node, any Error>] = [:]
-    var linkCode: PendingLinkCode?
-}
-
-/// A code pairing the companion started and the phone has not entered yet.
-struct PendingLinkCode: Sendable {
-    var hello: CompanionHello
-    var ref: [UInt8]
-    var primary: LinkCodePrimary?
-    var identityPublicKey: [UInt8]
 }
 
 extension WhatsAppSimulator {
@@ -374,7 +300,7 @@ extension WhatsAppSimulator {
         }
     }
 
-    private func result(_ iqID: String) -> Node {
+    func result(_ iqID: String) -> Node {
         Node(tag: "iq", attributes: ["from": .jid(.whatsappServer), "id": .string(iqID), "type": "result"])
     }
 
@@ -408,114 +334,5 @@ enum SimulatorRandom {
     static func bytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-    }
-}
-
-// MARK: - The scriptable phone
-
-extension WhatsAppSimulator {
-    /// The phone scans a QR string shown by a companion: links it to a new account and completes pair-success → 515.
-    /// Returns the companion's new JID (`<number>:<device>@s.whatsapp.net`).
-    @discardableResult
-    public func scanQRCode(_ text: String) async throws -> String {
-        let code = try PairingQRCode(parsing: text)
-        guard
-            let (id, identityKey) = connections.lazy.compactMap({ id, connection -> (UInt64, [UInt8])? in
-                guard case .registering(let identity, let noise, let refs) = connection.phase, refs.contains(code.ref),
-                    noise == code.noisePublicKey, identity == code.identityPublicKey
-                else { return nil }
-                return (id, identity)
-            }).first
-        else { throw SimulatorError("no connected companion shows this QR code") }
-        return try await completePairing(connection: id, identityPublicKey: identityKey, advSecretKey: code.advSecretKey, noisePublicKey: code.noisePublicKey)
-    }
-
-    /// The phone enters a link code a companion showed: runs docs/protocol-notes.md#link-code from the phone's side, then pair-success → 515.
-    @discardableResult
-    public func enterLinkCode(_ code: String) async throws -> String {
-        let phone = Curve25519KeyPair.generate()
-        for (id, connection) in connections {
-            guard var pending = connection.linkCode, case .registering(let identity, let noise, _) = connection.phase else { continue }
-            guard let primary = try? LinkCodePrimary(typedCode: code, hello: pending.hello, ref: pending.ref, identityKey: phone) else {
-                continue
-            }
-            pending.primary = primary
-            pending.identityPublicKey = identity
-            connections[id]?.linkCode = pending
-            send(primary.primaryHello.node, to: id)
-            let finish = try await waitForCompanionFinish(connection: id)
-            let result = try primary.receiveCompanionFinish(finish)
-            return try await completePairing(
-                connection: id, identityPublicKey: result.companionIdentityPublicKey, advSecretKey: result.advSecretKey, noisePublicKey: noise)
-        }
-        throw SimulatorError("no companion is waiting for a link code")
-    }
-
-    /// The paired account users (phone numbers) the simulator knows.
-    public var accountUsers: [String] { accounts.values.map(\.jid.user).sorted() }
-
-    func liveConnectionIDs(of user: String) -> [UInt64] {
-        connections.compactMap { id, connection in
-            if case .loggedIn(let other) = connection.phase, other == user { return id }
-            return nil
-        }
-    }
-
-    private func completePairing(connection id: UInt64, identityPublicKey: [UInt8], advSecretKey: [UInt8], noisePublicKey: [UInt8])
-        async throws -> String
-    {
-        nextPhoneNumber += 1
-        let user = String(nextPhoneNumber)
-        let jid = JID.phoneNumber(user, device: 1)
-        let lid = JID.lid(String(nextPhoneNumber + 200_000_000_000), device: 1)
-        let issuer = PairSuccessIssuer(accountSigningKey: Curve25519KeyPair.generate())
-        let iqID = nextIQID()
-        let pairSuccess = try issuer.pairSuccess(
-            iqID: iqID, companionIdentityPublicKey: identityPublicKey, advSecretKey: advSecretKey, jid: jid, lid: lid, keyIndex: 1,
-            timestamp: UInt64(Date().timeIntervalSince1970))
-        let reply = try await request(pairSuccess.node, iqID: iqID, to: id)
-        _ = try issuer.verifyReply(reply, to: pairSuccess, companionIdentityPublicKey: identityPublicKey)
-        let key = noisePublicKey.map { String(format: "%02x", $0) }.joined()
-        accounts[key] = SimulatedAccount(jid: jid, lid: lid, noisePublicKey: noisePublicKey, identityPublicKey: identityPublicKey)
-        // The server restarts the stream after pairing; the companion logs in again.
-        send(Node(tag: "stream:error", attributes: ["code": "515"]), to: id)
-        await drop(id)
-        return jid.description
-    }
-
-    func handleLinkCodeStage(_ node: Node, iqID: String, from id: UInt64) async {
-        guard let stage = node.child("link_code_companion_reg")?.attributes["stage"]?.string else { return }
-        switch stage {
-        case "companion_hello":
-            do {
-                let hello = try CompanionHello(parsing: node)
-                let ref = Array("sim-ref-\(iqID)".utf8)
-                connections[id]?.linkCode = PendingLinkCode(hello: hello, ref: ref, primary: nil, identityPublicKey: [])
-                send(hello.responseNode(ref: ref), to: id)
-            } catch {
-                send(errorResult(iqID, code: 400, text: "bad-request"), to: id)
-            }
-        case "companion_finish":
-            send(result(iqID), to: id)
-            if let finish = try? CompanionFinish(parsing: node) { companionFinishes[id] = finish }
-            if let waiter = companionFinishWaiters.removeValue(forKey: id), let finish = companionFinishes.removeValue(forKey: id) {
-                waiter.resume(returning: finish)
-            }
-        default:
-            send(errorResult(iqID, code: 400, text: "bad-request"), to: id)
-        }
-    }
-
-    private func errorResult(_ iqID: String, code: Int, text: String) -> Node {
-        Node(
-            tag: "iq", attributes: ["from": .jid(.whatsappServer), "id": .string(iqID), "type": "error"],
-            children: [Node(tag: "error", attributes: ["code": .string(String(code)), "text": .string(text)])])
-    }
-
-    private func waitForCompanionFinish(connection id: UInt64) async throws -> CompanionFinish {
-        if let finish = companionFinishes.removeValue(forKey: id) { return finish }
-        return try await withCheckedThrowingContinuation { continuation in
-            companionFinishWaiters[id] = continuation
-        }
     }
 }

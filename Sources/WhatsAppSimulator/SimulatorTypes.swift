@@ -1,0 +1,78 @@
+import HummingbirdWebSocket
+import WABinary
+import WhatsApp
+import WhatsAppServerSide
+
+/// What the simulator observed, for tests and benchmarks.
+public struct SimulatorCounters: Sendable, Equatable, Codable {
+    /// Connections currently open, per account user (`"15550000001"`), logged-in only.
+    public var liveConnections: [String: Int] = [:]
+    /// The most connections one account ever had open at once.
+    public var peakConnectionsPerAccount: [String: Int] = [:]
+    /// Login handshakes (ClientPayload with a username) per account.
+    public var logins: [String: Int] = [:]
+    /// Registration handshakes (unpaired clients).
+    public var registrations = 0
+    /// Keepalive pings answered, per account.
+    public var pings: [String: Int] = [:]
+    /// Logout IQs received, per account.
+    public var logouts: [String: Int] = [:]
+    /// One-time prekeys the server holds, per account (uploads add, `consumePreKeys` takes).
+    public var preKeys: [String: Int] = [:]
+    /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
+    public var rejectedPreKeyUploads = 0
+    /// Requests received while their kind was held (see `hold(_:)`), by kind.
+    public var heldRequests: [String: Int] = [:]
+}
+
+/// A simulator operation failed.
+public struct SimulatorError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The simulator's Noise identity: a root that clients trust by configuration, and a certified leaf.
+struct SimulatorServerKeys: Sendable {
+    let rootPublicKey: [UInt8]
+    let leaf: Curve25519KeyPair
+    let certificateChain: [UInt8]
+
+    static func generate() throws -> SimulatorServerKeys {
+        let builder = CertificateChainBuilder()
+        let leaf = Curve25519KeyPair.generate()
+        return SimulatorServerKeys(rootPublicKey: builder.root.publicKey, leaf: leaf, certificateChain: try builder.build(leafKey: leaf.publicKey))
+    }
+}
+
+/// A paired companion device as the server knows it.
+struct SimulatedAccount: Sendable {
+    var jid: JID
+    var lid: JID
+    var noisePublicKey: [UInt8]
+    var identityPublicKey: [UInt8]
+}
+
+/// Where a connection is in its life.
+enum ConnectionPhase: Sendable {
+    case registering(identityPublicKey: [UInt8], noisePublicKey: [UInt8], refs: [String])
+    case loggedIn(user: String)
+    case closing
+}
+
+/// One connection's server-side state, owned by the simulator actor.
+struct LiveConnection: Sendable {
+    var outbound: WebSocketOutboundWriter
+    var outgoing: AsyncStream<OutgoingFrame>.Continuation
+    var writer: NoiseTransport
+    var phase: ConnectionPhase
+    var pending: [String: CheckedContinuation<Node, any Error>] = [:]
+    var linkCode: PendingLinkCode?
+}
+
+/// A code pairing the companion started and the phone has not entered yet.
+struct PendingLinkCode: Sendable {
+    var hello: CompanionHello
+    var ref: [UInt8]
+    var primary: LinkCodePrimary?
+    var identityPublicKey: [UInt8]
+}
