@@ -15,7 +15,7 @@ public final class PostgresSystemStore: SystemStore {
     public init(url: PostgresURL, logger: Logger = Logger(label: "wahost.storage.postgres")) async throws(RepositoryError) {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
-            tls: url.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+            tls: url.clientTLS)
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(10)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -324,31 +324,5 @@ public final class PostgresSystemStore: SystemStore {
             }
         }
         return RepositoryError(.unavailable, "PostgreSQL: \(error)")
-    }
-}
-
-/// The parts of a `postgres://user:password@host:port/database?sslmode=…` URL.
-public struct PostgresURL: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var username: String
-    public var password: String?
-    public var database: String
-    /// True for `sslmode=require` (or `verify-full`); loopback servers default to plain connections.
-    public var requireTLS: Bool
-
-    /// Parses a `postgres://` or `postgresql://` URL; nil if it is not one.
-    public init?(_ text: String) {
-        guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
-            let host = components.host, !host.isEmpty
-        else { return nil }
-        self.host = host
-        self.port = components.port ?? 5432
-        self.username = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
-        self.password = components.password.flatMap { $0.removingPercentEncoding }
-        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        self.database = path.isEmpty ? self.username : path
-        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
-        self.requireTLS = sslmode == "require" || sslmode == "verify-full" || sslmode == "verify-ca"
     }
 }
