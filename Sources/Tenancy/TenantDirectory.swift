@@ -99,6 +99,13 @@ public final class TenantDirectory: Sendable {
         do { return try await repositories.listTenants() } catch { throw TenancyError(error) }
     }
 
+    /// The only tenant, or nil when there are none or several; reads at most two rows.
+    public func onlyTenant() async throws(TenancyError) -> TenantName? {
+        let first: [Tenant]
+        do { first = try await repositories.listTenants(limit: 2) } catch { throw TenancyError(error) }
+        return first.count == 1 ? first[0].name : nil
+    }
+
     /// The tenant named `name`, if it exists.
     public func tenant(named name: TenantName) async throws(TenancyError) -> Tenant? {
         do { return try await repositories.tenant(named: name) } catch { throw TenancyError(error) }

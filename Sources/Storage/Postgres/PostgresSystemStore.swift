@@ -62,8 +62,9 @@ public final class PostgresSystemStore: SystemStore {
         try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants WHERE name = \(name.rawValue)").first
     }
 
-    public func listTenants() async throws(RepositoryError) -> [Tenant] {
-        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name")
+    public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
+        guard let limit else { return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name") }
+        return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name LIMIT \(Int64(max(0, limit)))")
     }
 
     public func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool {

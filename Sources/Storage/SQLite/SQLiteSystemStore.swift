@@ -58,9 +58,10 @@ public final class SQLiteSystemStore: SystemStore {
         }
     }
 
-    public func listTenants() async throws(RepositoryError) -> [Tenant] {
+    public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name").map(Self.tenant(from:))
+            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name LIMIT ?", arguments: [limit ?? -1])
+                .map(Self.tenant(from:))
         }
     }
 
