@@ -53,7 +53,7 @@ public func buildRouter(
         },
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
-        demoPhone: demoPhone)
+        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies)
     return try buildAdminRouter(dependencies)
 }
 

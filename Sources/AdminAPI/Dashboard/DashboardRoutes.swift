@@ -498,6 +498,7 @@ struct DashboardRoutes {
         case .otpInvalid: "That one-time code is wrong or was already used. Wait for the next code and try again."
         case .lockedOut: "Too many failed attempts. Try again in 15 minutes."
         case .unavailable: "The server cannot check credentials right now."
+        case .busy: "Too many sign-ins are being checked right now. Try again in a moment."
         }
     }
 }
