@@ -51,9 +51,10 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     router.middlewares.add(JSONErrorMiddleware())
     router.middlewares.add(MetricsMiddleware())
     HealthRoutes(dependencies: dependencies).register(on: router)
+    let dashboardSessions = DashboardSessions()
     SessionRoutes(dependencies: dependencies).register(on: router)
-    OperatorRoutes(dependencies: dependencies).register(on: router)
-    try DashboardRoutes(dependencies: dependencies).register(on: router)
+    OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
+    try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router
 }
 

@@ -12,12 +12,15 @@ import Tenancy
 struct DashboardRoutes {
     let dependencies: AdminAPIDependencies
     let templates: MustacheLibrary
-    let sessions = DashboardSessions()
+    let sessions: DashboardSessions
 
     static let cookieName = "wahost_session"
+    /// How often an open event stream re-checks that its sign-in is still valid (rotation by another node or the CLI).
+    static let streamRecheckInterval: Duration = .seconds(5)
 
-    init(dependencies: AdminAPIDependencies) throws {
+    init(dependencies: AdminAPIDependencies, sessions: DashboardSessions) throws {
         self.dependencies = dependencies
+        self.sessions = sessions
         var loaded: [String: MustacheTemplate] = [:]
         for name in ["head", "foot", "signin", "groups", "tenant", "operator"] {
             guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "templates") else {
@@ -76,7 +79,7 @@ struct DashboardRoutes {
     // MARK: Pages
 
     private func home(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { return try page("signin", base(nil, title: "Sign in", page: "signin")) }
+        guard let session = try await currentSession(request) else { return try page("signin", base(nil, title: "Sign in", page: "signin")) }
         switch session.principal {
         case .tenant: return redirect("/dashboard/tenant")
         case .operator: return redirect("/dashboard/operator")
@@ -91,7 +94,10 @@ struct DashboardRoutes {
         values["tenant"] = form.tenant
         do {
             let principal: DashboardPrincipal
+            // The generation is read before the credentials are checked: a rotation in between ends this session at once.
+            var generation: String?
             if form.kind == "operator" {
+                generation = try await credentialGeneration(of: .operator)
                 try await dependencies.tenants.authenticateOperator(token: form.token, clientAddress: address)
                 principal = .operator
             } else {
@@ -99,6 +105,7 @@ struct DashboardRoutes {
                     values["error"] = "Enter the tenant name and its admin token."
                     return try page("signin", values, status: .badRequest)
                 }
+                generation = try await credentialGeneration(of: .tenant(name))
                 let tenant = try await dependencies.tenants.authenticateTenant(token: form.token, clientAddress: address)
                 guard tenant == name else {
                     values["error"] = "This admin token does not belong to tenant \(name)."
@@ -107,7 +114,8 @@ struct DashboardRoutes {
                 try await dependencies.tenants.verifyOTP(for: tenant, code: form.otp, clientAddress: address)
                 principal = .tenant(tenant)
             }
-            let session = await sessions.create(for: principal)
+            guard let generation else { throw AuthenticationError(.tokenInvalid) }
+            let session = await sessions.create(for: principal, generation: generation)
             await audit("dashboard.sign_in", principal: principal, context)
             var response = redirect("/dashboard/")
             response.headers[.setCookie] = cookie(session.id, request: request, maxAge: Int(DashboardSessions.lifetime))
@@ -127,7 +135,7 @@ struct DashboardRoutes {
     }
 
     private func tenantPage(_ request: Request, _ context: AdminRequestContext, error: String? = nil, notice: String? = nil, linkCode: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
-        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        guard let session = try await currentSession(request) else { return redirect("/dashboard/") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
         return try await renderTenant(tenant, session, error: error, notice: notice, linkCode: linkCode, status: status)
     }
@@ -178,7 +186,7 @@ struct DashboardRoutes {
     }
 
     private func groupsFragment(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        guard let session = try await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
         let status = await dependencies.pool.status(of: tenant.name)
         return try page("groups", try await groupValues(tenant.name, status: status))
@@ -186,18 +194,33 @@ struct DashboardRoutes {
 
     /// Server-sent events: one `status` event per change of the tenant's session, a comment every 15 s.
     private func events(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        guard let session = try await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
-        let updates = await dependencies.pool.updates(of: tenant.name)
         let (lines, sink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
+        let streamKey = UUID()
+        let sessions = self.sessions
+        guard await sessions.addStream(sink, key: streamKey, session: session.id) else {
+            throw APIError(.unauthorized, "signed_out", "sign in again")
+        }
+        let updates = await dependencies.pool.updates(of: tenant.name)
         let forwarder = Task {
             for await status in updates { sink.yield(Self.event(for: status)) }
             sink.finish()
         }
+        // Re-checks the sign-in every few seconds (a rotation on another node or by the CLI ends it); a comment every 15 s.
         let ticker = Task {
+            var sinceKeepalive: Duration = .zero
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(15))
-                sink.yield(": keepalive\n\n")
+                try? await Task.sleep(for: Self.streamRecheckInterval)
+                if (try? await isCurrent(session)) == false {
+                    await sessions.remove(id: session.id)
+                    return
+                }
+                sinceKeepalive += Self.streamRecheckInterval
+                if sinceKeepalive >= .seconds(15) {
+                    sink.yield(": keepalive\n\n")
+                    sinceKeepalive = .zero
+                }
             }
         }
         var headers = HTTPFields()
@@ -209,6 +232,7 @@ struct DashboardRoutes {
                 defer {
                     forwarder.cancel()
                     ticker.cancel()
+                    Task { await sessions.removeStream(key: streamKey, session: session.id) }
                 }
                 for await line in lines { try await writer.write(ByteBuffer(string: line)) }
                 try await writer.finish(nil)
@@ -299,7 +323,7 @@ struct DashboardRoutes {
     private func operatorPage(
         _ request: Request, _ context: AdminRequestContext, created: [String: Any]?, error: String? = nil, notice: String? = nil
     ) async throws -> Response {
-        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        guard let session = try await currentSession(request) else { return redirect("/dashboard/") }
         guard session.principal == .operator else { return redirect("/dashboard/tenant") }
         var values = base(session, title: "Tenants", page: "operator")
         values["error"] = error
@@ -353,8 +377,31 @@ struct DashboardRoutes {
 
     // MARK: Sessions, CSRF, rendering
 
-    private func currentSession(_ request: Request) async -> DashboardSession? {
-        await sessions.session(id: Self.cookieValue(request.headers[.cookie]))
+    /// The signed-in session named by the cookie, if it exists, has not expired and its credentials were not rotated since.
+    private func currentSession(_ request: Request) async throws -> DashboardSession? {
+        guard let session = await sessions.session(id: Self.cookieValue(request.headers[.cookie])) else { return nil }
+        guard try await isCurrent(session) else {
+            await sessions.remove(id: session.id)
+            return nil
+        }
+        return session
+    }
+
+    /// True while the principal's credential generation is the one the session was made under.
+    private func isCurrent(_ session: DashboardSession) async throws -> Bool {
+        guard let generation = try await credentialGeneration(of: session.principal) else { return false }
+        return DashboardSessions.same(generation, session.credentialGeneration)
+    }
+
+    private func credentialGeneration(of principal: DashboardPrincipal) async throws -> String? {
+        do {
+            switch principal {
+            case .tenant(let name): return try await dependencies.tenants.credentialGeneration(ofTenant: name)
+            case .operator: return try await dependencies.tenants.operatorCredentialGeneration()
+            }
+        } catch {
+            throw APIError.from(error)
+        }
     }
 
     /// The signed-in session for a state-changing form: same origin, matching CSRF token; else 403.
@@ -362,7 +409,7 @@ struct DashboardRoutes {
         _ request: Request, _ context: AdminRequestContext, form type: Form.Type
     ) async throws -> (DashboardSession, Form) {
         try checkOrigin(request)
-        guard let session = await currentSession(request) else {
+        guard let session = try await currentSession(request) else {
             throw APIError(.forbidden, "signed_out", "not signed in (or the session expired); sign in again")
         }
         let form = try await decodeForm(type, request, context)
