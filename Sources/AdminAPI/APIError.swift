@@ -82,6 +82,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .tenantNotFound: unknownTenant
         case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
         case .hashing: APIError(.serviceUnavailable, "unavailable", "cannot hash the token right now")
+        case .credentialsRemain: APIError(.conflict, "credentials_remain", error.description)
         }
     }
 }

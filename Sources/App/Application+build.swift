@@ -39,8 +39,9 @@ public func buildRouter(
     let dependencies = AdminAPIDependencies(
         tenants: tenants, pool: pool, audit: store,
         deleteTenant: { tenant, actor, address in
-            try await tenants.deleteTenant(tenant, actor: actor, clientAddress: address)
+            // Files first: if the wipe fails the rows stay, the tenant still exists and a retry can finish the job.
             try credentials.wipe(tenant: tenant)
+            try await tenants.deleteTenant(tenant, actor: actor, clientAddress: address)
         },
         storageReachable: {
             do {

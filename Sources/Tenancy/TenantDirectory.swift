@@ -69,13 +69,17 @@ public final class TenantDirectory: Sendable {
     let lockout: LockoutTracker
     /// Tenants seen in storage and when, so `status` does not read the database on every request.
     private let knownTenants = Mutex<[TenantName: Date]>([:])
+    /// True while files of an earlier tenant of this name remain (`auth/<name>/`); creation is refused until they are wiped.
+    private let credentialsRemain: @Sendable (TenantName) -> Bool
     let now: @Sendable () -> Date
     let logger: Logger
 
     public init(
         repositories: any SystemRepositories, masterKey: MasterKey, configuration: Configuration = .init(),
-        logger: Logger = Logger(label: "wahost.tenancy"), now: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger = Logger(label: "wahost.tenancy"), now: @escaping @Sendable () -> Date = { Date() },
+        credentialsRemain: @escaping @Sendable (TenantName) -> Bool = { _ in false }
     ) {
+        self.credentialsRemain = credentialsRemain
         self.repositories = repositories
         self.masterKey = masterKey
         self.configuration = configuration
@@ -93,6 +97,10 @@ public final class TenantDirectory: Sendable {
     public func createTenant(_ name: TenantName, mfa: Bool, actor: String, clientAddress: String? = nil) async throws(TenancyError)
         -> IssuedTenant
     {
+        guard !credentialsRemain(name) else {
+            throw TenancyError(
+                .credentialsRemain, "auth/\(name)/ still holds files of an earlier tenant '\(name)'; run `wahost tenant delete \(name)` to wipe them")
+        }
         let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa)
         let token = AdminToken.generate(for: name)
         let tokenHash = try await hashToken(token)
@@ -139,7 +147,7 @@ public final class TenantDirectory: Sendable {
         return found
     }
 
-    /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's.
+    /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's, wiped before.
     public func deleteTenant(_ name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) {
         let storedHash: String?
         do {
@@ -263,6 +271,8 @@ public struct TenancyError: Error, CustomStringConvertible {
         case storage
         /// argon2 failed.
         case hashing
+        /// Credential files of an earlier tenant of this name remain; they must be wiped first.
+        case credentialsRemain
     }
 
     /// What kind of failure.

@@ -115,6 +115,12 @@ public final class EncryptedCredentialStore: Sendable {
         return names.filter { !$0.hasPrefix(".") }.sorted()
     }
 
+    /// True if `auth/<tenant>/` exists and holds anything at all (files of an earlier tenant, temp files, directories).
+    public func holdsFiles(tenant: TenantName) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: tenantPath(tenant)) else { return false }
+        return !names.isEmpty
+    }
+
     /// Overwrites every file of `tenant` with zeros, unlinks it, and removes the directory.
     public func wipe(tenant: TenantName) throws(CredentialStoreError) {
         let path = tenantPath(tenant)
