@@ -76,10 +76,11 @@ public func makeSessionPool(
         }
     }
     let credentials = services.credentials
+    let tenants = services.tenants
     return SessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
         records: services.store, clientConfiguration: client,
-        credentialStore: { TenantCredentialStore(tenant: $0, files: credentials) },
+        credentialStore: { name in TenantCredentialStore(tenant: name, files: credentials, tenantRow: { try await tenants.tenant(named: name) }) },
         logger: logger)
 }
 

@@ -101,7 +101,7 @@ public final class TenantDirectory: Sendable {
             throw TenancyError(
                 .credentialsRemain, "auth/\(name)/ still holds files of an earlier tenant '\(name)'; run `wahost tenant delete \(name)` to wipe them")
         }
-        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa)
+        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa, instanceID: Tenant.newInstanceID())
         let token = AdminToken.generate(for: name)
         let tokenHash = try await hashToken(token)
         let secret = mfa ? TOTP.generateSecret() : nil

@@ -20,6 +20,14 @@ import Testing
         try await store.createTenant(try Self.tenant("beta", mfa: false), adminTokenHash: "$argon2id$hash-b", otpSecret: nil)
         #expect(try await store.tenant(named: acme.name) == acme)
         #expect(try await store.listTenants().map(\.name.rawValue) == ["acme", "beta"])
+        // The instance id round-trips; a tenant without one (made before it existed) reads back without one.
+        var gamma = try Self.tenant("gamma")
+        gamma.instanceID = Tenant.newInstanceID()
+        try await store.createTenant(gamma, adminTokenHash: "x", otpSecret: nil)
+        #expect(try await store.tenant(named: gamma.name)?.instanceID == gamma.instanceID)
+        #expect(try await store.listTenants(limit: 3).map(\.instanceID) == [nil, nil, gamma.instanceID])
+        #expect(try await store.listTenants(limit: 1).count == 1)
+        #expect(try await store.deleteTenant(named: gamma.name))
         await #expect(throws: RepositoryError.self) {
             try await store.createTenant(try Self.tenant("acme"), adminTokenHash: "x", otpSecret: nil)
         }
