@@ -25,6 +25,8 @@ actor DashboardSessions {
     static let lifetime: TimeInterval = 8 * 3600
     /// At most this many sessions are kept; the oldest are dropped first.
     static let capacity = 10_000
+    /// At most this many sessions per principal: signing in again and again pushes out only one's own oldest sign-ins.
+    static let capacityPerPrincipal = 20
 
     private var sessions: [String: DashboardSession] = [:]
     private var order: [String] = []
@@ -39,6 +41,8 @@ actor DashboardSessions {
         sessions[session.id] = session
         order.append(session.id)
         if order.count > Self.capacity * 2 { order.removeAll { sessions[$0] == nil } }
+        var own = order.filter { sessions[$0]?.principal == principal }
+        while own.count > Self.capacityPerPrincipal { remove(id: own.removeFirst()) }
         while sessions.count > Self.capacity, !order.isEmpty { remove(id: order.removeFirst()) }
         return session
     }
