@@ -107,8 +107,8 @@ import Testing
     }
 
     /// The task's response if it finishes within `limit`, else nil (and the task is cancelled).
-    static func finishes(_ task: Task<TestResponse, any Error>, within limit: Duration) async throws -> TestResponse? {
-        try await withThrowingTaskGroup(of: TestResponse?.self) { group in
+    static func finishes<Value: Sendable>(_ task: Task<Value, any Error>, within limit: Duration) async throws -> Value? {
+        try await withThrowingTaskGroup(of: Value?.self) { group in
             group.addTask { try await task.value }
             group.addTask {
                 try await Task.sleep(for: limit)

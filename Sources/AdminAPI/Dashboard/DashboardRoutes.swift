@@ -199,8 +199,11 @@ struct DashboardRoutes {
         let (lines, sink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
         let streamKey = UUID()
         let sessions = self.sessions
-        guard await sessions.addStream(sink, key: streamKey, session: session.id) else {
-            throw APIError(.unauthorized, "signed_out", "sign in again")
+        switch await sessions.addStream(sink, key: streamKey, session: session.id) {
+        case .opened: break
+        case .signedOut: throw APIError(.unauthorized, "signed_out", "sign in again")
+        case .tooMany:
+            throw APIError(.tooManyRequests, "too_many_streams", "this sign-in has \(DashboardSessions.streamsPerSession) live pages open already")
         }
         let updates = await dependencies.pool.updates(of: tenant.name)
         let forwarder = Task {
@@ -212,7 +215,8 @@ struct DashboardRoutes {
             var sinceKeepalive: Duration = .zero
             while !Task.isCancelled {
                 try? await Task.sleep(for: Self.streamRecheckInterval)
-                if (try? await isCurrent(session)) == false {
+                let current = (try? await isCurrent(session)) != false
+                if session.expiresAt <= Date() || !current {
                     await sessions.remove(id: session.id)
                     return
                 }

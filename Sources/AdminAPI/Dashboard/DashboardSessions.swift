@@ -27,6 +27,8 @@ actor DashboardSessions {
     static let capacity = 10_000
     /// At most this many sessions per principal: signing in again and again pushes out only one's own oldest sign-ins.
     static let capacityPerPrincipal = 20
+    /// At most this many open event streams per session (a few browser tabs).
+    static let streamsPerSession = 4
 
     private var sessions: [String: DashboardSession] = [:]
     private var order: [String] = []
@@ -68,11 +70,22 @@ actor DashboardSessions {
         for (id, session) in sessions where session.principal == principal { remove(id: id) }
     }
 
-    /// Registers an open event stream of session `id`; false if the session has ended meanwhile.
-    func addStream(_ continuation: AsyncStream<String>.Continuation, key: UUID, session id: String) -> Bool {
-        guard sessions[id] != nil else { return false }
+    /// Whether an event stream may open.
+    enum StreamAdmission: Sendable, Equatable {
+        /// Registered; it is closed when the session ends.
+        case opened
+        /// The session ended meanwhile.
+        case signedOut
+        /// The session has ``DashboardSessions/streamsPerSession`` open already.
+        case tooMany
+    }
+
+    /// Registers an open event stream of session `id`, unless the session ended or has too many open.
+    func addStream(_ continuation: AsyncStream<String>.Continuation, key: UUID, session id: String) -> StreamAdmission {
+        guard sessions[id] != nil else { return .signedOut }
+        guard (streams[id]?.count ?? 0) < Self.streamsPerSession else { return .tooMany }
         streams[id, default: [:]][key] = continuation
-        return true
+        return .opened
     }
 
     /// Forgets a stream that closed on its own.
