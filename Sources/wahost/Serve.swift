@@ -24,6 +24,11 @@ struct Serve: AsyncParsableCommand {
         help: "CIDR ranges of reverse proxies whose X-Forwarded-For names the client (env WAHOST_TRUSTED_PROXIES, comma-separated).")
     var trustedProxies: [String] = []
 
+    @Option(
+        name: .customLong("init-secrets-file"),
+        help: "On the first start, write the new secrets to this file (created 0600, must not exist) instead of stdout (env WAHOST_INIT_SECRETS_FILE).")
+    var initSecretsFile: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = storage.configuration()
@@ -77,8 +82,26 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw fail("\(error)", code: 1)
         }
+        // Opened before the first-start check, so a path that cannot be created fails before any secret exists.
+        let secretsPath = initSecretsFile ?? environment["WAHOST_INIT_SECRETS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        let secretsFile: FirstStartSecretsFile?
+        do { secretsFile = try secretsPath.map(FirstStartSecretsFile.create(path:)) } catch {
+            await services.close()
+            throw fail("--init-secrets-file: \(error)", code: 1)
+        }
         if let first = try await services.bootstrapIfEmpty() {
-            printFirstStart(first, configuration: configuration)
+            if let secretsFile {
+                do { try secretsFile.write(first, dashboardURL: "http://\(configuration.host):\(configuration.port)/dashboard/") } catch {
+                    await services.close()
+                    throw fail("--init-secrets-file: \(error); rotate the tokens with `wahost tenant rotate-token default` and `wahost operator rotate-token`", code: 1)
+                }
+                print("wahost first start: created tenant 'default'; its secrets are in \(secretsFile.path) (mode 0600).")
+                fflush(nil)
+            } else {
+                printFirstStart(first, configuration: configuration)
+            }
+        } else {
+            secretsFile?.discard()
         }
         logger.info(
             "starting",
