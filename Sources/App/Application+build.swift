@@ -2,6 +2,7 @@ import AdminAPI
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import SessionPool
 import Storage
 import Tenancy
@@ -20,10 +21,14 @@ public func buildApplication(
 public func buildApplication(
     services: WahostServices, pool: SessionPool, logger: Logger, demoPhone: (@Sendable (String) async throws -> Void)? = nil
 ) throws -> some ApplicationProtocol {
-    Application(
+    var background: [any Service] = [pool]
+    if let retention = services.configuration.auditRetention {
+        background.append(AuditRetention(retention: retention, audit: services.store, logger: logger))
+    }
+    return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
-        services: [pool],
+        services: background,
         logger: logger
     )
 }

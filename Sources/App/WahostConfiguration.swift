@@ -25,6 +25,8 @@ public struct WahostConfiguration: Sendable {
     public var leaseTTL: Duration
     /// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`, `WAHOST_TRUSTED_PROXIES`).
     public var trustedProxies: [IPNetwork] = []
+    /// Audit entries older than this are deleted (`WAHOST_AUDIT_RETENTION_DAYS`, default 90); nil keeps them forever.
+    public var auditRetention: Duration? = .seconds(90 * 86_400)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,

@@ -17,7 +17,7 @@ extension TenantDirectory {
         let storedHash: String?
         do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw AuthenticationError(.unavailable) }
         guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
-            await audit(actor: "anonymous", action: "auth.token_invalid", tenant: tenant, clientAddress: clientAddress, detail: locking ? "locked out" : nil)
+            await auditFailure("auth.token_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.tokenInvalid)
         }
         for key in keys { await lockout.recordSuccess(key) }
@@ -41,7 +41,7 @@ extension TenantDirectory {
         let storedHash: String?
         do { storedHash = try await repositories.operatorTokenHash() } catch { throw AuthenticationError(.unavailable) }
         guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
-            await audit(actor: "anonymous", action: "auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress, detail: locking ? "locked out" : nil)
+            await auditFailure("auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.tokenInvalid)
         }
         for key in keys { await lockout.recordSuccess(key) }
@@ -69,13 +69,13 @@ extension TenantDirectory {
             throw AuthenticationError(.unavailable)
         }
         guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
-            await audit(actor: "anonymous", action: "auth.otp_invalid", tenant: tenant, clientAddress: clientAddress, detail: locking ? "locked out" : nil)
+            await auditFailure("auth.otp_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.otpInvalid)
         }
         let fresh: Bool
         do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
         guard fresh else {
-            await audit(actor: "anonymous", action: "auth.otp_replayed", tenant: tenant, clientAddress: clientAddress, detail: locking ? "locked out" : nil)
+            await auditFailure("auth.otp_replayed", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.otpInvalid)
         }
         for key in keys { await lockout.recordSuccess(key) }
@@ -110,8 +110,15 @@ extension TenantDirectory {
     /// A malformed token: refused without a database read or argon2, counted against the client only.
     private func failCheaply(_ addressKey: String, action: String, clientAddress: String) async throws(AuthenticationError) -> Never {
         let locking = try await begin([addressKey])
-        await audit(actor: "anonymous", action: action, tenant: nil, clientAddress: clientAddress, detail: locking ? "locked out" : nil)
+        await auditFailure(action, tenant: nil, clientAddress: clientAddress, locking: locking)
         throw AuthenticationError(.tokenInvalid)
+    }
+
+    /// Audits an anonymous failure, folding repeats of the same (action, tenant, client) within a minute into one row.
+    private func auditFailure(_ action: String, tenant: TenantName?, clientAddress: String, locking: Bool) async {
+        let key = action + "\u{0}" + (tenant?.rawValue ?? "") + "\u{0}" + Self.addressKey(clientAddress)
+        guard case .write(let detail) = failureAudit.record(key: key, locking: locking, now: now()) else { return }
+        await audit(actor: "anonymous", action: action, tenant: tenant, clientAddress: clientAddress, detail: detail)
     }
 
     /// IPv6 clients are counted per /64, which one subscriber usually holds whole.

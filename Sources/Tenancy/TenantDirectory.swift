@@ -67,6 +67,8 @@ public final class TenantDirectory: Sendable {
     let configuration: Configuration
     let cache: VerifiedTokenCache
     let lockout: LockoutTracker
+    /// Folds floods of anonymous failures into a few audit rows.
+    let failureAudit = FailureAuditAggregator()
     /// Tenants seen in storage and when, so `status` does not read the database on every request.
     private let knownTenants = Mutex<[TenantName: Date]>([:])
     /// True while files of an earlier tenant of this name remain (`auth/<name>/`); creation is refused until they are wiped.

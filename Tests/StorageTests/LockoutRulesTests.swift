@@ -35,6 +35,26 @@ import Testing
         }
         try await store.close()
     }
+
+    @Test("a flood of bad tokens from one client writes one audit row per minute, counting the rest", arguments: Backend.available)
+    func anonymousFailuresAreAggregated(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let clock = ManualClock()
+        let configuration = TenantDirectory.Configuration(
+            hashParameters: TenantDirectoryTests.cheapHashing,
+            lockoutPolicy: LockoutPolicy(maximumFailures: 1000, window: .seconds(600), lockoutDuration: .seconds(900)))
+        let directory = TenantDirectory(repositories: store, masterKey: .generate(), configuration: configuration, now: { clock.now })
+        for _ in 0..<20 {
+            await #expect(throws: AuthenticationError.self) { try await directory.authenticateTenant(token: "junk", clientAddress: "192.0.2.1") }
+        }
+        #expect(try await store.auditEvents(tenant: nil, limit: 100).filter { $0.action == "auth.token_invalid" }.count == 1)
+        clock.advance(61)
+        await #expect(throws: AuthenticationError.self) { try await directory.authenticateTenant(token: "junk", clientAddress: "192.0.2.1") }
+        let rows = try await store.auditEvents(tenant: nil, limit: 100).filter { $0.action == "auth.token_invalid" }
+        #expect(rows.count == 2)
+        #expect(rows.first?.detail?.contains("19 more") == true, "\(rows)")
+        try await store.close()
+    }
 }
 
 /// Concurrent guesses are counted before they wait for anything, and argon2 work in flight stays bounded.

@@ -12,6 +12,19 @@ import Testing
     }
 
     @Test(arguments: Backend.available)
+    func auditRetentionDeletesOnlyOldEntries(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        for days in [100.0, 91, 1] {
+            try await store.appendAudit(
+                AuditEvent(at: now.addingTimeInterval(-days * 86_400), actor: "anonymous", action: "auth.token_invalid", tenant: nil, clientAddress: "192.0.2.1", detail: "\(days)"))
+        }
+        #expect(try await store.trimAudit(olderThan: now.addingTimeInterval(-90 * 86_400)) == 2)
+        #expect(try await store.auditEvents(tenant: nil, limit: 10).map(\.detail) == ["1.0"])
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
     func tenantsCreateListDelete(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         print("storage contract: tenants on \(store.backendName)")

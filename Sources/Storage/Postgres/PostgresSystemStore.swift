@@ -252,6 +252,13 @@ public final class PostgresSystemStore: SystemStore {
         }
     }
 
+    public func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await run { client, logger in
+            let rows = try await client.query("DELETE FROM audit_log WHERE at_ms < \(cutoff.milliseconds) RETURNING id", logger: logger)
+            return try await rows.collect().count
+        }
+    }
+
     public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
         let limit = Int64(max(0, limit))
         let query: PostgresQuery =

@@ -229,6 +229,13 @@ public final class SQLiteSystemStore: SystemStore {
         }
     }
 
+    public func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM audit_log WHERE at_ms < ?", arguments: [cutoff.milliseconds])
+            return db.changesCount
+        }
+    }
+
     public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
         try await read { db in
             let rows =

@@ -61,6 +61,8 @@ public protocol SessionRecordRepository: Sendable {
 public protocol AuditLogRepository: Sendable {
     /// Appends one entry.
     func appendAudit(_ event: AuditEvent) async throws(RepositoryError)
+    /// Deletes entries older than `cutoff`; returns how many were deleted.
+    func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int
     /// The newest entries first, optionally only those about one tenant.
     func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent]
 }
