@@ -207,6 +207,7 @@ let package = Package(
             dependencies: [
                 "Storage", "Tenancy", "TestSupport", "WhatsApp",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

@@ -46,6 +46,10 @@ public struct APIError: HTTPResponseError, Sendable {
             error.headers[.retryAfter] = String(max(1, Int(until.timeIntervalSinceNow.rounded(.up))))
             return error
         case .unavailable: return APIError(.serviceUnavailable, "storage_unavailable", "credential store unavailable")
+        case .busy:
+            var error = APIError(.serviceUnavailable, "busy", "too many sign-ins in progress; try again shortly")
+            error.headers[.retryAfter] = "1"
+            return error
         }
     }
 
@@ -78,6 +82,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .tenantNotFound: unknownTenant
         case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
         case .hashing: APIError(.serviceUnavailable, "unavailable", "cannot hash the token right now")
+        case .credentialsRemain: APIError(.conflict, "credentials_remain", error.description)
         }
     }
 }

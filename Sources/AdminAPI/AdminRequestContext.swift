@@ -6,15 +6,15 @@ public struct AdminRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The peer's socket address, when the transport has one.
     public let remoteAddress: SocketAddress?
+    /// The client's IP address as text, or `unknown`: the peer's, or the one a trusted proxy forwarded (``TrustedProxyMiddleware``).
+    var clientAddress: String
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        clientAddress = remoteAddress?.ipAddress ?? "unknown"
     }
 
     /// JSON bodies are small; anything larger is refused with 413.
     public var maxUploadSize: Int { 64 * 1024 }
-
-    /// The client's IP address as text, or `unknown`.
-    var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
 }

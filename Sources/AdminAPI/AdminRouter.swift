@@ -22,13 +22,16 @@ public struct AdminAPIDependencies: Sendable {
     public var metricsText: @Sendable () -> String
     /// Demo mode only: the simulated phone scans a QR string. Nil in `serve`, so the control does not exist there.
     public var demoPhone: (@Sendable (String) async throws -> Void)?
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for lockout and audit); empty: the socket peer counts.
+    public var trustedProxies: [IPNetwork]
 
     public init(
         tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
-        demoPhone: (@Sendable (String) async throws -> Void)? = nil
+        demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = []
     ) {
+        self.trustedProxies = trustedProxies
         self.tenants = tenants
         self.pool = pool
         self.audit = audit
@@ -44,12 +47,14 @@ public struct AdminAPIDependencies: Sendable {
 /// readiness, metrics and the OpenAPI document.
 public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Router<AdminRequestContext> {
     let router = Router(context: AdminRequestContext.self)
+    router.middlewares.add(TrustedProxyMiddleware(trusted: dependencies.trustedProxies))
     router.middlewares.add(JSONErrorMiddleware())
     router.middlewares.add(MetricsMiddleware())
     HealthRoutes(dependencies: dependencies).register(on: router)
+    let dashboardSessions = DashboardSessions()
     SessionRoutes(dependencies: dependencies).register(on: router)
-    OperatorRoutes(dependencies: dependencies).register(on: router)
-    try DashboardRoutes(dependencies: dependencies).register(on: router)
+    OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
+    try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router
 }
 

@@ -10,6 +10,8 @@ import Tenancy
 /// reset OTP, restart sessions.
 struct OperatorRoutes {
     let dependencies: AdminAPIDependencies
+    /// Dashboard sign-ins of this process, ended when their tenant's credentials change here.
+    let dashboardSessions: DashboardSessions
 
     struct TenantSummary: ResponseEncodable {
         let tenant: String
@@ -127,6 +129,7 @@ struct OperatorRoutes {
             try await authorize(request, context)
             let tenant = try await existingTenant(context)
             await dependencies.pool.remove(tenant.name)
+            await dashboardSessions.end(principal: .tenant(tenant.name))
             do { try await dependencies.deleteTenant(tenant.name, "operator", context.clientAddress) } catch let error as TenancyError {
                 throw APIError.from(error)
             } catch {
@@ -141,6 +144,7 @@ struct OperatorRoutes {
             do {
                 let token = try await dependencies.tenants.rotateAdminToken(
                     for: tenant.name, actor: "operator", clientAddress: context.clientAddress)
+                await dashboardSessions.end(principal: .tenant(tenant.name))
                 return RotatedToken(tenant: tenant.name.rawValue, adminToken: token.text)
             } catch {
                 throw APIError.from(error)
@@ -151,6 +155,7 @@ struct OperatorRoutes {
             let tenant = try await existingTenant(context)
             do {
                 let enrolment = try await dependencies.tenants.resetOTP(for: tenant.name, actor: "operator", clientAddress: context.clientAddress)
+                await dashboardSessions.end(principal: .tenant(tenant.name))
                 return OTPReset(tenant: tenant.name.rawValue, otpSecret: enrolment.secretBase32, otpauthURI: enrolment.provisioningURI)
             } catch {
                 throw APIError.from(error)

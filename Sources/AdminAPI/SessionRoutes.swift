@@ -10,7 +10,7 @@ import Tenancy
 struct SessionRoutes {
     let dependencies: AdminAPIDependencies
 
-    /// The status body (written directly: the most requested endpoint).
+    /// The status body (written directly: the most requested endpoint); anonymous callers get `connected` and `state` only.
     struct Status: ResponseGenerator {
         let tenant: String
         let connected: Bool
@@ -19,10 +19,13 @@ struct SessionRoutes {
         let me: String?
         let pairingMethod: String?
         let lastError: String?
+        /// True when the caller proved the tenant's token: then the account and the last error are shown.
+        let authenticated: Bool
 
         func response(from request: Request, context: some RequestContext) throws -> Response {
+            guard authenticated else { return JSONBody.object(["connected": .bool(connected), "state": .string(state)]).response() }
             // `me`, `pairing_method` and `last_error` are explicit nulls when unknown, as the contract shows.
-            JSONBody.object([
+            return JSONBody.object([
                 "tenant": .string(tenant), "connected": .bool(connected), "state": .string(state), "logged_in": .bool(loggedIn),
                 "me": .string(me), "pairing_method": .string(pairingMethod), "last_error": .string(lastError),
             ]).response()
@@ -89,7 +92,10 @@ struct SessionRoutes {
         let alias = router.group("session")
         for (group, fromPath) in [(canonical, true), (alias, false)] {
             group.get("status") { request, context in
-                try await status(try await statusTenant(request, context, fromPath: fromPath))
+                if request.headers[.adminToken] != nil {
+                    return try await status(try await statusCaller(request, context, fromPath: fromPath), authenticated: true)
+                }
+                return try await status(try await statusTenant(request, context, fromPath: fromPath), authenticated: false)
             }
             group.get("qr") { request, context in
                 try await qr(try await authorize(request, context, fromPath: fromPath, otp: true), context)
@@ -111,11 +117,11 @@ struct SessionRoutes {
 
     // MARK: Handlers
 
-    private func status(_ tenant: TenantName) async throws -> Status {
+    private func status(_ tenant: TenantName, authenticated: Bool) async throws -> Status {
         let status = await dependencies.pool.status(of: tenant)
         return Status(
             tenant: tenant.rawValue, connected: status.connected, state: status.state.rawValue, loggedIn: status.me != nil,
-            me: status.me, pairingMethod: status.pairingMethod?.rawValue, lastError: status.lastError)
+            me: status.me, pairingMethod: status.pairingMethod?.rawValue, lastError: status.lastError, authenticated: authenticated)
     }
 
     private func qr(_ tenant: TenantName, _ context: AdminRequestContext) async throws -> QR {
@@ -160,17 +166,27 @@ struct SessionRoutes {
             guard let parsed = try? TenantName(header) else { throw APIError.unknownTenant }
             name = parsed
         } else {
-            let all: [Tenant]
-            do { all = try await dependencies.tenants.listTenants() } catch { throw APIError.from(error) }
-            guard all.count == 1 else {
+            let only: TenantName?
+            do { only = try await dependencies.tenants.onlyTenant() } catch { throw APIError.from(error) }
+            guard let only else {
                 throw APIError.badRequest("tenant_required", "name the tenant with the x-tenant header (or use /tenants/{tenant}/session/status)")
             }
-            return all[0].name
+            return only
         }
         let exists: Bool
         do { exists = try await dependencies.tenants.exists(name) } catch { throw APIError.from(error) }
         guard exists else { throw APIError.unknownTenant }
         return name
+    }
+
+    /// The tenant whose full status a token holder asks for: the token's tenant, which must match the path or `x-tenant`.
+    private func statusCaller(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> TenantName {
+        let tenant = try await authorize(request, context, fromPath: fromPath, otp: false)
+        if !fromPath, let header = request.headers[.tenant], header != tenant.rawValue {
+            await audit("auth.token_wrong_tenant", tenant: try? TenantName(header), context, actor: "tenant:\(tenant)")
+            throw APIError.wrongTenant
+        }
+        return tenant
     }
 
     /// Verifies `x-admin-token` (and `x-otp` when asked); on canonical paths the token must name the path's tenant.

@@ -2,6 +2,7 @@ import AdminAPI
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import SessionPool
 import Storage
 import Tenancy
@@ -20,10 +21,14 @@ public func buildApplication(
 public func buildApplication(
     services: WahostServices, pool: SessionPool, logger: Logger, demoPhone: (@Sendable (String) async throws -> Void)? = nil
 ) throws -> some ApplicationProtocol {
-    Application(
+    var background: [any Service] = [pool]
+    if let retention = services.configuration.auditRetention {
+        background.append(AuditRetention(retention: retention, audit: services.store, logger: logger))
+    }
+    return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
-        services: [pool],
+        services: background,
         logger: logger
     )
 }
@@ -39,8 +44,9 @@ public func buildRouter(
     let dependencies = AdminAPIDependencies(
         tenants: tenants, pool: pool, audit: store,
         deleteTenant: { tenant, actor, address in
-            try await tenants.deleteTenant(tenant, actor: actor, clientAddress: address)
+            // Files first: if the wipe fails the rows stay, the tenant still exists and a retry can finish the job.
             try credentials.wipe(tenant: tenant)
+            try await tenants.deleteTenant(tenant, actor: actor, clientAddress: address)
         },
         storageReachable: {
             do {
@@ -53,7 +59,7 @@ public func buildRouter(
         },
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
-        demoPhone: demoPhone)
+        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies)
     return try buildAdminRouter(dependencies)
 }
 
@@ -75,10 +81,11 @@ public func makeSessionPool(
         }
     }
     let credentials = services.credentials
+    let tenants = services.tenants
     return SessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
         records: services.store, clientConfiguration: client,
-        credentialStore: { TenantCredentialStore(tenant: $0, files: credentials) },
+        credentialStore: { name in TenantCredentialStore(tenant: name, files: credentials, tenantRow: { try await tenants.tenant(named: name) }) },
         logger: logger)
 }
 

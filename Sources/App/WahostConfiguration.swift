@@ -1,4 +1,5 @@
 import Foundation
+import Tenancy
 
 /// Everything `wahost` reads from flags and environment (docs/operations.md).
 public struct WahostConfiguration: Sendable {
@@ -22,6 +23,10 @@ public struct WahostConfiguration: Sendable {
     public var whatsAppCAFile: String?
     /// A lease not renewed for this long is taken over by another node (`WAHOST_LEASE_TTL`, seconds).
     public var leaseTTL: Duration
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`, `WAHOST_TRUSTED_PROXIES`).
+    public var trustedProxies: [IPNetwork] = []
+    /// Audit entries older than this are deleted (`WAHOST_AUDIT_RETENTION_DAYS`, default 90); nil keeps them forever.
+    public var auditRetention: Duration? = .seconds(90 * 86_400)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,

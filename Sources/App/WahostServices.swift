@@ -24,17 +24,18 @@ public struct WahostServices: Sendable {
         let store = try await SystemStoreFactory.open(
             databaseURL: configuration.databaseURL, dataDirectory: configuration.dataDirectory, logger: logger)
         let tenants = TenantDirectory(
-            repositories: store, masterKey: masterKey, configuration: tenancyConfiguration, logger: logger)
+            repositories: store, masterKey: masterKey, configuration: tenancyConfiguration, logger: logger,
+            credentialsRemain: { credentials.holdsFiles(tenant: $0) })
         return WahostServices(store: store, tenants: tenants, credentials: credentials, configuration: configuration)
     }
 
     /// `sqlite` or `postgres`.
     public var backendName: String { store.backendName }
 
-    /// Deletes a tenant: its rows, then its credential files for good.
+    /// Deletes a tenant: its credential files for good, then its rows; a failed wipe keeps the rows, so a retry finds the tenant.
     public func deleteTenant(_ name: TenantName, actor: String) async throws {
-        try await tenants.deleteTenant(name, actor: actor)
         try credentials.wipe(tenant: name)
+        try await tenants.deleteTenant(name, actor: actor)
     }
 
     /// On a first start with no tenant: creates tenant `default` (with MFA) and the operator token, to be shown once.

@@ -12,7 +12,8 @@ public enum SystemStoreFactory {
             return try SQLiteSystemStore(path: path)
         }
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            guard let parsed = PostgresURL(url) else { throw RepositoryError(.unavailable, "cannot parse the PostgreSQL URL") }
+            let parsed: PostgresURL
+            do { parsed = try PostgresURL(url) } catch { throw RepositoryError(.unavailable, error.description) }
             return try await PostgresSystemStore(url: parsed, logger: logger)
         }
         throw RepositoryError(.unavailable, "unsupported database URL scheme; use sqlite:// or postgres://")

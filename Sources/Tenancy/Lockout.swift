@@ -20,6 +20,14 @@ public struct LockoutPolicy: Sendable, Equatable {
     public static let standard = LockoutPolicy(maximumFailures: 10, window: .seconds(600), lockoutDuration: .seconds(900))
 }
 
+/// Whether an authentication attempt may go on.
+public enum AttemptAdmission: Sendable, Equatable {
+    /// A key was locked already: refuse without looking at the credential.
+    case refused(until: Date)
+    /// Counted as a failure of every key until a success forgets it; `locking` if this attempt reached the limit.
+    case counted(locking: Bool)
+}
+
 /// Counts authentication failures per key (a tenant, a client address) and locks keys that fail too often.
 /// Memory is bounded: at most `capacity` keys are tracked, the stalest are dropped first.
 public actor LockoutTracker {
@@ -41,6 +49,15 @@ public actor LockoutTracker {
     public func lockedUntil(_ key: String, now: Date) -> Date? {
         guard let until = entries[key]?.lockedUntil, until > now else { return nil }
         return until
+    }
+
+    /// In one step: refuses if any of `keys` is locked, else counts this attempt as a failure of each (a success forgets it),
+    /// so concurrent guesses cannot all pass the check before the first one is counted.
+    public func beginAttempt(_ keys: [String], now: Date) -> AttemptAdmission {
+        if let until = keys.compactMap({ lockedUntil($0, now: now) }).max() { return .refused(until: until) }
+        var locking = false
+        for key in keys where recordFailure(key, now: now) != nil { locking = true }
+        return .counted(locking: locking)
     }
 
     /// Records a failure; returns the lockout end if this failure locked the key.

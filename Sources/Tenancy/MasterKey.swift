@@ -37,9 +37,10 @@ public struct MasterKey: Sendable {
     public var base64: String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
 
     /// HKDF-SHA256(ikm: master key, salt: purpose, info: tenant name), 32 bytes.
-    public func derivedKey(for tenant: TenantName, purpose: Purpose) -> SymmetricKey {
-        HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array(tenant.rawValue.utf8), outputByteCount: 32)
+    public func derivedKey(for tenant: TenantName, purpose: Purpose, instanceID: String? = nil) -> SymmetricKey {
+        // info = name, or name 0x00 instance id: a later tenant of the same name derives a different key.
+        let info = instanceID.map { tenant.rawValue + "\u{0}" + $0 } ?? tenant.rawValue
+        return HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array(info.utf8), outputByteCount: 32)
     }
 }
 

@@ -8,12 +8,18 @@ public struct Tenant: Hashable, Sendable, Codable {
     public var createdAt: Date
     /// Whether state-changing session calls need a TOTP code (`x-otp`).
     public var mfaEnabled: Bool
+    /// Random id of this tenant (not of its name), mixed into its credential keys; nil for tenants made before it existed.
+    public var instanceID: String?
 
-    public init(name: TenantName, createdAt: Date, mfaEnabled: Bool) {
+    public init(name: TenantName, createdAt: Date, mfaEnabled: Bool, instanceID: String? = nil) {
         self.name = name
         self.createdAt = createdAt
         self.mfaEnabled = mfaEnabled
+        self.instanceID = instanceID
     }
+
+    /// A fresh random instance id: 128 bits, hex.
+    public static func newInstanceID() -> String { SecureRandom.bytes(16).map { String(format: "%02x", $0) }.joined() }
 }
 
 /// An OTP secret as stored: sealed with the tenant's OTP key, plus the last time step that was accepted.

@@ -34,41 +34,60 @@ public final class TenantDirectory: Sendable {
         public var verifiedTokenLifetime: Duration
         /// The issuer shown in authenticator apps.
         public var otpIssuer: String
+        /// argon2 runs at once (64 MiB each); verifications beyond this wait in a queue.
+        public var argon2Concurrency: Int
+        /// Verifications allowed to wait for argon2; more are refused as busy (503) instead of piling up.
+        public var argon2QueueLimit: Int
         /// How long ``TenantDirectory/exists(_:)`` trusts that a tenant it saw still exists; a deletion made by
         /// this process shows at once, one made by another node sharing the database within this time.
         public var knownTenantLifetime: Duration
 
         public init(
             hashParameters: Argon2id.Parameters = .rfc9106LowMemory, lockoutPolicy: LockoutPolicy = .standard,
-            verifiedTokenLifetime: Duration = .seconds(300), otpIssuer: String = "wahost", knownTenantLifetime: Duration = .seconds(5)
+            verifiedTokenLifetime: Duration = .seconds(300), otpIssuer: String = "wahost", knownTenantLifetime: Duration = .seconds(5),
+            argon2Concurrency: Int = Configuration.defaultArgon2Concurrency, argon2QueueLimit: Int = 32
         ) {
+            self.argon2Concurrency = argon2Concurrency
+            self.argon2QueueLimit = argon2QueueLimit
             self.hashParameters = hashParameters
             self.lockoutPolicy = lockoutPolicy
             self.verifiedTokenLifetime = verifiedTokenLifetime
             self.otpIssuer = otpIssuer
             self.knownTenantLifetime = knownTenantLifetime
         }
+
+        /// One argon2 run per core, at most 4 (256 MiB).
+        public static var defaultArgon2Concurrency: Int { min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
     }
 
-    private let repositories: any SystemRepositories
-    private let masterKey: MasterKey
-    private let hasher: Argon2id
-    private let configuration: Configuration
-    private let cache: VerifiedTokenCache
-    private let lockout: LockoutTracker
+    let repositories: any SystemRepositories
+    /// Bounds argon2 runs in flight (verifications and new hashes).
+    public let argon2Gate: Argon2Gate
+    let masterKey: MasterKey
+    let hasher: Argon2id
+    let configuration: Configuration
+    let cache: VerifiedTokenCache
+    let lockout: LockoutTracker
+    /// Folds floods of anonymous failures into a few audit rows.
+    let failureAudit = FailureAuditAggregator()
     /// Tenants seen in storage and when, so `status` does not read the database on every request.
     private let knownTenants = Mutex<[TenantName: Date]>([:])
-    private let now: @Sendable () -> Date
-    private let logger: Logger
+    /// True while files of an earlier tenant of this name remain (`auth/<name>/`); creation is refused until they are wiped.
+    private let credentialsRemain: @Sendable (TenantName) -> Bool
+    let now: @Sendable () -> Date
+    let logger: Logger
 
     public init(
         repositories: any SystemRepositories, masterKey: MasterKey, configuration: Configuration = .init(),
-        logger: Logger = Logger(label: "wahost.tenancy"), now: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger = Logger(label: "wahost.tenancy"), now: @escaping @Sendable () -> Date = { Date() },
+        credentialsRemain: @escaping @Sendable (TenantName) -> Bool = { _ in false }
     ) {
+        self.credentialsRemain = credentialsRemain
         self.repositories = repositories
         self.masterKey = masterKey
         self.configuration = configuration
         self.hasher = Argon2id(parameters: configuration.hashParameters)
+        self.argon2Gate = Argon2Gate(maximumRunning: configuration.argon2Concurrency, maximumWaiting: configuration.argon2QueueLimit)
         self.cache = VerifiedTokenCache(lifetime: configuration.verifiedTokenLifetime)
         self.lockout = LockoutTracker(policy: configuration.lockoutPolicy)
         self.logger = logger
@@ -81,7 +100,11 @@ public final class TenantDirectory: Sendable {
     public func createTenant(_ name: TenantName, mfa: Bool, actor: String, clientAddress: String? = nil) async throws(TenancyError)
         -> IssuedTenant
     {
-        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa)
+        guard !credentialsRemain(name) else {
+            throw TenancyError(
+                .credentialsRemain, "auth/\(name)/ still holds files of an earlier tenant '\(name)'; run `wahost tenant delete \(name)` to wipe them")
+        }
+        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa, instanceID: Tenant.newInstanceID())
         let token = AdminToken.generate(for: name)
         let tokenHash = try await hashToken(token)
         let secret = mfa ? TOTP.generateSecret() : nil
@@ -98,6 +121,13 @@ public final class TenantDirectory: Sendable {
     /// Every tenant, ordered by name.
     public func listTenants() async throws(TenancyError) -> [Tenant] {
         do { return try await repositories.listTenants() } catch { throw TenancyError(error) }
+    }
+
+    /// The only tenant, or nil when there are none or several; reads at most two rows.
+    public func onlyTenant() async throws(TenancyError) -> TenantName? {
+        let first: [Tenant]
+        do { first = try await repositories.listTenants(limit: 2) } catch { throw TenancyError(error) }
+        return first.count == 1 ? first[0].name : nil
     }
 
     /// The tenant named `name`, if it exists.
@@ -120,7 +150,7 @@ public final class TenantDirectory: Sendable {
         return found
     }
 
-    /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's.
+    /// Deletes a tenant and its rows; throws `.tenantNotFound` if there is none. Credential files are the caller's, wiped before.
     public func deleteTenant(_ name: TenantName, actor: String, clientAddress: String? = nil) async throws(TenancyError) {
         let storedHash: String?
         do {
@@ -191,95 +221,15 @@ public final class TenantDirectory: Sendable {
         return token
     }
 
-    // MARK: Authentication
-
-    /// Verifies a tenant's admin token; returns the tenant it names.
-    public func authenticateTenant(token: String?, clientAddress: String) async throws(AuthenticationError) -> TenantName {
-        try await checkNotLocked(keys: [Self.addressKey(clientAddress)])
-        guard let token, !token.isEmpty else { throw AuthenticationError(.tokenMissing) }
-        guard let parsed = AdminToken.parse(token), let tenant = parsed.tenant else {
-            try await fail(keys: [Self.addressKey(clientAddress)], error: .tokenInvalid, action: "auth.token_invalid", tenant: nil, clientAddress: clientAddress)
-        }
-        let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
-        try await checkNotLocked(keys: keys)
-        let storedHash: String?
-        do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw AuthenticationError(.unavailable) }
-        guard let storedHash, await verify(token: token, storedHash: storedHash) else {
-            try await fail(keys: keys, error: .tokenInvalid, action: "auth.token_invalid", tenant: tenant, clientAddress: clientAddress)
-        }
-        for key in keys { await lockout.recordSuccess(key) }
-        return tenant
-    }
-
-    /// Verifies the operator token.
-    public func authenticateOperator(token: String?, clientAddress: String) async throws(AuthenticationError) {
-        let keys = [Self.addressKey(clientAddress), "operator"]
-        try await checkNotLocked(keys: keys)
-        guard let token, !token.isEmpty else { throw AuthenticationError(.tokenMissing) }
-        let storedHash: String?
-        do { storedHash = try await repositories.operatorTokenHash() } catch { throw AuthenticationError(.unavailable) }
-        guard let parsed = AdminToken.parse(token), parsed.tenant == nil, let storedHash,
-            await verify(token: token, storedHash: storedHash)
-        else {
-            try await fail(keys: keys, error: .tokenInvalid, action: "auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress)
-        }
-        for key in keys { await lockout.recordSuccess(key) }
-    }
-
-    /// Checks a TOTP code for an MFA tenant and uses it up; a tenant without MFA passes without a code.
-    public func verifyOTP(for tenant: TenantName, code: String?, clientAddress: String) async throws(AuthenticationError) {
-        let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
-        try await checkNotLocked(keys: keys)
-        let stored: StoredOTPSecret?
-        do { stored = try await repositories.otpSecret(for: tenant) } catch { throw AuthenticationError(.unavailable) }
-        guard let stored else { return }
-        guard let code, !code.isEmpty else { throw AuthenticationError(.otpRequired) }
-        guard let secret = open(sealedOTPSecret: stored.sealedSecret, for: tenant) else {
-            logger.error("stored OTP secret does not open with the master key", metadata: ["tenant": "\(tenant)"])
-            throw AuthenticationError(.unavailable)
-        }
-        guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
-            try await fail(keys: keys, error: .otpInvalid, action: "auth.otp_invalid", tenant: tenant, clientAddress: clientAddress)
-        }
-        let fresh: Bool
-        do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
-        guard fresh else {
-            try await fail(keys: keys, error: .otpInvalid, action: "auth.otp_replayed", tenant: tenant, clientAddress: clientAddress)
-        }
-        for key in keys { await lockout.recordSuccess(key) }
-    }
-
-    // MARK: Internals
-
-    private func verify(token: String, storedHash: String) async -> Bool {
-        let moment = now()
-        if await cache.contains(token: token, storedHash: storedHash, now: moment) { return true }
-        guard await hasher.verifyOffPool(token, against: storedHash) else { return false }
-        await cache.insert(token: token, storedHash: storedHash, now: moment)
-        return true
-    }
-
-    private func checkNotLocked(keys: [String]) async throws(AuthenticationError) {
-        let moment = now()
-        for key in keys {
-            if let until = await lockout.lockedUntil(key, now: moment) { throw AuthenticationError(.lockedOut(until: until)) }
-        }
-    }
-
-    private func fail(keys: [String], error: AuthenticationError.Code, action: String, tenant: TenantName?, clientAddress: String)
-        async throws(AuthenticationError) -> Never
-    {
-        let moment = now()
-        var lockedUntil: Date?
-        for key in keys {
-            if let until = await lockout.recordFailure(key, now: moment) { lockedUntil = max(lockedUntil ?? until, until) }
-        }
-        await audit(actor: "anonymous", action: action, tenant: tenant, clientAddress: clientAddress, detail: lockedUntil == nil ? nil : "locked out")
-        throw AuthenticationError(error)
-    }
-
     private func hashToken(_ token: AdminToken) async throws(TenancyError) -> String {
-        do { return try await hasher.hashOffPool(token.text) } catch { throw TenancyError(.hashing, error.description) }
+        let hasher = self.hasher
+        let text = token.text
+        let result = await argon2Gate.run(refusable: false) { Result { () throws(Argon2Error) in try hasher.hash(text) } }
+        switch result {
+        case .some(.success(let hash)): return hash
+        case .some(.failure(let error)): throw TenancyError(.hashing, error.description)
+        case .none: throw TenancyError(.hashing, "argon2 is busy")
+        }
     }
 
     private func seal(otpSecret: [UInt8], for tenant: TenantName) -> [UInt8] {
@@ -289,7 +239,7 @@ public final class TenantDirectory: Sendable {
         return Array(box.combined!)
     }
 
-    private func open(sealedOTPSecret: [UInt8], for tenant: TenantName) -> [UInt8]? {
+    func open(sealedOTPSecret: [UInt8], for tenant: TenantName) -> [UInt8]? {
         let key = masterKey.derivedKey(for: tenant, purpose: .otpSecret)
         guard let box = try? AES.GCM.SealedBox(combined: sealedOTPSecret),
             let plain = try? AES.GCM.open(box, using: key, authenticating: Array("otp-secret:\(tenant)".utf8))
@@ -303,15 +253,13 @@ public final class TenantDirectory: Sendable {
             secretBase32: Base32.encode(secret), provisioningURI: totp.provisioningURI(account: tenant.rawValue, issuer: configuration.otpIssuer))
     }
 
-    private func audit(actor: String, action: String, tenant: TenantName?, clientAddress: String?, detail: String?) async {
+    func audit(actor: String, action: String, tenant: TenantName?, clientAddress: String?, detail: String?) async {
         let event = AuditEvent(at: now(), actor: actor, action: action, tenant: tenant?.rawValue, clientAddress: clientAddress, detail: detail)
         do { try await repositories.appendAudit(event) } catch {
             logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
         }
     }
 
-    private static func addressKey(_ address: String) -> String { "address:" + address }
-    private static func tenantKey(_ tenant: TenantName) -> String { "tenant:" + tenant.rawValue }
 }
 
 /// A tenant operation failed.
@@ -326,6 +274,8 @@ public struct TenancyError: Error, CustomStringConvertible {
         case storage
         /// argon2 failed.
         case hashing
+        /// Credential files of an earlier tenant of this name remain; they must be wiped first.
+        case credentialsRemain
     }
 
     /// What kind of failure.
@@ -340,40 +290,5 @@ public struct TenancyError: Error, CustomStringConvertible {
 
     init(_ error: RepositoryError) {
         self.init(.storage, error.message)
-    }
-}
-
-/// A credential check failed; says what to tell the caller, never why in detail.
-public struct AuthenticationError: Error, Equatable, CustomStringConvertible {
-    /// The outcome.
-    public enum Code: Sendable, Equatable {
-        /// No token presented.
-        case tokenMissing
-        /// Token malformed, unknown or wrong.
-        case tokenInvalid
-        /// The tenant has MFA and no code was given.
-        case otpRequired
-        /// Wrong, expired or already used code.
-        case otpInvalid
-        /// Too many failures; retry after the instant given.
-        case lockedOut(until: Date)
-        /// The database could not be read.
-        case unavailable
-    }
-
-    /// The outcome.
-    public let code: Code
-
-    public init(_ code: Code) { self.code = code }
-
-    public var description: String {
-        switch code {
-        case .tokenMissing: "admin token missing"
-        case .tokenInvalid: "admin token invalid"
-        case .otpRequired: "one-time code required"
-        case .otpInvalid: "one-time code invalid or already used"
-        case .lockedOut: "too many failed attempts; try again later"
-        case .unavailable: "credential store unavailable"
-        }
     }
 }

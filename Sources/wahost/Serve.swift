@@ -19,9 +19,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("node-id"), help: "Lease owner name (env WAHOST_NODE_ID, default the host name, made unique per live process).")
     var nodeID: String?
 
+    @Option(
+        name: .customLong("trusted-proxy"), parsing: .upToNextOption,
+        help: "CIDR ranges of reverse proxies whose X-Forwarded-For names the client (env WAHOST_TRUSTED_PROXIES, comma-separated).")
+    var trustedProxies: [String] = []
+
+    @Option(
+        name: .customLong("init-secrets-file"),
+        help: "On the first start, write the new secrets to this file (created 0600, must not exist) instead of stdout (env WAHOST_INIT_SECRETS_FILE).")
+    var initSecretsFile: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = storage.configuration()
+        var tenancy = TenantDirectory.Configuration()
         configuration.host = host ?? environment["WAHOST_HOST"] ?? configuration.host
         if let port = port ?? environment["WAHOST_PORT"].flatMap(Int.init) {
             guard (0...65535).contains(port) else { throw fail("port must be 0-65535", code: 2) }
@@ -33,6 +44,24 @@ struct Serve: AsyncParsableCommand {
         if let ttl = environment["WAHOST_LEASE_TTL"] {
             guard let seconds = Int(ttl), (3...3600).contains(seconds) else { throw fail("WAHOST_LEASE_TTL must be 3-3600 seconds", code: 2) }
             configuration.leaseTTL = .seconds(seconds)
+        }
+        let proxyTexts = trustedProxies.isEmpty
+            ? (environment["WAHOST_TRUSTED_PROXIES"] ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init) : trustedProxies
+        for text in proxyTexts {
+            guard let network = IPNetwork(text) else { throw fail("--trusted-proxy: '\(text)' is not an address or CIDR range", code: 2) }
+            configuration.trustedProxies.append(network)
+        }
+        if let text = environment["WAHOST_AUDIT_RETENTION_DAYS"] {
+            guard let days = Int(text), (0...36_500).contains(days) else { throw fail("WAHOST_AUDIT_RETENTION_DAYS must be 0-36500 (0 keeps everything)", code: 2) }
+            configuration.auditRetention = days == 0 ? nil : .seconds(days * 86_400)
+        }
+        if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
+            guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }
+            tenancy.argon2Concurrency = count
+        }
+        if let text = environment["WAHOST_ARGON2_QUEUE"] {
+            guard let count = Int(text), (0...10_000).contains(count) else { throw fail("WAHOST_ARGON2_QUEUE must be 0-10000", code: 2) }
+            tenancy.argon2QueueLimit = count
         }
         let identity: NodeIdentity
         do {
@@ -47,7 +76,6 @@ struct Serve: AsyncParsableCommand {
 
         var logger = Logger(label: "wahost")
         logger.logLevel = environment["WAHOST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        var tenancy = TenantDirectory.Configuration()
         if let text = environment["WAHOST_LOCKOUT_MAX_FAILURES"] {
             guard let failures = Int(text), failures >= 1 else { throw fail("WAHOST_LOCKOUT_MAX_FAILURES must be a positive number", code: 2) }
             tenancy.lockoutPolicy.maximumFailures = failures
@@ -58,8 +86,26 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw fail("\(error)", code: 1)
         }
+        // Opened before the first-start check, so a path that cannot be created fails before any secret exists.
+        let secretsPath = initSecretsFile ?? environment["WAHOST_INIT_SECRETS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        let secretsFile: FirstStartSecretsFile?
+        do { secretsFile = try secretsPath.map(FirstStartSecretsFile.create(path:)) } catch {
+            await services.close()
+            throw fail("--init-secrets-file: \(error)", code: 1)
+        }
         if let first = try await services.bootstrapIfEmpty() {
-            printFirstStart(first, configuration: configuration)
+            if let secretsFile {
+                do { try secretsFile.write(first, dashboardURL: "http://\(configuration.host):\(configuration.port)/dashboard/") } catch {
+                    await services.close()
+                    throw fail("--init-secrets-file: \(error); rotate the tokens with `wahost tenant rotate-token default` and `wahost operator rotate-token`", code: 1)
+                }
+                print("wahost first start: created tenant 'default'; its secrets are in \(secretsFile.path) (mode 0600).")
+                fflush(nil)
+            } else {
+                printFirstStart(first, configuration: configuration)
+            }
+        } else {
+            secretsFile?.discard()
         }
         logger.info(
             "starting",

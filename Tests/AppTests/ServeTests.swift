@@ -69,6 +69,33 @@ import FoundationNetworking
         second.stop()
         #expect(!second.output.contains("created tenant"), "secrets are printed on the first start only")
     }
+
+    @Test func initSecretsFileKeepsFirstStartSecretsOffStdout() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let secretsPath = dataDirectory + "/first-start.json"
+        let port = try freePort()
+        let server = try ServerProcess.start(
+            arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory, "--init-secrets-file", secretsPath])
+        defer { server.stop() }
+        try await server.waitForHealth(port: port)
+        server.stop()
+        #expect(!server.output.contains("wah_default_") && !server.output.contains("wahop_"), "no secret on stdout: \(server.output)")
+        #expect(server.output.contains(secretsPath))
+        let attributes = try FileManager.default.attributesOfItem(atPath: secretsPath)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let secrets = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: secretsPath))) as? [String: String])
+        #expect(secrets["admin_token"]?.hasPrefix("wah_default_") == true)
+        #expect(secrets["operator_token"]?.hasPrefix("wahop_") == true)
+        #expect(secrets["otp_secret"]?.count == 32)
+
+        // An existing file is never overwritten: the start fails before creating anything.
+        let again = try ServerProcess.start(
+            arguments: ["serve", "--port", "\(try freePort())", "--data-dir", try makeTemporaryDirectory(), "--init-secrets-file", secretsPath])
+        defer { again.stop() }
+        for _ in 0..<300 where again.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!again.process.isRunning && again.process.terminationStatus == 1)
+        #expect(again.output.contains("cannot create"), "\(again.output)")
+    }
 }
 
 /// A running `wahost` child process with its output captured to a file.

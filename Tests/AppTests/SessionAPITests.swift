@@ -132,9 +132,18 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         #expect(before.object["state"] as? String == "stopped")
 
         let user = try await pairByQR(rig, port: port, tenant: "acme", token: token)
-        let status = try await http("GET", port, "/session/status")  // the only tenant
-        #expect(status.object["connected"] as? Bool == true)
-        #expect((status.object["me"] as? String)?.hasPrefix(user) == true)
+        // Anonymous callers learn whether the session is up, nothing about the account or its errors.
+        let anonymous = try await http("GET", port, "/session/status")  // the only tenant
+        #expect(anonymous.object["connected"] as? Bool == true)
+        #expect(Set(anonymous.object.keys) == ["connected", "state"], "\(anonymous.text)")
+        #expect(Set(try await http("GET", port, "/tenants/acme/session/status").object.keys) == ["connected", "state"])
+        // The tenant's token shows the full body, on both paths; a wrong token is refused, not downgraded.
+        let status = try await http("GET", port, "/session/status", headers: ["x-admin-token": token])
+        #expect((status.object["me"] as? String)?.hasPrefix(user) == true, "\(status.text)")
+        #expect(status.object.keys.contains("last_error"))
+        let canonical = try await http("GET", port, "/tenants/acme/session/status", headers: ["x-admin-token": token])
+        #expect((canonical.object["me"] as? String)?.hasPrefix(user) == true)
+        #expect(try await http("GET", port, "/session/status", headers: ["x-admin-token": token + "x"]).status == 401)
 
         let groups = try await http("GET", port, "/tenants/acme/session/groups", headers: ["x-admin-token": token])
         #expect(groups.status == 200)
@@ -249,6 +258,8 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
             #expect(response.errorCode == "token_wrong_tenant")
         }
         #expect(try await http("GET", port, "/tenants/bravo/session/status").object["state"] as? String == "stopped", "bravo untouched")
+        #expect(try await http("GET", port, "/tenants/bravo/session/status", headers: ["x-admin-token": tokenA]).status == 403)
+        #expect(try await http("GET", port, "/session/status", headers: ["x-admin-token": tokenA, "x-tenant": "bravo"]).status == 403)
 
         // Tokens.
         #expect(try await http("GET", port, "/tenants/bravo/session/groups").status == 401)

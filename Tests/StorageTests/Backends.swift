@@ -28,7 +28,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             }
             let name = "wahost_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
             try await Self.createDatabase(name, server: server)
-            let url = PostgresURL("postgres://\(server.user)@\(server.host):\(server.port)/\(name)")!
+            let url = try PostgresURL("postgres://\(server.user)@\(server.host):\(server.port)/\(name)")
             return try await PostgresSystemStore(url: url, logger: Logger(label: "test.postgres"))
         }
     }

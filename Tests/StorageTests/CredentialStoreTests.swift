@@ -33,10 +33,10 @@ import WhatsApp
     @Test func preKeysAreKeptSealedAndCompactAndLegacyJSONIsMigrated() async throws {
         let (files, directory) = try makeStore()
         let store = TenantCredentialStore(tenant: acme, files: files)
-        #expect(try store.loadPreKeys() == [])
+        #expect(try await store.loadPreKeys() == [])
         let first = PreKey.generate(count: 812, firstID: 1)
         try await store.savePreKeys(first)
-        #expect(try store.loadPreKeys() == first)
+        #expect(try await store.loadPreKeys() == first)
         #expect(files.files(tenant: acme) == [TenantCredentialStore.preKeyFileName])
         let raw = try #require(FileManager.default.contents(atPath: directory + "/acme/" + TenantCredentialStore.preKeyFileName))
         #expect(raw.range(of: Data(first[0].keyPair.privateKey)) == nil, "sealed")
@@ -45,15 +45,15 @@ import WhatsApp
         let legacy = PreKey.generate(count: 5, firstID: 1)
         try files.write(Array(try JSONEncoder().encode(legacy)), file: "prekeys.json", tenant: beta)
         let betaStore = TenantCredentialStore(tenant: beta, files: files)
-        #expect(try betaStore.loadPreKeys() == legacy)
+        #expect(try await betaStore.loadPreKeys() == legacy)
         let refill = PreKey.generate(count: 3, firstID: 6)
         try await betaStore.savePreKeys(refill)
-        #expect(try betaStore.loadPreKeys() == legacy + refill)
+        #expect(try await betaStore.loadPreKeys() == legacy + refill)
         #expect(files.files(tenant: beta) == [TenantCredentialStore.preKeyFileName])
 
         // A damaged record is reported as corrupt, not silently dropped.
         try files.write([9, 9, 9], file: TenantCredentialStore.preKeyFileName, tenant: beta)
-        #expect(throws: CredentialStoreError.self) { try betaStore.loadPreKeys() }
+        await #expect(throws: CredentialStoreError.self) { try await betaStore.loadPreKeys() }
     }
 
     @Test func filesHoldNoPlaintext() throws {

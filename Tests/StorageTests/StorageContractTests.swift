@@ -12,6 +12,19 @@ import Testing
     }
 
     @Test(arguments: Backend.available)
+    func auditRetentionDeletesOnlyOldEntries(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        for days in [100.0, 91, 1] {
+            try await store.appendAudit(
+                AuditEvent(at: now.addingTimeInterval(-days * 86_400), actor: "anonymous", action: "auth.token_invalid", tenant: nil, clientAddress: "192.0.2.1", detail: "\(days)"))
+        }
+        #expect(try await store.trimAudit(olderThan: now.addingTimeInterval(-90 * 86_400)) == 2)
+        #expect(try await store.auditEvents(tenant: nil, limit: 10).map(\.detail) == ["1.0"])
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
     func tenantsCreateListDelete(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         print("storage contract: tenants on \(store.backendName)")
@@ -20,6 +33,14 @@ import Testing
         try await store.createTenant(try Self.tenant("beta", mfa: false), adminTokenHash: "$argon2id$hash-b", otpSecret: nil)
         #expect(try await store.tenant(named: acme.name) == acme)
         #expect(try await store.listTenants().map(\.name.rawValue) == ["acme", "beta"])
+        // The instance id round-trips; a tenant without one (made before it existed) reads back without one.
+        var gamma = try Self.tenant("gamma")
+        gamma.instanceID = Tenant.newInstanceID()
+        try await store.createTenant(gamma, adminTokenHash: "x", otpSecret: nil)
+        #expect(try await store.tenant(named: gamma.name)?.instanceID == gamma.instanceID)
+        #expect(try await store.listTenants(limit: 3).map(\.instanceID) == [nil, nil, gamma.instanceID])
+        #expect(try await store.listTenants(limit: 1).count == 1)
+        #expect(try await store.deleteTenant(named: gamma.name))
         await #expect(throws: RepositoryError.self) {
             try await store.createTenant(try Self.tenant("acme"), adminTokenHash: "x", otpSecret: nil)
         }

@@ -144,14 +144,14 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         let rig = try await Rig.make()
         let (client, user, session) = try await rig.pairedClient()
         try await eventually { await rig.simulator.observed.preKeys[user] == PreKeyPolicy.initialBatch }
-        let stored = try rig.store.loadPreKeys()
+        let stored = try await rig.store.loadPreKeys()
         #expect(stored.count == PreKeyPolicy.initialBatch, "private halves stored")
         #expect(stored.map(\.id) == Array(1...UInt32(PreKeyPolicy.initialBatch)))
         #expect(try await rig.store.load()?.nextPreKeyID == UInt32(PreKeyPolicy.initialBatch) + 1)
 
         await rig.simulator.consumePreKeys(ofAccount: user, leaving: 2)
         try await eventually { await rig.simulator.observed.preKeys[user] == 2 + PreKeyPolicy.refillBatch }
-        let refilled = try rig.store.loadPreKeys()
+        let refilled = try await rig.store.loadPreKeys()
         #expect(refilled.last?.id == UInt32(PreKeyPolicy.initialBatch + PreKeyPolicy.refillBatch))
         #expect(await rig.simulator.observed.rejectedPreKeyUploads == 0)
 

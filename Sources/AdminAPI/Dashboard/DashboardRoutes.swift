@@ -12,12 +12,15 @@ import Tenancy
 struct DashboardRoutes {
     let dependencies: AdminAPIDependencies
     let templates: MustacheLibrary
-    let sessions = DashboardSessions()
+    let sessions: DashboardSessions
 
     static let cookieName = "wahost_session"
+    /// How often an open event stream re-checks that its sign-in is still valid (rotation by another node or the CLI).
+    static let streamRecheckInterval: Duration = .seconds(5)
 
-    init(dependencies: AdminAPIDependencies) throws {
+    init(dependencies: AdminAPIDependencies, sessions: DashboardSessions) throws {
         self.dependencies = dependencies
+        self.sessions = sessions
         var loaded: [String: MustacheTemplate] = [:]
         for name in ["head", "foot", "signin", "groups", "tenant", "operator"] {
             guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "templates") else {
@@ -76,7 +79,7 @@ struct DashboardRoutes {
     // MARK: Pages
 
     private func home(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { return try page("signin", base(nil, title: "Sign in", page: "signin")) }
+        guard let session = try await currentSession(request) else { return try page("signin", base(nil, title: "Sign in", page: "signin")) }
         switch session.principal {
         case .tenant: return redirect("/dashboard/tenant")
         case .operator: return redirect("/dashboard/operator")
@@ -91,7 +94,10 @@ struct DashboardRoutes {
         values["tenant"] = form.tenant
         do {
             let principal: DashboardPrincipal
+            // The generation is read before the credentials are checked: a rotation in between ends this session at once.
+            var generation: String?
             if form.kind == "operator" {
+                generation = try await credentialGeneration(of: .operator)
                 try await dependencies.tenants.authenticateOperator(token: form.token, clientAddress: address)
                 principal = .operator
             } else {
@@ -99,6 +105,7 @@ struct DashboardRoutes {
                     values["error"] = "Enter the tenant name and its admin token."
                     return try page("signin", values, status: .badRequest)
                 }
+                generation = try await credentialGeneration(of: .tenant(name))
                 let tenant = try await dependencies.tenants.authenticateTenant(token: form.token, clientAddress: address)
                 guard tenant == name else {
                     values["error"] = "This admin token does not belong to tenant \(name)."
@@ -107,7 +114,8 @@ struct DashboardRoutes {
                 try await dependencies.tenants.verifyOTP(for: tenant, code: form.otp, clientAddress: address)
                 principal = .tenant(tenant)
             }
-            let session = await sessions.create(for: principal)
+            guard let generation else { throw AuthenticationError(.tokenInvalid) }
+            let session = await sessions.create(for: principal, generation: generation)
             await audit("dashboard.sign_in", principal: principal, context)
             var response = redirect("/dashboard/")
             response.headers[.setCookie] = cookie(session.id, request: request, maxAge: Int(DashboardSessions.lifetime))
@@ -127,7 +135,7 @@ struct DashboardRoutes {
     }
 
     private func tenantPage(_ request: Request, _ context: AdminRequestContext, error: String? = nil, notice: String? = nil, linkCode: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
-        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        guard let session = try await currentSession(request) else { return redirect("/dashboard/") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
         return try await renderTenant(tenant, session, error: error, notice: notice, linkCode: linkCode, status: status)
     }
@@ -178,7 +186,7 @@ struct DashboardRoutes {
     }
 
     private func groupsFragment(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        guard let session = try await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
         let status = await dependencies.pool.status(of: tenant.name)
         return try page("groups", try await groupValues(tenant.name, status: status))
@@ -186,18 +194,37 @@ struct DashboardRoutes {
 
     /// Server-sent events: one `status` event per change of the tenant's session, a comment every 15 s.
     private func events(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
-        guard let session = await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
+        guard let session = try await currentSession(request) else { throw APIError(.unauthorized, "signed_out", "sign in again") }
         let tenant = try await tenantFor(session, request.uri.queryParameters["tenant"].map(String.init))
-        let updates = await dependencies.pool.updates(of: tenant.name)
         let (lines, sink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
+        let streamKey = UUID()
+        let sessions = self.sessions
+        switch await sessions.addStream(sink, key: streamKey, session: session.id) {
+        case .opened: break
+        case .signedOut: throw APIError(.unauthorized, "signed_out", "sign in again")
+        case .tooMany:
+            throw APIError(.tooManyRequests, "too_many_streams", "this sign-in has \(DashboardSessions.streamsPerSession) live pages open already")
+        }
+        let updates = await dependencies.pool.updates(of: tenant.name)
         let forwarder = Task {
             for await status in updates { sink.yield(Self.event(for: status)) }
             sink.finish()
         }
+        // Re-checks the sign-in every few seconds (a rotation on another node or by the CLI ends it); a comment every 15 s.
         let ticker = Task {
+            var sinceKeepalive: Duration = .zero
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(15))
-                sink.yield(": keepalive\n\n")
+                try? await Task.sleep(for: Self.streamRecheckInterval)
+                let current = (try? await isCurrent(session)) != false
+                if session.expiresAt <= Date() || !current {
+                    await sessions.remove(id: session.id)
+                    return
+                }
+                sinceKeepalive += Self.streamRecheckInterval
+                if sinceKeepalive >= .seconds(15) {
+                    sink.yield(": keepalive\n\n")
+                    sinceKeepalive = .zero
+                }
             }
         }
         var headers = HTTPFields()
@@ -209,6 +236,7 @@ struct DashboardRoutes {
                 defer {
                     forwarder.cancel()
                     ticker.cancel()
+                    Task { await sessions.removeStream(key: streamKey, session: session.id) }
                 }
                 for await line in lines { try await writer.write(ByteBuffer(string: line)) }
                 try await writer.finish(nil)
@@ -299,7 +327,7 @@ struct DashboardRoutes {
     private func operatorPage(
         _ request: Request, _ context: AdminRequestContext, created: [String: Any]?, error: String? = nil, notice: String? = nil
     ) async throws -> Response {
-        guard let session = await currentSession(request) else { return redirect("/dashboard/") }
+        guard let session = try await currentSession(request) else { return redirect("/dashboard/") }
         guard session.principal == .operator else { return redirect("/dashboard/tenant") }
         var values = base(session, title: "Tenants", page: "operator")
         values["error"] = error
@@ -348,156 +376,6 @@ struct DashboardRoutes {
             return try await operatorPage(request, context, created: created)
         } catch {
             return try await operatorPage(request, context, created: nil, error: APIError.from(error).message)
-        }
-    }
-
-    // MARK: Sessions, CSRF, rendering
-
-    private func currentSession(_ request: Request) async -> DashboardSession? {
-        await sessions.session(id: Self.cookieValue(request.headers[.cookie]))
-    }
-
-    /// The signed-in session for a state-changing form: same origin, matching CSRF token; else 403.
-    private func requireSession<Form: Decodable>(
-        _ request: Request, _ context: AdminRequestContext, form type: Form.Type
-    ) async throws -> (DashboardSession, Form) {
-        try checkOrigin(request)
-        guard let session = await currentSession(request) else {
-            throw APIError(.forbidden, "signed_out", "not signed in (or the session expired); sign in again")
-        }
-        let form = try await decodeForm(type, request, context)
-        let presented = (form as? any CSRFCarrying)?.csrfValue
-        guard let presented, DashboardSessions.same(presented, session.csrfToken) else {
-            await audit("dashboard.csrf_refused", principal: session.principal, context)
-            throw APIError(.forbidden, "csrf_invalid", "this form is stale or was not sent by the dashboard; reload and try again")
-        }
-        return (session, form)
-    }
-
-    /// Refuses a POST whose `Origin` (when the browser sends one) is not this server.
-    private func checkOrigin(_ request: Request) throws {
-        guard let origin = request.headers[.origin] else { return }
-        guard let host = request.head.authority,
-            origin == "http://\(host)" || origin == "https://\(host)"
-        else { throw APIError(.forbidden, "cross_origin", "cross-site requests are refused") }
-    }
-
-    private func decodeForm<Form: Decodable>(_ type: Form.Type, _ request: Request, _ context: AdminRequestContext) async throws -> Form {
-        let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: 16 * 1024) } catch {
-            throw APIError(.contentTooLarge, "body_too_large", "the form is too large")
-        }
-        do { return try URLEncodedFormDecoder().decode(type, from: String(buffer: buffer)) } catch {
-            throw APIError.badRequest("invalid_form", "the form could not be read")
-        }
-    }
-
-    /// The tenant a session may act on: its own, or any one (named in the form or query) for the operator.
-    private func tenantFor(_ session: DashboardSession, _ requested: String?) async throws -> Tenant {
-        let name: TenantName
-        switch session.principal {
-        case .tenant(let own):
-            if let requested, requested != own.rawValue { throw APIError.wrongTenant }
-            name = own
-        case .operator:
-            guard let requested, let parsed = try? TenantName(requested) else { throw APIError.unknownTenant }
-            name = parsed
-        }
-        let tenant: Tenant?
-        do { tenant = try await dependencies.tenants.tenant(named: name) } catch { throw APIError.from(error) }
-        guard let tenant else { throw APIError.unknownTenant }
-        return tenant
-    }
-
-    private func base(_ session: DashboardSession?, title: String, page: String) -> [String: Any] {
-        var values: [String: Any] = ["title": title, "page": page]
-        if dependencies.demoPhone != nil { values["demo"] = true }
-        if let session {
-            values["signedIn"] = true
-            values["csrf"] = session.csrfToken
-            switch session.principal {
-            case .tenant(let name): values["who"] = "tenant \(name)"
-            case .operator: values["who"] = "operator"
-            }
-        }
-        return values
-    }
-
-    private func page(_ template: String, _ values: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
-        guard let html = templates.render(values, withTemplate: template) else { throw DashboardError("template \(template) did not render") }
-        var headers = HTTPFields()
-        headers[.contentType] = "text/html; charset=utf-8"
-        headers[.cacheControl] = "no-store"
-        headers[.contentSecurityPolicy] =
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
-        headers[.xContentTypeOptions] = "nosniff"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
-    }
-
-    private func redirect(_ location: String) -> Response {
-        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
-    }
-
-    private func cookie(_ value: String, request: Request, maxAge: Int) -> String {
-        let secure = request.headers[.xForwardedProto] == "https" || request.uri.scheme == .https
-        return "\(Self.cookieName)=\(value); Path=/dashboard; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
-    }
-
-    static func cookieValue(_ header: String?) -> String? {
-        guard let header else { return nil }
-        for part in header.split(separator: ";") {
-            let pair = part.trimmingCharacters(in: .whitespaces)
-            if pair.hasPrefix(cookieName + "=") { return String(pair.dropFirst(cookieName.count + 1)) }
-        }
-        return nil
-    }
-
-    private func staticFile(_ context: AdminRequestContext) throws -> Response {
-        guard let file = context.parameters.get("file"), ["dashboard.css", "dashboard.js"].contains(file),
-            let url = Bundle.module.url(forResource: file, withExtension: nil, subdirectory: "static"), let data = try? Data(contentsOf: url)
-        else { throw APIError(.notFound, "not_found", "no such file") }
-        let type = file.hasSuffix(".css") ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8"
-        return Response(
-            status: .ok, headers: [.contentType: type, .cacheControl: "public, max-age=300"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
-
-    private func audit(_ action: String, principal: DashboardPrincipal, tenant: TenantName? = nil, _ context: AdminRequestContext) async {
-        let actor: String
-        var subject = tenant
-        switch principal {
-        case .tenant(let name):
-            actor = "tenant:\(name)"
-            subject = subject ?? name
-        case .operator: actor = "operator"
-        }
-        let event = AuditEvent(
-            at: Date(), actor: actor, action: action, tenant: subject?.rawValue, clientAddress: context.clientAddress, detail: "dashboard")
-        do { try await dependencies.audit.appendAudit(event) } catch {
-            context.logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
-        }
-    }
-
-    static func label(_ state: SessionState) -> String {
-        switch state {
-        case .stopped: "not connected"
-        case .connecting: "connecting…"
-        case .pairing: "waiting for the phone"
-        case .connected: "connected"
-        case .reconnecting: "reconnecting…"
-        case .loggedOut: "logged out"
-        case .replaced: "replaced by another session"
-        case .failed: "failed"
-        }
-    }
-
-    static func message(for error: AuthenticationError) -> String {
-        switch error.code {
-        case .tokenMissing: "Enter the admin token."
-        case .tokenInvalid: "That token is not valid."
-        case .otpRequired: "This tenant requires a one-time code from your authenticator app."
-        case .otpInvalid: "That one-time code is wrong or was already used. Wait for the next code and try again."
-        case .lockedOut: "Too many failed attempts. Try again in 15 minutes."
-        case .unavailable: "The server cannot check credentials right now."
         }
     }
 }

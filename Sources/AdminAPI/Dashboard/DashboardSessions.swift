@@ -2,7 +2,7 @@ import Foundation
 import Tenancy
 
 /// Who a dashboard session belongs to.
-enum DashboardPrincipal: Sendable, Equatable {
+enum DashboardPrincipal: Sendable, Hashable {
     /// A tenant's owner, signed in with the tenant's token (and OTP).
     case tenant(TenantName)
     /// The operator, signed in with the operator token.
@@ -15,26 +15,37 @@ struct DashboardSession: Sendable {
     let principal: DashboardPrincipal
     let csrfToken: String
     let expiresAt: Date
+    /// The principal's credential generation at sign-in; the session ends when it no longer matches.
+    let credentialGeneration: String
 }
 
-/// Signed-in dashboard sessions, in memory (a restart signs everyone out), bounded, with expiry.
+/// Signed-in dashboard sessions, in memory (a restart signs everyone out), bounded, with expiry, and their live streams.
 actor DashboardSessions {
     /// How long a sign-in lasts.
     static let lifetime: TimeInterval = 8 * 3600
     /// At most this many sessions are kept; the oldest are dropped first.
     static let capacity = 10_000
+    /// At most this many sessions per principal: signing in again and again pushes out only one's own oldest sign-ins.
+    static let capacityPerPrincipal = 20
+    /// At most this many open event streams per session (a few browser tabs).
+    static let streamsPerSession = 4
 
     private var sessions: [String: DashboardSession] = [:]
     private var order: [String] = []
+    /// The open event streams of each session, closed when the session ends.
+    private var streams: [String: [UUID: AsyncStream<String>.Continuation]] = [:]
 
-    /// Creates a session for `principal`.
-    func create(for principal: DashboardPrincipal, now: Date = Date()) -> DashboardSession {
+    /// Creates a session for `principal`, bound to its current credential generation.
+    func create(for principal: DashboardPrincipal, generation: String, now: Date = Date()) -> DashboardSession {
         let session = DashboardSession(
-            id: Self.randomToken(), principal: principal, csrfToken: Self.randomToken(), expiresAt: now.addingTimeInterval(Self.lifetime))
+            id: Self.randomToken(), principal: principal, csrfToken: Self.randomToken(), expiresAt: now.addingTimeInterval(Self.lifetime),
+            credentialGeneration: generation)
         sessions[session.id] = session
         order.append(session.id)
         if order.count > Self.capacity * 2 { order.removeAll { sessions[$0] == nil } }
-        while sessions.count > Self.capacity, !order.isEmpty { sessions[order.removeFirst()] = nil }
+        var own = order.filter { sessions[$0]?.principal == principal }
+        while own.count > Self.capacityPerPrincipal { remove(id: own.removeFirst()) }
+        while sessions.count > Self.capacity, !order.isEmpty { remove(id: order.removeFirst()) }
         return session
     }
 
@@ -42,14 +53,46 @@ actor DashboardSessions {
     func session(id: String?, now: Date = Date()) -> DashboardSession? {
         guard let id, let session = sessions[id] else { return nil }
         guard session.expiresAt > now else {
-            sessions[id] = nil
+            remove(id: id)
             return nil
         }
         return session
     }
 
-    /// Ends a session.
-    func remove(id: String) { sessions[id] = nil }
+    /// Ends a session and closes its event streams.
+    func remove(id: String) {
+        sessions[id] = nil
+        for stream in (streams.removeValue(forKey: id) ?? [:]).values { stream.finish() }
+    }
+
+    /// Ends every session of `principal` (after its token was rotated, its OTP reset or the tenant deleted).
+    func end(principal: DashboardPrincipal) {
+        for (id, session) in sessions where session.principal == principal { remove(id: id) }
+    }
+
+    /// Whether an event stream may open.
+    enum StreamAdmission: Sendable, Equatable {
+        /// Registered; it is closed when the session ends.
+        case opened
+        /// The session ended meanwhile.
+        case signedOut
+        /// The session has ``DashboardSessions/streamsPerSession`` open already.
+        case tooMany
+    }
+
+    /// Registers an open event stream of session `id`, unless the session ended or has too many open.
+    func addStream(_ continuation: AsyncStream<String>.Continuation, key: UUID, session id: String) -> StreamAdmission {
+        guard sessions[id] != nil else { return .signedOut }
+        guard (streams[id]?.count ?? 0) < Self.streamsPerSession else { return .tooMany }
+        streams[id, default: [:]][key] = continuation
+        return .opened
+    }
+
+    /// Forgets a stream that closed on its own.
+    func removeStream(key: UUID, session id: String) {
+        streams[id]?[key] = nil
+        if streams[id]?.isEmpty == true { streams[id] = nil }
+    }
 
     /// 256 random bits, base64url.
     static func randomToken() -> String {

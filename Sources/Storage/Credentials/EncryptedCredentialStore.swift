@@ -37,14 +37,15 @@ public final class EncryptedCredentialStore: Sendable {
         try removeStaleTemporaryFiles()
     }
 
-    /// Seals `contents` and atomically replaces `file` of `tenant`.
-    public func write(_ contents: [UInt8], file: String, tenant: TenantName) throws(CredentialStoreError) {
+    /// Seals `contents` and atomically replaces `file` of `tenant`; `instanceID` (nil only for older tenants) binds it to this tenant.
+    public func write(_ contents: [UInt8], file: String, tenant: TenantName, instanceID: String? = nil) throws(CredentialStoreError) {
         try Self.validate(fileName: file)
         let tenantDirectory = try ensureTenantDirectory(tenant)
-        let key = masterKey.derivedKey(for: tenant, purpose: .credentials)
+        let key = masterKey.derivedKey(for: tenant, purpose: .credentials, instanceID: instanceID)
         let sealed: [UInt8]
         do {
-            let box = try AES.GCM.seal(contents, using: key, authenticating: Self.associatedData(tenant: tenant, file: file))
+            let box = try AES.GCM.seal(
+                contents, using: key, authenticating: Self.associatedData(tenant: tenant, instanceID: instanceID, file: file))
             sealed = Self.magic + Array(box.nonce) + Array(box.ciphertext) + Array(box.tag)
         } catch {
             throw CredentialStoreError(.io, "cannot seal \(file): \(error)")
@@ -71,7 +72,7 @@ public final class EncryptedCredentialStore: Sendable {
     }
 
     /// Opens `file` of `tenant`; nil if it does not exist; throws if it was tampered with, truncated or moved.
-    public func read(file: String, tenant: TenantName) throws(CredentialStoreError) -> [UInt8]? {
+    public func read(file: String, tenant: TenantName, instanceID: String? = nil) throws(CredentialStoreError) -> [UInt8]? {
         try Self.validate(fileName: file)
         let path = tenantPath(tenant) + "/" + file
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -83,13 +84,13 @@ public final class EncryptedCredentialStore: Sendable {
         guard bytes.count >= headerLength + Self.tagLength, Array(bytes.prefix(Self.magic.count)) == Self.magic else {
             throw CredentialStoreError(.corrupt, "credential file '\(file)' of tenant '\(tenant)' is truncated or not a wahost credential file")
         }
-        let key = masterKey.derivedKey(for: tenant, purpose: .credentials)
+        let key = masterKey.derivedKey(for: tenant, purpose: .credentials, instanceID: instanceID)
         do {
             let box = try AES.GCM.SealedBox(
                 nonce: AES.GCM.Nonce(data: bytes[Self.magic.count..<headerLength]),
                 ciphertext: bytes[headerLength..<(bytes.count - Self.tagLength)],
                 tag: bytes[(bytes.count - Self.tagLength)...])
-            return Array(try AES.GCM.open(box, using: key, authenticating: Self.associatedData(tenant: tenant, file: file)))
+            return Array(try AES.GCM.open(box, using: key, authenticating: Self.associatedData(tenant: tenant, instanceID: instanceID, file: file)))
         } catch {
             throw CredentialStoreError(
                 .authenticationFailed,
@@ -113,6 +114,12 @@ public final class EncryptedCredentialStore: Sendable {
     public func files(tenant: TenantName) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: tenantPath(tenant))) ?? []
         return names.filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// True if `auth/<tenant>/` exists and holds anything at all (files of an earlier tenant, temp files, directories).
+    public func holdsFiles(tenant: TenantName) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: tenantPath(tenant)) else { return false }
+        return !names.isEmpty
     }
 
     /// Overwrites every file of `tenant` with zeros, unlinks it, and removes the directory.
@@ -156,8 +163,9 @@ public final class EncryptedCredentialStore: Sendable {
         }
     }
 
-    static func associatedData(tenant: TenantName, file: String) -> [UInt8] {
-        Array("wahost-credential-v1\u{0}\(tenant.rawValue)\u{0}\(file)".utf8)
+    static func associatedData(tenant: TenantName, instanceID: String?, file: String) -> [UInt8] {
+        guard let instanceID else { return Array("wahost-credential-v1\u{0}\(tenant.rawValue)\u{0}\(file)".utf8) }
+        return Array("wahost-credential-v2\u{0}\(tenant.rawValue)\u{0}\(instanceID)\u{0}\(file)".utf8)
     }
 
     static func validate(fileName: String) throws(CredentialStoreError) {
@@ -210,6 +218,8 @@ public struct CredentialStoreError: Error, CustomStringConvertible {
         case authenticationFailed
         /// The file system refused an operation.
         case io
+        /// The tenant these credentials belong to no longer exists.
+        case tenantGone
     }
 
     /// What kind of failure.

@@ -9,14 +9,34 @@ public struct TenantCredentialStore: CredentialStore {
 
     private let tenant: TenantName
     private let files: EncryptedCredentialStore
+    /// Reads the tenant's row, for its instance id; nil: keys from the name alone (tests, tools without a database).
+    private let tenantRow: (@Sendable () async throws -> Tenant?)?
 
+    /// A store keyed by the tenant's name alone, as for tenants created before instance ids.
     public init(tenant: TenantName, files: EncryptedCredentialStore) {
         self.tenant = tenant
         self.files = files
+        self.tenantRow = nil
+    }
+
+    /// A store keyed by the tenant's current row: files of an earlier tenant of the same name do not open.
+    public init(tenant: TenantName, files: EncryptedCredentialStore, tenantRow: @escaping @Sendable () async throws -> Tenant?) {
+        self.tenant = tenant
+        self.files = files
+        self.tenantRow = tenantRow
+    }
+
+    /// The instance id the files are sealed under; throws if the tenant was deleted meanwhile.
+    private func instanceID() async throws -> String? {
+        guard let tenantRow else { return nil }
+        guard let row = try await tenantRow() else {
+            throw CredentialStoreError(.tenantGone, "tenant '\(tenant)' no longer exists; its credentials are not used")
+        }
+        return row.instanceID
     }
 
     public func load() async throws -> DeviceCredentials? {
-        guard let bytes = try files.read(file: Self.fileName, tenant: tenant) else { return nil }
+        guard let bytes = try files.read(file: Self.fileName, tenant: tenant, instanceID: try await instanceID()) else { return nil }
         do {
             return try JSONDecoder().decode(DeviceCredentials.self, from: Data(bytes))
         } catch {
@@ -27,7 +47,7 @@ public struct TenantCredentialStore: CredentialStore {
     public func save(_ credentials: DeviceCredentials) async throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try files.write(Array(try encoder.encode(credentials)), file: Self.fileName, tenant: tenant)
+        try files.write(Array(try encoder.encode(credentials)), file: Self.fileName, tenant: tenant, instanceID: try await instanceID())
     }
 
     /// Prekeys kept: the newest ones; older ones were consumed by contacts long ago or will never be.
@@ -37,13 +57,14 @@ public struct TenantCredentialStore: CredentialStore {
     /// Where earlier versions kept the prekeys, as JSON; read when ``preKeyFileName`` is absent, removed on the next save.
     static let legacyPreKeyFileName = "prekeys.json"
 
-    public func loadPreKeys() throws -> [PreKey] {
-        if let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant) {
+    public func loadPreKeys() async throws -> [PreKey] {
+        let instance = try await instanceID()
+        if let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant, instanceID: instance) {
             do { return try PreKey.deserialize(bytes) } catch {
                 throw CredentialStoreError(.corrupt, "credential file '\(Self.preKeyFileName)' of tenant '\(tenant)': \(error)")
             }
         }
-        guard let legacy = try files.read(file: Self.legacyPreKeyFileName, tenant: tenant) else { return [] }
+        guard let legacy = try files.read(file: Self.legacyPreKeyFileName, tenant: tenant, instanceID: instance) else { return [] }
         do {
             return try JSONDecoder().decode([PreKey].self, from: Data(legacy))
         } catch {
@@ -52,8 +73,8 @@ public struct TenantCredentialStore: CredentialStore {
     }
 
     public func savePreKeys(_ preKeys: [PreKey]) async throws {
-        let kept = Array((try loadPreKeys() + preKeys).suffix(Self.retainedPreKeys))
-        try files.write(PreKey.serialize(kept), file: Self.preKeyFileName, tenant: tenant)
+        let kept = Array((try await loadPreKeys() + preKeys).suffix(Self.retainedPreKeys))
+        try files.write(PreKey.serialize(kept), file: Self.preKeyFileName, tenant: tenant, instanceID: try await instanceID())
         try files.delete(file: Self.legacyPreKeyFileName, tenant: tenant)
     }
 

@@ -70,7 +70,9 @@ enum PostgresMigrations {
                 """,
                 "CREATE INDEX audit_log_tenant ON audit_log(tenant, id)",
             ]
-        )
+        ),
+        // NULL for existing tenants: their files stay sealed under the name-only key and remain readable.
+        ("2026-12-04-1-tenant-instance-id", ["ALTER TABLE tenants ADD COLUMN instance_id TEXT"]),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

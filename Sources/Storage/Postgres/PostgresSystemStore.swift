@@ -16,7 +16,7 @@ public final class PostgresSystemStore: SystemStore {
     public init(url: PostgresURL, logger: Logger = Logger(label: "wahost.storage.postgres")) async throws(RepositoryError) {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
-            tls: url.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+            tls: url.clientTLS)
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(10)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -49,7 +49,8 @@ public final class PostgresSystemStore: SystemStore {
             let name = tenant.name.rawValue
             let created = tenant.createdAt.milliseconds
             try await connection.query(
-                "INSERT INTO tenants (name, created_at_ms, mfa_enabled) VALUES (\(name), \(created), \(tenant.mfaEnabled))", logger: logger)
+                "INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id) VALUES (\(name), \(created), \(tenant.mfaEnabled), \(tenant.instanceID))",
+                logger: logger)
             try await connection.query(
                 "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (\(name), \(adminTokenHash), \(created))", logger: logger)
             if let otpSecret {
@@ -60,11 +61,12 @@ public final class PostgresSystemStore: SystemStore {
     }
 
     public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
-        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants WHERE name = \(name.rawValue)").first
+        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants WHERE name = \(name.rawValue)").first
     }
 
-    public func listTenants() async throws(RepositoryError) -> [Tenant] {
-        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name")
+    public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
+        guard let limit else { return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name") }
+        return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name LIMIT \(Int64(max(0, limit)))")
     }
 
     public func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool {
@@ -244,6 +246,13 @@ public final class PostgresSystemStore: SystemStore {
         }
     }
 
+    public func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await run { client, logger in
+            let rows = try await client.query("DELETE FROM audit_log WHERE at_ms < \(cutoff.milliseconds) RETURNING id", logger: logger)
+            return try await rows.collect().count
+        }
+    }
+
     public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
         let limit = Int64(max(0, limit))
         let query: PostgresQuery =
@@ -263,11 +272,11 @@ public final class PostgresSystemStore: SystemStore {
 
     private func tenants(query: PostgresQuery) async throws(RepositoryError) -> [Tenant] {
         let rows = try await run { client, logger in
-            try await collectAll(try await client.query(query, logger: logger).decode((String, Int64, Bool).self))
+            try await collectAll(try await client.query(query, logger: logger).decode((String, Int64, Bool, String?).self))
         }
-        return try rows.map { (name, created, mfa) throws(RepositoryError) in
+        return try rows.map { (name, created, mfa, instance) throws(RepositoryError) in
             guard let tenantName = try? TenantName(name) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
-            return Tenant(name: tenantName, createdAt: Date(milliseconds: created), mfaEnabled: mfa)
+            return Tenant(name: tenantName, createdAt: Date(milliseconds: created), mfaEnabled: mfa, instanceID: instance)
         }
     }
 
@@ -318,31 +327,5 @@ public final class PostgresSystemStore: SystemStore {
             }
         }
         return RepositoryError(.unavailable, "PostgreSQL: \(error)")
-    }
-}
-
-/// The parts of a `postgres://user:password@host:port/database?sslmode=…` URL.
-public struct PostgresURL: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var username: String
-    public var password: String?
-    public var database: String
-    /// True for `sslmode=require` (or `verify-full`); loopback servers default to plain connections.
-    public var requireTLS: Bool
-
-    /// Parses a `postgres://` or `postgresql://` URL; nil if it is not one.
-    public init?(_ text: String) {
-        guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
-            let host = components.host, !host.isEmpty
-        else { return nil }
-        self.host = host
-        self.port = components.port ?? 5432
-        self.username = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
-        self.password = components.password.flatMap { $0.removingPercentEncoding }
-        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        self.database = path.isEmpty ? self.username : path
-        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
-        self.requireTLS = sslmode == "require" || sslmode == "verify-full" || sslmode == "verify-ca"
     }
 }

@@ -54,6 +54,10 @@ enum SQLiteMigrations {
                     CREATE INDEX audit_log_tenant ON audit_log(tenant, id);
                     """)
         }
+        migrator.registerMigration("2026-12-04-1-tenant-instance-id") { db in
+            // NULL for existing tenants: their files stay sealed under the name-only key and remain readable.
+            try db.execute(sql: "ALTER TABLE tenants ADD COLUMN instance_id TEXT")
+        }
         return migrator
     }
 }

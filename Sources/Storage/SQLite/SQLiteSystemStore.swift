@@ -38,8 +38,8 @@ public final class SQLiteSystemStore: SystemStore {
     public func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError) {
         try await write { db in
             try db.execute(
-                sql: "INSERT INTO tenants (name, created_at_ms, mfa_enabled) VALUES (?, ?, ?)",
-                arguments: [tenant.name.rawValue, tenant.createdAt.milliseconds, tenant.mfaEnabled])
+                sql: "INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id) VALUES (?, ?, ?, ?)",
+                arguments: [tenant.name.rawValue, tenant.createdAt.milliseconds, tenant.mfaEnabled, tenant.instanceID])
             try db.execute(
                 sql: "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (?, ?, ?)",
                 arguments: [tenant.name.rawValue, adminTokenHash, tenant.createdAt.milliseconds])
@@ -54,14 +54,15 @@ public final class SQLiteSystemStore: SystemStore {
     public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
         try await read { db in
             try Row.fetchOne(
-                db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants WHERE name = ?", arguments: [name.rawValue]
+                db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants WHERE name = ?", arguments: [name.rawValue]
             ).map(Self.tenant(from:))
         }
     }
 
-    public func listTenants() async throws(RepositoryError) -> [Tenant] {
+    public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled FROM tenants ORDER BY name").map(Self.tenant(from:))
+            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name LIMIT ?", arguments: [limit ?? -1])
+                .map(Self.tenant(from:))
         }
     }
 
@@ -222,6 +223,13 @@ public final class SQLiteSystemStore: SystemStore {
         }
     }
 
+    public func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM audit_log WHERE at_ms < ?", arguments: [cutoff.milliseconds])
+            return db.changesCount
+        }
+    }
+
     public func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent] {
         try await read { db in
             let rows =
@@ -283,7 +291,8 @@ public final class SQLiteSystemStore: SystemStore {
 
     private static func tenant(from row: Row) throws -> Tenant {
         guard let name = try? TenantName(row["name"] as String) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
-        return Tenant(name: name, createdAt: Date(milliseconds: row["created_at_ms"]), mfaEnabled: row["mfa_enabled"])
+        return Tenant(
+            name: name, createdAt: Date(milliseconds: row["created_at_ms"]), mfaEnabled: row["mfa_enabled"], instanceID: row["instance_id"])
     }
 
     private static func lease(from row: Row) throws(RepositoryError) -> SessionLease {

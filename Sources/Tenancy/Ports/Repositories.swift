@@ -6,10 +6,15 @@ public protocol TenantRepository: Sendable {
     func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError)
     /// The tenant with this name, if any.
     func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant?
-    /// All tenants, ordered by name.
-    func listTenants() async throws(RepositoryError) -> [Tenant]
+    /// The tenants ordered by name, at most `limit` of them (all when nil).
+    func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant]
     /// Deletes a tenant and every row that belongs to it (not its audit entries); false if there was none.
     func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool
+}
+
+extension TenantRepository {
+    /// All tenants, ordered by name.
+    public func listTenants() async throws(RepositoryError) -> [Tenant] { try await listTenants(limit: nil) }
 }
 
 /// Admin-token hashes (argon2id PHC strings), per tenant and for the operator.
@@ -56,6 +61,8 @@ public protocol SessionRecordRepository: Sendable {
 public protocol AuditLogRepository: Sendable {
     /// Appends one entry.
     func appendAudit(_ event: AuditEvent) async throws(RepositoryError)
+    /// Deletes entries older than `cutoff`; returns how many were deleted.
+    func trimAudit(olderThan cutoff: Date) async throws(RepositoryError) -> Int
     /// The newest entries first, optionally only those about one tenant.
     func auditEvents(tenant: String?, limit: Int) async throws(RepositoryError) -> [AuditEvent]
 }

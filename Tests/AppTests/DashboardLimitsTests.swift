@@ -1,0 +1,69 @@
+import App
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Tenancy
+import TestSupport
+import Testing
+
+/// Dashboard sessions and their live streams are bounded per principal and per session.
+@Suite struct DashboardLimitsTests {
+    @Test("signing in again and again pushes out only one's own oldest sessions, never another tenant's")
+    func sessionCapIsPerPrincipal() async throws {
+        let services = try await SecurityRulesTests.openServices()
+        let acme = try await services.tenants.createTenant(try TenantName("acme"), mfa: false, actor: "test")
+        let beta = try await services.tenants.createTenant(try TenantName("beta"), mfa: false, actor: "test")
+        let app = try buildApplication(services: services, logger: Logger(label: "test"))
+        try await app.test(.live) { client in
+            let betaCookie = try await DashboardRevocationTests.signIn(client, form: "kind=tenant&tenant=beta&token=\(beta.adminToken.text)")
+            var acmeCookies: [String] = []
+            for _ in 0..<25 {
+                acmeCookies.append(try await DashboardRevocationTests.signIn(client, form: "kind=tenant&tenant=acme&token=\(acme.adminToken.text)"))
+            }
+            #expect(try await DashboardRevocationTests.signedIn(client, cookie: betaCookie), "another tenant's sign-in survives")
+            #expect(try await DashboardRevocationTests.signedIn(client, cookie: acmeCookies[24]))
+            #expect(try await DashboardRevocationTests.signedIn(client, cookie: acmeCookies[0]) == false, "the oldest own sign-in is dropped")
+        }
+        await services.close()
+    }
+
+    @Test("a session opens at most 4 live streams, and signing out closes them")
+    func streamsAreCappedAndClosedAtSignOut() async throws {
+        let services = try await SecurityRulesTests.openServices()
+        let acme = try await services.tenants.createTenant(try TenantName("acme"), mfa: false, actor: "test")
+        let app = try buildApplication(services: services, logger: Logger(label: "test"))
+        try await app.test(.live) { client in try await Self.capAndSignOut(client, token: acme.adminToken.text) }
+        await services.close()
+    }
+
+    /// Opens 4 streams on connections of their own (a browser tab each), is refused a 5th, signs out, sees all 4 end.
+    static func capAndSignOut(_ client: some TestClientProtocol, token: String) async throws {
+        let port = try #require(client.port)
+        let cookie = try await DashboardRevocationTests.signIn(client, form: "kind=tenant&tenant=acme&token=\(token)")
+        let page = String(buffer: try await DashboardRevocationTests.get(client, "/dashboard/tenant", cookie: cookie).body)
+        let field = try #require(page.range(of: #"name="csrf" value="[^"]+""#, options: .regularExpression).map { String(page[$0]) })
+        let csrf = String(field.dropFirst(#"name="csrf" value=""#.count).dropLast())
+        var streams: [Task<TestClient.Response, any Error>] = []
+        for _ in 0..<4 { streams.append(Task { try await openStream(port: port, cookie: cookie) }) }
+        try await Task.sleep(for: .milliseconds(500))
+        let fifth = try await openStream(port: port, cookie: cookie)
+        #expect(fifth.head.status == .tooManyRequests)
+        let signOut = try await client.execute(
+            uri: "/dashboard/sign-out", method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", .cookie: cookie], body: ByteBuffer(string: "csrf=\(csrf)"))
+        #expect(signOut.status == .seeOther)
+        for stream in streams {
+            let closed = try await DashboardRevocationTests.finishes(stream, within: .seconds(3))
+            #expect(closed?.head.status == .ok, "the stream ended with the sign-out")
+        }
+    }
+
+    static func openStream(port: Int, cookie: String) async throws -> TestClient.Response {
+        try await TestClient.withClient(host: "127.0.0.1", port: port) { tab in
+            try await tab.get("/dashboard/events?tenant=acme", headers: [.cookie: cookie])
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+
+/// Lockouts that an attacker cannot turn against the owner of a credential.
+@Suite struct LockoutRulesTests {
+    func makeDirectory(store: any SystemStore, clock: ManualClock) -> TenantDirectory {
+        let configuration = TenantDirectory.Configuration(hashParameters: TenantDirectoryTests.cheapHashing, lockoutPolicy: .standard)
+        return TenantDirectory(repositories: store, masterKey: .generate(), configuration: configuration, now: { clock.now })
+    }
+
+    @Test("20 junk operator tokens lock out their senders, not the operator", arguments: Backend.available)
+    func junkOperatorTokensDoNotLockOutTheOperator(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store, clock: ManualClock())
+        let token = try await directory.issueOperatorToken(actor: "test")
+        let junk = ["x", "wahop_short", "wah_acme_" + String(repeating: "A", count: 43), "Bearer " + token.text, String(repeating: "z", count: 200)]
+        for attempt in 0..<20 {
+            await #expect(throws: AuthenticationError.self) {
+                try await directory.authenticateOperator(token: junk[attempt % junk.count], clientAddress: "198.51.100.\(attempt)")
+            }
+        }
+        try await directory.authenticateOperator(token: token.text, clientAddress: "203.0.113.7")
+        // The junk still counts against the address that sent it.
+        for _ in 0..<10 {
+            await #expect(throws: AuthenticationError.self) { try await directory.authenticateOperator(token: "junk", clientAddress: "192.0.2.1") }
+        }
+        do {
+            try await directory.authenticateOperator(token: token.text, clientAddress: "192.0.2.1")
+            Issue.record("a locked-out address was let in")
+        } catch {
+            guard case .lockedOut = error.code else { throw error }
+        }
+        try await store.close()
+    }
+
+    @Test("a flood of bad tokens from one client writes one audit row per minute, counting the rest", arguments: Backend.available)
+    func anonymousFailuresAreAggregated(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let clock = ManualClock()
+        let configuration = TenantDirectory.Configuration(
+            hashParameters: TenantDirectoryTests.cheapHashing,
+            lockoutPolicy: LockoutPolicy(maximumFailures: 1000, window: .seconds(600), lockoutDuration: .seconds(900)))
+        let directory = TenantDirectory(repositories: store, masterKey: .generate(), configuration: configuration, now: { clock.now })
+        for _ in 0..<20 {
+            await #expect(throws: AuthenticationError.self) { try await directory.authenticateTenant(token: "junk", clientAddress: "192.0.2.1") }
+        }
+        #expect(try await store.auditEvents(tenant: nil, limit: 100).filter { $0.action == "auth.token_invalid" }.count == 1)
+        clock.advance(61)
+        await #expect(throws: AuthenticationError.self) { try await directory.authenticateTenant(token: "junk", clientAddress: "192.0.2.1") }
+        let rows = try await store.auditEvents(tenant: nil, limit: 100).filter { $0.action == "auth.token_invalid" }
+        #expect(rows.count == 2)
+        #expect(rows.first?.detail?.contains("19 more") == true, "\(rows)")
+        try await store.close()
+    }
+}
+
+/// Concurrent guesses are counted before they wait for anything, and argon2 work in flight stays bounded.
+@Suite struct ConcurrentGuessTests {
+    /// argon2 costly enough (8 MiB, 2 passes) that concurrent runs overlap.
+    static let slowerHashing = Argon2id.Parameters(iterations: 2, memoryKiB: 8 * 1024, parallelism: 1)
+
+    func makeDirectory(store: any SystemStore, maximumFailures: Int, concurrency: Int, queue: Int) -> TenantDirectory {
+        let configuration = TenantDirectory.Configuration(
+            hashParameters: Self.slowerHashing,
+            lockoutPolicy: LockoutPolicy(maximumFailures: maximumFailures, window: .seconds(600), lockoutDuration: .seconds(900)),
+            argon2Concurrency: concurrency, argon2QueueLimit: queue)
+        return TenantDirectory(repositories: store, masterKey: .generate(), configuration: configuration)
+    }
+
+    func guessConcurrently(_ directory: TenantDirectory, tenant: String, count: Int) async -> [AuthenticationError.Code] {
+        await withTaskGroup(of: AuthenticationError.Code?.self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    let guess = "wah_\(tenant)_" + String(repeating: "A", count: 42) + String(index % 10)
+                    do {
+                        _ = try await directory.authenticateTenant(token: guess, clientAddress: "198.51.100.\(index)")
+                        return nil
+                    } catch let error as AuthenticationError {
+                        return error.code
+                    } catch {
+                        return .unavailable
+                    }
+                }
+            }
+            var codes: [AuthenticationError.Code] = []
+            for await code in group { codes.append(code ?? .tokenMissing) }
+            return codes
+        }
+    }
+
+    @Test("20 concurrent wrong tokens: the first 10 are counted before any runs argon2, the rest are locked out", arguments: Backend.available)
+    func concurrentGuessesAreCountedBeforeTheyWait(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store, maximumFailures: 10, concurrency: 2, queue: 100)
+        let issued = try await directory.createTenant(try TenantName("acme"), mfa: false, actor: "test")
+        let codes = await guessConcurrently(directory, tenant: "acme", count: 20)
+        #expect(codes.filter { $0 == .tokenInvalid }.count == 10, "\(codes)")
+        #expect(codes.filter { if case .lockedOut = $0 { true } else { false } }.count == 10, "\(codes)")
+        #expect(directory.argon2Gate.load.peakRunning <= 2)
+        await #expect(throws: AuthenticationError.self) {
+            try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "203.0.113.1")
+        }
+        try await store.close()
+    }
+
+    @Test("argon2 never runs more than the bound at once; beyond the queue callers are told busy, and every attempt counts", arguments: Backend.available)
+    func argon2WorkIsBoundedAndOverflowIsBusy(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let directory = makeDirectory(store: store, maximumFailures: 20, concurrency: 2, queue: 3)
+        let issued = try await directory.createTenant(try TenantName("acme"), mfa: false, actor: "test")
+        let codes = await guessConcurrently(directory, tenant: "acme", count: 20)
+        #expect(codes.allSatisfy { $0 == .tokenInvalid || $0 == .busy }, "\(codes)")
+        #expect(codes.contains(.busy), "\(codes)")
+        let load = directory.argon2Gate.load
+        #expect(load.peakRunning == 2)
+        #expect(load.refused == codes.filter { $0 == .busy }.count)
+        #expect(load.running == 0 && load.waiting == 0)
+        // All 20 were counted against the tenant, busy or not: the owner is locked out now, without argon2.
+        do {
+            _ = try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "203.0.113.1")
+            Issue.record("20 counted failures should lock the tenant")
+        } catch {
+            guard case .lockedOut = error.code else { throw error }
+        }
+        try await store.close()
+    }
+}
