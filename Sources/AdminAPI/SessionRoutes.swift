@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// The per-tenant `/session` endpoints: canonical `/tenants/{tenant}/session/…` and the seed's `/session/…` aliases.
 struct SessionRoutes {
@@ -222,10 +223,9 @@ struct SessionRoutes {
     private func phoneNumber(_ request: Request, _ context: AdminRequestContext) async throws -> String {
         let body = try await request.decodeJSON(as: PairingCodeRequest.self, context: context, example: #"{"number": "910000000000"}"#)
         guard let number = body.number, !number.isEmpty else { throw APIError.badRequest("number_required", "number is required") }
-        guard number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), (6...15).contains(number.utf8.count) else {
-            throw APIError.badRequest("number_invalid", "number must be 6 to 15 digits, country code first, no + or spaces")
+        do { return try PhoneNumber(number, allowingSeparators: false).digits } catch {
+            throw APIError.badRequest("number_invalid", "number must be 7 to 15 digits, country code first, no + or spaces: \(error)")
         }
-        return number
     }
 
     private func audit(_ action: String, tenant: TenantName?, _ context: AdminRequestContext, actor: String? = nil) async {

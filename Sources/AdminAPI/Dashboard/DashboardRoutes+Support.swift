@@ -183,3 +183,22 @@ extension DashboardRoutes {
         }
     }
 }
+
+/// Forms that carry the CSRF token.
+protocol CSRFCarrying {
+    var csrfValue: String? { get }
+}
+extension DashboardRoutes.TenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
+extension DashboardRoutes.CreateTenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
+extension DashboardRoutes.CSRFForm: CSRFCarrying { var csrfValue: String? { csrf } }
+
+/// The dashboard cannot serve (a resource is missing or a template failed).
+struct DashboardError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension HTTPField.Name {
+    static let xContentTypeOptions = HTTPField.Name("x-content-type-options")!
+    static let xForwardedProto = HTTPField.Name("x-forwarded-proto")!
+}

@@ -6,6 +6,7 @@ import Mustache
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// The operator and tenant dashboard at `/dashboard/`: server-rendered pages, a live tenant page fed by
 /// server-sent events from the pool, the QR code as SVG, cookie sessions with CSRF tokens on every form.
@@ -273,12 +274,12 @@ struct DashboardRoutes {
     private func pairingCode(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
         let (session, form) = try await requireSession(request, context, form: TenantForm.self)
         let tenant = try await tenantFor(session, form.tenant)
-        guard let number = form.number, number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), (6...15).contains(number.utf8.count) else {
+        guard let number = form.number, let phone = try? PhoneNumber(number, allowingSeparators: false) else {
             return try await renderTenant(
-                tenant, session, error: "Enter the phone number with its country code, digits only (6 to 15).", status: .badRequest)
+                tenant, session, error: "Enter the phone number with its country code, digits only (7 to 15).", status: .badRequest)
         }
         do {
-            let code = try await dependencies.pool.pairingCode(for: tenant.name, phoneNumber: number)
+            let code = try await dependencies.pool.pairingCode(for: tenant.name, phoneNumber: phone.digits)
             await audit("pairing.code", principal: session.principal, tenant: tenant.name, context)
             let shown = code.count == 8 ? String(code.prefix(4)) + "-" + String(code.suffix(4)) : code
             return try await renderTenant(tenant, session, linkCode: shown)
@@ -378,23 +379,4 @@ struct DashboardRoutes {
             return try await operatorPage(request, context, created: nil, error: APIError.from(error).message)
         }
     }
-}
-
-/// Forms that carry the CSRF token.
-protocol CSRFCarrying {
-    var csrfValue: String? { get }
-}
-extension DashboardRoutes.TenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
-extension DashboardRoutes.CreateTenantForm: CSRFCarrying { var csrfValue: String? { csrf } }
-extension DashboardRoutes.CSRFForm: CSRFCarrying { var csrfValue: String? { csrf } }
-
-/// The dashboard cannot serve (a resource is missing or a template failed).
-struct DashboardError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension HTTPField.Name {
-    static let xContentTypeOptions = HTTPField.Name("x-content-type-options")!
-    static let xForwardedProto = HTTPField.Name("x-forwarded-proto")!
 }
