@@ -48,6 +48,8 @@ struct SessionLifecycle: Sendable, Equatable {
     private(set) var stopping = false
     /// The state that stop ends the session in; nil when the caller publishes the end itself (logout, after the wipe).
     private(set) var stopState: SessionState?
+    /// Whether a terminal reason met during the stop is still recorded (not when the lease went to another node).
+    private(set) var stopKeepsTerminal = true
     /// Whether the current connection logged in.
     private(set) var loggedInThisRun = false
     /// Reconnect attempts since the last login.
@@ -76,9 +78,12 @@ struct SessionLifecycle: Sendable, Equatable {
     }
 
     /// An operator-side stop (restart, logout, lease lost, shutdown) asks the runner to end, in `state` if given.
-    mutating func stopRequested(_ state: SessionState?) {
+    /// A terminal reason the connection ends with meanwhile is still recorded, unless `leaseLost` (another node runs
+    /// the session now, and its connection is what replaced ours).
+    mutating func stopRequested(_ state: SessionState?, leaseLost: Bool = false) {
         stopping = true
         stopState = state
+        stopKeepsTerminal = !leaseLost
     }
 
     /// The operator-side stop finished waiting for the runner.
@@ -93,9 +98,18 @@ struct SessionLifecycle: Sendable, Equatable {
         var next = status
         if stopping {
             ending = true
-            guard let stopState else { return [.end] }
+            var actions: [Action] = []
+            if stopKeepsTerminal {
+                switch reason.disposition {
+                case .stopAndWipeCredentials: actions = [.logLoggedOut(reason), .wipeCredentials, .recordDesired(.stopped)]
+                case .stop where reason != .requested && reason != .pairingTimedOut:
+                    actions = [.logStoppedForGood(reason), .recordDesired(.stopped)]
+                default: break
+                }
+            }
+            guard let stopState else { return actions + [.end] }
             next.state = stopState
-            return [.publish(next), .end]
+            return actions + [.publish(next), .end]
         }
         if cancelled {
             next.state = .stopped

@@ -33,7 +33,7 @@ extension SessionPool {
             for tenant in lost where sessions[tenant]?.generation != nil {
                 logger.warning("lease lost to another node; disconnecting", metadata: ["tenant": "\(tenant)"])
                 sessions[tenant]?.generation = nil
-                await stopRunner(tenant, finalState: .stopped)
+                await stopRunner(tenant, finalState: .stopped, leaseLost: true)
             }
         } catch {
             logger.error("lease renewal failed", metadata: ["error": "\(error)", "sessions": "\(beats.count)"])

@@ -45,18 +45,24 @@ extension SessionPool {
     /// Takes the lease and starts the runner. With `readAt` (a restore), only if the tenant's lifecycle has not
     /// changed since the records the decision rests on were read; otherwise the stale decision is dropped.
     func claimAndStart(_ tenant: TenantName, unchangedSince readAt: UInt64? = nil) async throws(SessionPoolError) {
+        if let readAt, !admitsRestore(tenant, decidedAt: readAt) { return }
         let lease: SessionLease?
+        claimsInFlight[tenant, default: 0] += 1
         do {
             lease = try await records.acquireLease(for: tenant, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
+            claimsInFlight[tenant, default: 1] -= 1
         } catch {
+            claimsInFlight[tenant, default: 1] -= 1
             throw SessionPoolError(.unavailable, "cannot take the session lease: \(error)")
         }
+        if claimsInFlight[tenant] == 0 { claimsInFlight[tenant] = nil }
         guard let lease else {
             let owner = (try? await records.leases())?.first { $0.tenant == tenant }?.nodeID ?? "another node"
             throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)")
         }
         if let readAt, !admitsRestore(tenant, decidedAt: readAt) {
-            if sessions[tenant]?.runner == nil { await releaseLease(of: tenant, generation: lease.generation) }
+            // Another claim (a restart) may hold the same lease row and generation: leave it to that claim then.
+            if sessions[tenant]?.runner == nil, claimsInFlight[tenant] == nil { await releaseLease(of: tenant, generation: lease.generation) }
             logger.debug("restore dropped: the session changed since it was queued", metadata: ["tenant": "\(tenant)"])
             return
         }
@@ -164,14 +170,15 @@ extension SessionPool {
 
     /// Whether a restore decided on records read at `readAt` may start `tenant`'s runner now.
     func admitsRestore(_ tenant: TenantName, decidedAt readAt: UInt64) -> Bool {
-        (sessions[tenant]?.lifecycle ?? SessionLifecycle()).admitsRestore(decidedAt: readAt, lastChange: changedAt[tenant] ?? 0)
+        !operatorBusy.contains(tenant)
+            && (sessions[tenant]?.lifecycle ?? SessionLifecycle()).admitsRestore(decidedAt: readAt, lastChange: changedAt[tenant] ?? 0)
     }
 
     /// Ends the runner (if any) and waits for it; the session ends in `finalState`, or as it was when nil (the caller
     /// publishes the end once what it promises is done).
-    func stopRunner(_ tenant: TenantName, finalState: SessionState?) async {
+    func stopRunner(_ tenant: TenantName, finalState: SessionState?, leaseLost: Bool = false) async {
         guard let session = sessions[tenant], let runner = session.runner else { return }
-        sessions[tenant]?.lifecycle.stopRequested(finalState)
+        sessions[tenant]?.lifecycle.stopRequested(finalState, leaseLost: leaseLost)
         runner.cancel()
         await session.client.disconnect()
         await runner.value

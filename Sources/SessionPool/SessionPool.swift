@@ -26,6 +26,10 @@ public actor SessionPool: Service {
     /// records read before a tenant's last change is dropped (the read may predate a terminal stop).
     var lifecycleEpoch = Epoch()
     var changedAt: [TenantName: UInt64] = [:]
+    /// Lease claims awaiting the database, per tenant.
+    var claimsInFlight: [TenantName: Int] = [:]
+    /// Tenants a logout is working on: no restore starts them meanwhile.
+    var operatorBusy: Set<TenantName> = []
     var restoreQueue: [(tenant: TenantName, readAt: UInt64)] = []
     var restoreQueueHead = 0
     var restoring: Set<TenantName> = []
@@ -193,6 +197,8 @@ public actor SessionPool: Service {
         if sessions[tenant]?.runner == nil, let owner = liveRemoteOwner(of: tenant) {
             throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)")
         }
+        operatorBusy.insert(tenant)
+        defer { operatorBusy.remove(tenant) }
         if let session = sessions[tenant], session.runner != nil {
             if await session.client.isLoggedIn {
                 do { try await session.client.logout() } catch {
@@ -204,6 +210,11 @@ public actor SessionPool: Service {
         do {
             try await credentialStore(tenant).wipe()
         } catch {
+            ensureEntry(tenant)
+            update(tenant) {
+                $0.state = .stopped
+                $0.lastError = "logout could not wipe the credentials; retry the logout"
+            }
             throw SessionPoolError(.unavailable, "cannot wipe credentials: \(error)")
         }
         await setDesired(.stopped, for: tenant)

@@ -100,8 +100,23 @@ import WhatsApp
             == [.publish(Self.with(status) { $0.state = .stopped }), .end])
         (lifecycle, status) = Self.running()
         lifecycle.stopRequested(nil)
-        #expect(lifecycle.connectionEnded(.loggedOut(code: nil), paired: true, cancelled: true, status: status) == [.end])
+        #expect(lifecycle.connectionEnded(.connectionClosed, paired: true, cancelled: true, status: status) == [.end])
         #expect(lifecycle.clientEvent(.loggedIn(jid: "j"), status: status, now: Date()).isEmpty)
+    }
+
+    @Test func aTerminalEndDuringAnOperatorStopIsStillRecordedUnlessTheLeaseWasLost() {
+        var (lifecycle, status) = Self.running()
+        lifecycle.stopRequested(.stopped)
+        #expect(lifecycle.connectionEnded(.replaced, paired: true, cancelled: true, status: status)
+            == [.logStoppedForGood(.replaced), .recordDesired(.stopped), .publish(Self.with(status) { $0.state = .stopped }), .end])
+        (lifecycle, status) = Self.running()
+        lifecycle.stopRequested(.stopped, leaseLost: true)
+        #expect(lifecycle.connectionEnded(.replaced, paired: true, cancelled: true, status: status)
+            == [.publish(Self.with(status) { $0.state = .stopped }), .end], "the other node's connection replaced ours")
+        (lifecycle, status) = Self.running()
+        lifecycle.stopRequested(nil)
+        #expect(lifecycle.connectionEnded(.loggedOut(code: 401), paired: true, cancelled: true, status: status)
+            == [.logLoggedOut(.loggedOut(code: 401)), .wipeCredentials, .recordDesired(.stopped), .end])
     }
 
     // MARK: Orderings of the `replaced` issue, as the pool sees them

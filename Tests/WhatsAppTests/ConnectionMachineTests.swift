@@ -85,13 +85,24 @@ import WABinary
         var machine = Self.loggedIn()
         let pending = machine.nextRequestID()
         #expect(machine.received(stanza, account: Self.account) == expected)
-        // Whatever was in flight: the answer to a prekey upload or ping, a refill notice, a second end, our own end.
+        // Whatever was in flight: the answer to a prekey upload or ping, a refill notice, a login, our own end. (A
+        // terminal reason after a reconnectable one still counts: `aTerminalReasonAfterOurOwnReconnectableEndStillCounts`.)
         #expect(machine.received(Self.result(pending), account: Self.account).isEmpty)
         #expect(machine.received(Self.lowPreKeys(0), account: Self.account).isEmpty)
-        #expect(machine.received(Self.replaced, account: Self.account).isEmpty)
         #expect(machine.received(Self.success, account: Self.account).isEmpty)
         #expect(machine.end(.keepaliveTimeout).isEmpty)
         #expect(machine.closing == expected.compactMap { if case .close(let reason) = $0 { reason } else { nil } }.first)
+    }
+
+    @Test func aTerminalReasonAfterOurOwnReconnectableEndStillCounts() {
+        var machine = Self.loggedIn()
+        #expect(machine.end(.keepaliveTimeout) == [.close(.keepaliveTimeout)])
+        #expect(machine.received(Self.replaced, account: Self.account) == [.close(.replaced)], "no reconnect into a fight")
+        #expect(machine.closing == .replaced)
+        #expect(machine.received(Self.deviceRemoved, account: Self.account).isEmpty, "terminal already")
+        var other = Self.loggedIn()
+        _ = other.end(.keepaliveTimeout)
+        #expect(other.received(Self.deviceRemoved, account: Self.account) == [.wipeCredentials, .close(.loggedOut(code: 401))])
     }
 
     @Test func ourOwnEndWinsOverALaterStreamError() {

@@ -65,7 +65,7 @@ struct ConnectionMachine: Sendable {
 
     /// One stanza from the server; `account` is the paired account, if any.
     mutating func received(_ node: Node, account: JID?) -> [Action] {
-        guard closing == nil else { return [] }
+        if let closing { return terminalAfter(closing, node) }
         switch node.tag {
         case "iq":
             let type = node.attributes["type"]?.string
@@ -100,6 +100,21 @@ struct ConnectionMachine: Sendable {
         default:
             return []
         }
+    }
+
+    /// After our own end, only a terminal reason from the server still counts, and only over an end that would
+    /// reconnect: reconnecting after `replaced` would fight the other companion, after a 401 keep dead credentials.
+    private mutating func terminalAfter(_ closing: DisconnectReason, _ node: Node) -> [Action] {
+        let reason: DisconnectReason
+        switch node.tag {
+        case "stream:error": reason = DisconnectReason.fromStreamError(node)
+        case "failure": reason = DisconnectReason.fromFailure(node)
+        default: return []
+        }
+        let reconnects = closing.disposition == .reconnectNow || closing.disposition == .reconnectWithBackoff
+        let terminal = reason.disposition == .stop || reason.disposition == .stopAndWipeCredentials
+        guard reconnects, terminal else { return [] }
+        return ended(reason)
     }
 
     private mutating func ended(_ reason: DisconnectReason) -> [Action] {

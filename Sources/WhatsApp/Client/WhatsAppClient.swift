@@ -269,6 +269,7 @@ public actor WhatsAppClient {
     func request(on number: UInt64? = nil, timeout: Duration? = nil, _ build: (String) -> Node) async throws -> Node {
         guard var connection, number == nil || connection.number == number else { throw WhatsAppClientError.notConnected }
         guard connection.machine.loggedIn else { throw WhatsAppClientError.notLoggedIn }
+        guard connection.machine.closing == nil else { throw WhatsAppClientError.disconnected }
         let id = connection.machine.nextRequestID()
         self.connection = connection
         return try await send(requestWithID: id, node: build(id), timeout: timeout)
