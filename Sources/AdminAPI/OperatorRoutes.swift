@@ -164,13 +164,7 @@ struct OperatorRoutes {
         router.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
             try await authorize(request, context)
             let tenant = try await existingTenant(context)
-            do { try await dependencies.pool.restart(tenant.name) } catch { throw APIError.from(error) }
-            let event = AuditEvent(
-                at: Date(), actor: "operator", action: "session.restart", tenant: tenant.name.rawValue, clientAddress: context.clientAddress,
-                detail: nil)
-            do { try await dependencies.audit.appendAudit(event) } catch {
-                context.logger.error("audit log write failed", metadata: ["action": "session.restart", "error": "\(error)"])
-            }
+            try await SessionActions(dependencies: dependencies).restart(tenant.name, by: .api("operator", context))
             return await summary(tenant)
         }
     }

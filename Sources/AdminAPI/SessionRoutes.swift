@@ -5,7 +5,6 @@ import Logging
 import NIOCore
 import SessionPool
 import Tenancy
-import WahostBasics
 
 /// The per-tenant `/session` endpoints: canonical `/tenants/{tenant}/session/…` and the seed's `/session/…` aliases.
 struct SessionRoutes {
@@ -88,71 +87,58 @@ struct SessionRoutes {
         }
     }
 
+    /// Each endpoint twice: the canonical path names the tenant, the seed's alias takes it from the token (or `x-tenant`).
     func register(on router: Router<AdminRequestContext>) {
-        let canonical = router.group("tenants/:tenant/session")
-        let alias = router.group("session")
-        for (group, fromPath) in [(canonical, true), (alias, false)] {
-            group.get("status") { request, context in
-                if request.headers[.adminToken] != nil {
-                    return try await status(try await statusCaller(request, context, fromPath: fromPath), authenticated: true)
-                }
-                return try await status(try await statusTenant(request, context, fromPath: fromPath), authenticated: false)
-            }
-            group.get("qr") { request, context in
-                try await qr(try await authorize(request, context, fromPath: fromPath, otp: true), context)
-            }
-            group.post("pairing-code") { request, context in
-                let tenant = try await authorize(request, context, fromPath: fromPath, otp: false)
-                let number = try await phoneNumber(request, context)
-                try await verifyOTP(tenant, request, context)
-                return try await pairingCode(tenant, number: number, context)
-            }
-            group.get("groups") { request, context in
-                try await groups(try await authorize(request, context, fromPath: fromPath, otp: false))
-            }
-            group.post("logout") { request, context in
-                try await logout(try await authorize(request, context, fromPath: fromPath, otp: true), context)
-            }
-        }
+        router.get("tenants/:tenant/session/status") { request, context in try await status(request, context, fromPath: true) }
+        router.get("session/status") { request, context in try await status(request, context, fromPath: false) }
+        router.get("tenants/:tenant/session/qr") { request, context in try await qr(request, context, fromPath: true) }
+        router.get("session/qr") { request, context in try await qr(request, context, fromPath: false) }
+        router.post("tenants/:tenant/session/pairing-code") { request, context in try await pairingCode(request, context, fromPath: true) }
+        router.post("session/pairing-code") { request, context in try await pairingCode(request, context, fromPath: false) }
+        router.get("tenants/:tenant/session/groups") { request, context in try await groups(request, context, fromPath: true) }
+        router.get("session/groups") { request, context in try await groups(request, context, fromPath: false) }
+        router.post("tenants/:tenant/session/logout") { request, context in try await logout(request, context, fromPath: true) }
+        router.post("session/logout") { request, context in try await logout(request, context, fromPath: false) }
     }
+
+    private var actions: SessionActions { SessionActions(dependencies: dependencies) }
 
     // MARK: Handlers
 
-    private func status(_ tenant: TenantName, authenticated: Bool) async throws -> Status {
+    private func status(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> Status {
+        let authenticated = request.headers[.adminToken] != nil
+        let tenant =
+            authenticated
+            ? try await statusCaller(request, context, fromPath: fromPath) : try await statusTenant(request, context, fromPath: fromPath)
         let status = await dependencies.pool.status(of: tenant)
         return Status(
             tenant: tenant.rawValue, connected: status.connected, state: status.state.rawValue, loggedIn: status.me != nil,
             me: status.me, pairingMethod: status.pairingMethod?.rawValue, lastError: status.lastError, authenticated: authenticated)
     }
 
-    private func qr(_ tenant: TenantName, _ context: AdminRequestContext) async throws -> QR {
-        let status: SessionStatus
-        do { status = try await dependencies.pool.qrCode(for: tenant) } catch { throw APIError.from(error) }
-        await audit("pairing.qr", tenant: tenant, context)
-        let remaining = status.qrExpiresAt.map { max(0, Int($0.timeIntervalSinceNow.rounded(.down))) } ?? 0
-        return QR(qr: status.qr ?? "", expiresIn: remaining)
+    private func qr(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> QR {
+        let tenant = try await authorize(request, context, fromPath: fromPath, otp: true)
+        let grant = try await actions.qrCode(tenant, by: .api("tenant:\(tenant)", context))
+        return QR(qr: grant.qr, expiresIn: grant.expiresIn)
     }
 
-    private func pairingCode(_ tenant: TenantName, number: String, _ context: AdminRequestContext) async throws -> PairingCode {
-        let code: String
-        do { code = try await dependencies.pool.pairingCode(for: tenant, phoneNumber: number) } catch { throw APIError.from(error) }
-        await audit("pairing.code", tenant: tenant, context)
-        let status = await dependencies.pool.status(of: tenant)
-        let remaining = status.qrExpiresAt.map { max(0, Int($0.timeIntervalSinceNow.rounded(.down))) } ?? 0
-        return PairingCode(code: code, expiresIn: remaining)
+    private func pairingCode(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> PairingCode {
+        let tenant = try await authorize(request, context, fromPath: fromPath, otp: false)
+        let body = try await request.decodeJSON(as: PairingCodeRequest.self, context: context, example: #"{"number": "910000000000"}"#)
+        // The number is checked before the OTP, so a typo does not use up a one-time code.
+        _ = try SessionActions.phoneNumber(body.number)
+        try await verifyOTP(tenant, request, context)
+        let grant = try await actions.pairingCode(tenant, number: body.number ?? "", by: .api("tenant:\(tenant)", context))
+        return PairingCode(code: grant.code, expiresIn: grant.expiresIn)
     }
 
-    private func groups(_ tenant: TenantName) async throws -> Groups {
-        do {
-            return Groups(groups: try await dependencies.pool.groups(for: tenant))
-        } catch {
-            throw APIError.from(error)
-        }
+    private func groups(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> Groups {
+        Groups(groups: try await actions.groups(try await authorize(request, context, fromPath: fromPath, otp: false)))
     }
 
-    private func logout(_ tenant: TenantName, _ context: AdminRequestContext) async throws -> LogoutResult {
-        do { try await dependencies.pool.logout(tenant) } catch { throw APIError.from(error) }
-        await audit("session.logout", tenant: tenant, context)
+    private func logout(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> LogoutResult {
+        let tenant = try await authorize(request, context, fromPath: fromPath, otp: true)
+        try await actions.logout(tenant, by: .api("tenant:\(tenant)", context))
         return LogoutResult(status: "success", message: "Session cleared.")
     }
 
@@ -220,21 +206,8 @@ struct SessionRoutes {
         return name
     }
 
-    private func phoneNumber(_ request: Request, _ context: AdminRequestContext) async throws -> String {
-        let body = try await request.decodeJSON(as: PairingCodeRequest.self, context: context, example: #"{"number": "910000000000"}"#)
-        guard let number = body.number, !number.isEmpty else { throw APIError.badRequest("number_required", "number is required") }
-        do { return try PhoneNumber(number, allowingSeparators: false).digits } catch {
-            throw APIError.badRequest("number_invalid", "number must be 7 to 15 digits, country code first, no + or spaces: \(error)")
-        }
-    }
-
     private func audit(_ action: String, tenant: TenantName?, _ context: AdminRequestContext, actor: String? = nil) async {
-        let event = AuditEvent(
-            at: Date(), actor: actor ?? tenant.map { "tenant:\($0)" } ?? "anonymous", action: action, tenant: tenant?.rawValue,
-            clientAddress: context.clientAddress, detail: nil)
-        do { try await dependencies.audit.appendAudit(event) } catch {
-            context.logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
-        }
+        await actions.audit(action, tenant: tenant, by: .api(actor ?? tenant.map { "tenant:\($0)" } ?? "anonymous", context))
     }
 }
 

@@ -12,7 +12,7 @@ extension SessionPool {
         while !Task.isCancelled {
             await heartbeat()
             await scan()
-            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
+            do { try await configuration.clock.sleep(configuration.heartbeatInterval) } catch { return }
         }
     }
 
@@ -24,12 +24,12 @@ extension SessionPool {
             }
         }
         guard !beats.isEmpty else {
-            lastRenewal = .now
+            lastRenewal = configuration.clock.now()
             return
         }
         do {
-            let lost = try await records.renewLeases(beats, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
-            lastRenewal = .now
+            let lost = try await records.renewLeases(beats, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: configuration.clock.now())
+            lastRenewal = configuration.clock.now()
             for tenant in lost where sessions[tenant]?.generation != nil {
                 logger.warning("lease lost to another node; disconnecting", metadata: ["tenant": "\(tenant)"])
                 sessions[tenant]?.generation = nil
@@ -38,7 +38,7 @@ extension SessionPool {
         } catch {
             logger.error("lease renewal failed", metadata: ["error": "\(error)", "sessions": "\(beats.count)"])
             // Fence before the leases can expire: another node may take them over, so stop connecting here.
-            guard ContinuousClock.now - lastRenewal > configuration.leaseTTL * 2 / 3 else { return }
+            guard configuration.clock.now().timeIntervalSince(lastRenewal) > (configuration.leaseTTL * 2 / 3).timeInterval else { return }
             for tenant in sessions.keys where sessions[tenant]?.runner != nil {
                 sessions[tenant]?.generation = nil
                 await stopRunner(tenant, finalState: .stopped)
@@ -60,7 +60,7 @@ extension SessionPool {
             logger.error("cannot read session records", metadata: ["error": "\(error)"])
             return
         }
-        let now = Date()
+        let now = configuration.clock.now()
         var others: [TenantName: SessionLease] = [:]
         for lease in leases where lease.nodeID != configuration.nodeID { others[lease.tenant] = lease }
         remoteLeases = others
@@ -100,7 +100,7 @@ extension SessionPool {
         var generator = SystemRandomNumberGenerator()
         while let (tenant, readAt) = nextQueuedRestore() {
             let jitter = configuration.restoreJitter.wholeMilliseconds
-            if jitter > 0 { try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...jitter, using: &generator))) }
+            if jitter > 0 { try? await configuration.clock.sleep(.milliseconds(Int64.random(in: 0...jitter, using: &generator))) }
             await restore(tenant, decidedOn: readAt)
             restoring.remove(tenant)
         }
@@ -129,7 +129,7 @@ extension SessionPool {
     }
 
     func liveRemoteOwner(of tenant: TenantName) -> String? {
-        guard let lease = remoteLeases[tenant], lease.expiresAt > Date() else { return nil }
+        guard let lease = remoteLeases[tenant], lease.expiresAt > configuration.clock.now() else { return nil }
         return lease.nodeID
     }
 

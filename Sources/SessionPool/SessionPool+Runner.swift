@@ -49,7 +49,7 @@ extension SessionPool {
         let lease: SessionLease?
         claimsInFlight[tenant, default: 0] += 1
         do {
-            lease = try await records.acquireLease(for: tenant, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: Date())
+            lease = try await records.acquireLease(for: tenant, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: configuration.clock.now())
             claimsInFlight[tenant, default: 1] -= 1
         } catch {
             claimsInFlight[tenant, default: 1] -= 1
@@ -102,7 +102,7 @@ extension SessionPool {
                         metadata: ["tenant": "\(tenant)", "reason": "\(reason)", "attempt": "\(attempt)", "delay_ms": "\(delay.wholeMilliseconds)"])
                     let cancelled: Bool
                     do {
-                        try await Task.sleep(for: delay)
+                        try await configuration.clock.sleep(delay)
                         cancelled = false
                     } catch { cancelled = true }
                     guard let status = sessions[tenant]?.status, let after = sessions[tenant]?.lifecycle.backoffEnded(cancelled: cancelled, status: status)
@@ -200,7 +200,7 @@ extension SessionPool {
 
     func apply(_ event: WhatsAppEvent, to tenant: TenantName) async {
         guard var session = sessions[tenant] else { return }
-        let actions = session.lifecycle.clientEvent(event, status: session.status, now: Date())
+        let actions = session.lifecycle.clientEvent(event, status: session.status, now: configuration.clock.now())
         sessions[tenant] = session
         for action in actions { await perform(action, for: tenant) }
     }

@@ -62,6 +62,7 @@ extension SessionPool {
     ) async -> SessionStatus? {
         let stream = updates(of: tenant)
         let latest = LatestStatus()
+        let clock = configuration.clock
         return await withTaskGroup(of: SessionStatus?.self) { group in
             group.addTask {
                 for await status in stream {
@@ -71,7 +72,7 @@ extension SessionPool {
                 return nil
             }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await clock.sleep(timeout)
                 return nil
             }
             let first = await group.next() ?? nil

@@ -37,7 +37,7 @@ public actor SessionPool: Service {
     var restoreWorkers = 0
     var firstScanDone = false
     var shuttingDown = false
-    var lastRenewal = ContinuousClock.now
+    var lastRenewal = Date()
     var maintenance: Task<Void, Never>?
 
     /// One tenant's session as this node runs it.
@@ -106,7 +106,7 @@ public actor SessionPool: Service {
     /// The session's current status, from this node or, when another node runs it, from that node's lease.
     public func status(of tenant: TenantName) -> SessionStatus {
         if let session = sessions[tenant], session.runner != nil { return session.status }
-        if let lease = remoteLeases[tenant], lease.expiresAt > Date() {
+        if let lease = remoteLeases[tenant], lease.expiresAt > configuration.clock.now() {
             return SessionStatus(
                 tenant: tenant, state: SessionState(rawValue: lease.state) ?? .connecting, lastError: lease.lastError,
                 ownerNode: lease.nodeID, lastHeartbeat: lease.lastBeatAt)
@@ -162,12 +162,12 @@ public actor SessionPool: Service {
         let lifetime = configuration.pairingCodeLifetime
         update(tenant) {
             $0.qr = nil
-            $0.qrExpiresAt = Date().addingTimeInterval(lifetime.timeInterval)
+            $0.qrExpiresAt = configuration.clock.now().addingTimeInterval(lifetime.timeInterval)
             $0.pairingMethod = .code
         }
         sessions[tenant]?.codeExpiry?.cancel()
         sessions[tenant]?.codeExpiry = Task {
-            try? await Task.sleep(for: lifetime)
+            try? await configuration.clock.sleep(lifetime)
             guard !Task.isCancelled else { return }
             await self.expireLinkCode(tenant)
         }

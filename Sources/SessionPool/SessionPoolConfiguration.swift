@@ -16,12 +16,16 @@ public struct SessionPoolConfiguration: Sendable {
     public var qrWait: Duration
     /// A link code not entered within this time ends the pairing.
     public var pairingCodeLifetime: Duration
+    /// Where the pool reads the time and sleeps.
+    public var clock: PoolClock
 
     public init(
         nodeID: String, leaseTTL: Duration = .seconds(30), heartbeatInterval: Duration? = nil, restoreConcurrency: Int = 64,
         restoreJitter: Duration = .milliseconds(500), backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(60)),
-        qrWait: Duration = .seconds(15), pairingCodeLifetime: Duration = .seconds(180)
+        qrWait: Duration = .seconds(15), pairingCodeLifetime: Duration = .seconds(180),
+        clock: PoolClock = .system
     ) {
+        self.clock = clock
         self.nodeID = nodeID
         self.leaseTTL = leaseTTL
         self.heartbeatInterval = heartbeatInterval ?? leaseTTL / 3

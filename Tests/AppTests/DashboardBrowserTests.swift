@@ -2,6 +2,7 @@ import Foundation
 import Tenancy
 import TestSupport
 import Testing
+import WhatsApp
 import WhatsAppSimulator
 
 @Suite(.serialized) struct DashboardBrowserTests {

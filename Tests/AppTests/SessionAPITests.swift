@@ -4,6 +4,7 @@ import PostgresNIO
 import Tenancy
 import TestSupport
 import Testing
+import WhatsApp
 import WhatsAppSimulator
 
 #if canImport(FoundationNetworking)

@@ -39,7 +39,7 @@ struct PoolRig {
     /// A pool over the rig's database and files; `records` and `credentials` wrap them when a test needs a gate.
     func pool(
         node: String = "node-a", ttl: Duration = .seconds(3), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
-        records: (any SessionRecordRepository)? = nil,
+        records: (any SessionRecordRepository)? = nil, clock: PoolClock = .system,
         credentials: (@Sendable (any CredentialStore) -> any CredentialStore)? = nil
     ) -> SessionPool {
         var logger = Logger(label: "test.pool.\(node)")
@@ -48,7 +48,7 @@ struct PoolRig {
         return SessionPool(
             configuration: SessionPoolConfiguration(
                 nodeID: node, leaseTTL: ttl, heartbeatInterval: .milliseconds(200), restoreJitter: .milliseconds(20), backoff: backoff,
-                qrWait: .seconds(20)),
+                qrWait: .seconds(20), clock: clock),
             records: records ?? store, clientConfiguration: clientConfiguration,
             credentialStore: { tenant in
                 let store = TenantCredentialStore(tenant: tenant, files: files)
@@ -237,6 +237,29 @@ func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition:
         let user = try await rig.pair(tenant, on: pool)
         let logins = await rig.simulator.observed.logins[user] ?? 0
         await rig.simulator.dropConnections(ofAccount: user)
+        try await waitUntil { await (rig.simulator.observed.logins[user] ?? 0) == logins + 1 }
+        try await waitUntil { await pool.status(of: tenant).state == .connected }
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func aDropWaitsItsBackoffOnThePoolsClock() async throws {
+        let rig = try await PoolRig.make()
+        let clock = ManualClock()
+        let pool = rig.pool(backoff: Backoff(base: .seconds(30), cap: .seconds(30)), clock: clock.poolClock)
+        await pool.startMaintenance()
+        let tenant = rig.tenants[0]
+        let user = try await rig.pair(tenant, on: pool)
+        try await waitUntil { clock.pendingSleeps == [.milliseconds(200)] }  // only the heartbeat waits now
+        let logins = await rig.simulator.observed.logins[user] ?? 0
+
+        await rig.simulator.dropConnections(ofAccount: user)
+        try await waitUntil { clock.pendingSleeps.count == 2 }
+        #expect(clock.pendingSleeps.allSatisfy { $0 <= .seconds(30) }, "the heartbeat and a backoff within its ceiling")
+        #expect(await pool.status(of: tenant).state == .reconnecting)
+        #expect(await rig.simulator.observed.logins[user] ?? 0 == logins, "no login while the backoff waits")
+
+        clock.advance(by: .seconds(30))
         try await waitUntil { await (rig.simulator.observed.logins[user] ?? 0) == logins + 1 }
         try await waitUntil { await pool.status(of: tenant).state == .connected }
         await pool.shutdown()

@@ -142,20 +142,27 @@ extension DashboardRoutes {
             status: .ok, headers: [.contentType: type, .cacheControl: "public, max-age=300"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// The session actions shared with the JSON API.
+    var actions: SessionActions { SessionActions(dependencies: dependencies) }
+
+    /// The audit identity of a signed-in principal.
+    func caller(_ session: DashboardSession, _ context: AdminRequestContext) -> ActionCaller {
+        switch session.principal {
+        case .tenant(let name): .dashboard("tenant:\(name)", context)
+        case .operator: .dashboard("operator", context)
+        }
+    }
+
     func audit(_ action: String, principal: DashboardPrincipal, tenant: TenantName? = nil, _ context: AdminRequestContext) async {
-        let actor: String
         var subject = tenant
+        let actor: String
         switch principal {
         case .tenant(let name):
             actor = "tenant:\(name)"
             subject = subject ?? name
         case .operator: actor = "operator"
         }
-        let event = AuditEvent(
-            at: Date(), actor: actor, action: action, tenant: subject?.rawValue, clientAddress: context.clientAddress, detail: "dashboard")
-        do { try await dependencies.audit.appendAudit(event) } catch {
-            context.logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
-        }
+        await actions.audit(action, tenant: subject, by: .dashboard(actor, context))
     }
 
     static func label(_ state: SessionState) -> String {

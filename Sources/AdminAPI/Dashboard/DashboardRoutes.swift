@@ -60,21 +60,20 @@ struct DashboardRoutes {
     }
 
     func register(on router: Router<AdminRequestContext>) {
-        let dashboard = router.group("dashboard")
-        dashboard.get("") { request, context in try await home(request, context) }
-        dashboard.get("static/:file") { _, context in try staticFile(context) }
-        dashboard.post("sign-in") { request, context in try await signIn(request, context) }
-        dashboard.post("sign-out") { request, context in try await signOut(request, context) }
-        dashboard.get("tenant") { request, context in try await tenantPage(request, context) }
-        dashboard.get("events") { request, context in try await events(request, context) }
-        dashboard.get("groups") { request, context in try await groupsFragment(request, context) }
-        dashboard.post("pairing/start") { request, context in try await startPairing(request, context) }
-        dashboard.post("pairing/code") { request, context in try await pairingCode(request, context) }
-        dashboard.post("logout") { request, context in try await logout(request, context) }
-        dashboard.post("demo/scan") { request, context in try await demoScan(request, context) }
-        dashboard.get("operator") { request, context in try await operatorPage(request, context, created: nil) }
-        dashboard.post("operator/restart") { request, context in try await operatorRestart(request, context) }
-        dashboard.post("operator/tenants") { request, context in try await operatorCreate(request, context) }
+        router.get("dashboard/") { request, context in try await home(request, context) }
+        router.get("dashboard/static/:file") { _, context in try staticFile(context) }
+        router.post("dashboard/sign-in") { request, context in try await signIn(request, context) }
+        router.post("dashboard/sign-out") { request, context in try await signOut(request, context) }
+        router.get("dashboard/tenant") { request, context in try await tenantPage(request, context) }
+        router.get("dashboard/events") { request, context in try await events(request, context) }
+        router.get("dashboard/groups") { request, context in try await groupsFragment(request, context) }
+        router.post("dashboard/pairing/start") { request, context in try await startPairing(request, context) }
+        router.post("dashboard/pairing/code") { request, context in try await pairingCode(request, context) }
+        router.post("dashboard/logout") { request, context in try await logout(request, context) }
+        router.post("dashboard/demo/scan") { request, context in try await demoScan(request, context) }
+        router.get("dashboard/operator") { request, context in try await operatorPage(request, context, created: nil) }
+        router.post("dashboard/operator/restart") { request, context in try await operatorRestart(request, context) }
+        router.post("dashboard/operator/tenants") { request, context in try await operatorCreate(request, context) }
     }
 
     // MARK: Pages
@@ -175,7 +174,7 @@ struct DashboardRoutes {
     private func groupValues(_ tenant: TenantName, status: SessionStatus) async throws -> [String: Any] {
         guard status.state == .connected else { return ["groupsEmpty": "Groups appear once the session is connected."] }
         do {
-            let groups = try await dependencies.pool.groups(for: tenant)
+            let groups = try await actions.groups(tenant)
             guard !groups.isEmpty else { return ["groupsEmpty": "This account is in no groups."] }
             return [
                 "hasGroups": true, "groupCount": groups.count,
@@ -263,8 +262,7 @@ struct DashboardRoutes {
         let (session, form) = try await requireSession(request, context, form: TenantForm.self)
         let tenant = try await tenantFor(session, form.tenant)
         do {
-            _ = try await dependencies.pool.qrCode(for: tenant.name)
-            await audit("pairing.qr", principal: session.principal, tenant: tenant.name, context)
+            _ = try await actions.qrCode(tenant.name, by: caller(session, context))
         } catch {
             return try await renderTenant(tenant, session, error: "Pairing could not start: \(error.message)", status: APIError.from(error).status)
         }
@@ -274,13 +272,12 @@ struct DashboardRoutes {
     private func pairingCode(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
         let (session, form) = try await requireSession(request, context, form: TenantForm.self)
         let tenant = try await tenantFor(session, form.tenant)
-        guard let number = form.number, let phone = try? PhoneNumber(number, allowingSeparators: false) else {
+        guard (try? SessionActions.phoneNumber(form.number)) != nil else {
             return try await renderTenant(
                 tenant, session, error: "Enter the phone number with its country code, digits only (7 to 15).", status: .badRequest)
         }
         do {
-            let code = try await dependencies.pool.pairingCode(for: tenant.name, phoneNumber: phone.digits)
-            await audit("pairing.code", principal: session.principal, tenant: tenant.name, context)
+            let code = try await actions.pairingCode(tenant.name, number: form.number ?? "", by: caller(session, context)).code
             let shown = code.count == 8 ? String(code.prefix(4)) + "-" + String(code.suffix(4)) : code
             return try await renderTenant(tenant, session, linkCode: shown)
         } catch {
@@ -302,8 +299,7 @@ struct DashboardRoutes {
             }
         }
         do {
-            try await dependencies.pool.logout(tenant.name)
-            await audit("session.logout", principal: session.principal, tenant: tenant.name, context)
+            try await actions.logout(tenant.name, by: caller(session, context))
         } catch {
             return try await renderTenant(tenant, session, error: "Logout failed: \(error.message)", status: APIError.from(error).status)
         }
@@ -354,8 +350,7 @@ struct DashboardRoutes {
         guard session.principal == .operator else { throw APIError(.forbidden, "operator_only", "operator sign-in required") }
         let tenant = try await tenantFor(session, form.tenant)
         do {
-            try await dependencies.pool.restart(tenant.name)
-            await audit("session.restart", principal: session.principal, tenant: tenant.name, context)
+            try await actions.restart(tenant.name, by: caller(session, context))
         } catch {
             return try await operatorPage(request, context, created: nil, error: "Restart of \(tenant.name) failed: \(error.message)")
         }
