@@ -15,7 +15,8 @@ struct Rig {
     let configuration: WhatsAppClientConfiguration
 
     static func make(
-        keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10)
+        keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
+        timers: ClientTimers = .eventLoop
     ) async throws -> Rig {
         let simulator = try WhatsAppSimulator()
         let url = try await simulator.start()
@@ -23,7 +24,7 @@ struct Rig {
         let store = TenantCredentialStore(tenant: try TenantName("acme"), files: files)
         let configuration = WhatsAppClientConfiguration(
             url: url, rootPublicKey: simulator.rootPublicKey, keepaliveInterval: keepaliveInterval, keepaliveDeadline: keepaliveDeadline,
-            handshakeTimeout: .seconds(20), requestTimeout: .seconds(20))
+            handshakeTimeout: .seconds(20), requestTimeout: .seconds(20), timers: timers)
         return Rig(simulator: simulator, store: store, files: files, configuration: configuration)
     }
 
@@ -207,6 +208,44 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         let (_, user, session) = try await rig.pairedClient()
         try await eventually(timeout: .seconds(30)) { await (rig.simulator.observed.pings[user] ?? 0) >= 3 }
         await rig.simulator.setSilent(true, account: user)
+        #expect(await session.value == .keepaliveTimeout)
+        await rig.simulator.stop()
+    }
+
+    @Test func qrCodesRotateOnTheirTimersAndPairingEndsAfterTheLast() async throws {
+        let timers = ManualTimers()
+        let rig = try await Rig.make(timers: timers.clientTimers)
+        let client = rig.client()
+        var events = client.events.makeAsyncIterator()
+        let session = Task { await client.run() }
+        var shown: [String] = []
+        for index in 0..<6 {  // the simulator offers six refs, like WhatsApp
+            guard case .qrCode(let qr, let lifetime)? = try await next(&events, matching: { if case .qrCode = $0 { true } else { false } })
+            else { throw TestSupportError("no QR code \(index)") }
+            #expect(lifetime == (index == 0 ? .seconds(60) : .seconds(20)))
+            shown.append(qr)
+            try await eventually { timers.armed.contains(lifetime) }
+            #expect(timers.fire(delay: lifetime) == 1)
+        }
+        #expect(Set(shown).count == 6, "each ref is shown once")
+        #expect(await session.value == .pairingTimedOut)
+        await rig.simulator.stop()
+    }
+
+    @Test func keepaliveRunsOnItsTimerAndAPingWithoutAnswerEndsTheConnection() async throws {
+        let timers = ManualTimers()
+        let rig = try await Rig.make(keepaliveInterval: .seconds(25) ... .seconds(25), keepaliveDeadline: .seconds(7), timers: timers.clientTimers)
+        let (_, user, session) = try await rig.pairedClient()
+        for ping in 1...2 {
+            try await eventually { timers.armed.contains(.seconds(25)) }
+            #expect(timers.fire(delay: .seconds(25)) == 1)
+            try await eventually { await (rig.simulator.observed.pings[user] ?? 0) == ping }
+        }
+        await rig.simulator.setSilent(true, account: user)
+        try await eventually { timers.armed.contains(.seconds(25)) }
+        timers.fire(delay: .seconds(25))
+        try await eventually { timers.armed.contains(.seconds(7)) }  // the unanswered ping's deadline
+        timers.fire(delay: .seconds(7))
         #expect(await session.value == .keepaliveTimeout)
         await rig.simulator.stop()
     }

@@ -4,8 +4,8 @@ import WABinary
 
 /// A pairing in progress on an unpaired connection.
 enum PairingSession: Sendable {
-    /// QR pairing: the rotation task shows each ref in turn.
-    case qr(rotation: Task<Void, Never>)
+    /// QR pairing: the rotation timer shows each ref in turn; `id` tells a current rotation from a cancelled one.
+    case qr(rotation: ClientTimer, id: UInt64)
     /// Code pairing: waiting for the phone's notification.
     case linkCode(LinkCodePairing)
 }
@@ -25,26 +25,38 @@ extension WhatsAppClient {
             return .streamError(code: nil, condition: "malformed pair-device")
         }
         try? send(request.acknowledgement)
-        if case .qr(let previous)? = connection?.pairing { previous.cancel() }
+        if case .qr(let previous, _)? = connection?.pairing { previous.cancel() }
         let schedule = QRRefSchedule(refs: request.refs)
         let codes = request.refs.map { PairingQRCode(ref: $0, credentials: credentials, platformID: Self.platformID).text }
-        let rotation = Task { [weak self] in
-            for index in codes.indices {
-                guard let self, !Task.isCancelled else { return }
-                let lifetime = index == 0 ? schedule.firstRefLifetime : schedule.laterRefLifetime
-                await self.emit(.qrCode(codes[index], expiresIn: lifetime))
-                do { try await Task.sleep(for: lifetime) } catch { return }
-            }
-            await self?.end(.pairingTimedOut)
-        }
-        connection?.pairing = .qr(rotation: rotation)
+        qrRotationsStarted &+= 1
+        if let number = connection?.number { await showQRCode(codes, from: 0, schedule: schedule, rotation: qrRotationsStarted, on: number) }
         return nil
+    }
+
+    /// Shows QR code `index` of connection `number` and arms the timer for the next; after the last, pairing has timed out.
+    /// A timer that fired just before its rotation was cancelled (pairing done, new refs, link code) finds another
+    /// rotation id, or none, and does nothing.
+    func showQRCode(_ codes: [String], from index: Int, schedule: QRRefSchedule, rotation id: UInt64, on number: UInt64) async {
+        guard connection?.number == number else { return }
+        if index > 0 {
+            guard case .qr(_, let current)? = connection?.pairing, current == id else { return }
+        }
+        guard index < codes.count else {
+            await end(.pairingTimedOut)
+            return
+        }
+        let lifetime = index == 0 ? schedule.firstRefLifetime : schedule.laterRefLifetime
+        emit(.qrCode(codes[index], expiresIn: lifetime))
+        connection?.pairing = .qr(
+            rotation: configuration.timers.schedule(lifetime) { [weak self] in
+                Task { await self?.showQRCode(codes, from: index + 1, schedule: schedule, rotation: id, on: number) }
+            }, id: id)
     }
 
     /// `pair-success`: verify, sign, reply, persist; the server then sends 515 (docs/protocol-notes.md#pair-success).
     func handlePairSuccess(_ node: Node) async -> DisconnectReason? {
         guard let credentials else { return nil }
-        if case .qr(let rotation)? = connection?.pairing { rotation.cancel() }
+        if case .qr(let rotation, _)? = connection?.pairing { rotation.cancel() }
         let pairSuccess: PairSuccess
         let completion: PairingCompletion
         do {
@@ -103,7 +115,7 @@ extension WhatsAppClient {
             iqID: id, credentials: credentials, platformID: Self.platformID, platformDisplay: Self.platformDisplay)
         let response = try await send(requestWithID: id, node: hello.node)
         do { try pairing.receiveHelloResponse(response) } catch { throw WhatsAppClientError.pairing("\(error)") }
-        if case .qr(let rotation)? = self.connection?.pairing { rotation.cancel() }
+        if case .qr(let rotation, _)? = self.connection?.pairing { rotation.cancel() }
         self.connection?.pairing = .linkCode(pairing)
         return pairing.code.rawValue
     }

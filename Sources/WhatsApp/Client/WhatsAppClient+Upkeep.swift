@@ -11,7 +11,7 @@ extension WhatsAppClient {
         let bounds = configuration.keepaliveInterval
         let interval = Duration.milliseconds(Int64.random(in: bounds.lowerBound.wholeMilliseconds...bounds.upperBound.wholeMilliseconds))
         guard connection?.number == number else { return }
-        connection?.keepalive = EventLoopTimer.after(interval) { [weak self] in
+        connection?.keepalive = configuration.timers.schedule(interval) { [weak self] in
             Task { await self?.keepalive(connection: number) }
         }
     }

@@ -25,6 +25,8 @@ public actor WhatsAppClient {
     var credentialEpoch = Epoch()
     /// Numbers the prekey tasks, so one that ends drops only its own handle.
     var preKeyTasksStarted: UInt64 = 0
+    /// Numbers the QR rotations, so a timer of a cancelled rotation does nothing.
+    var qrRotationsStarted: UInt64 = 0
     var connection: Connection?
     private var stopRequested = false
     /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
@@ -43,7 +45,7 @@ public actor WhatsAppClient {
         /// The continuations of our requests in the machine's correlation table.
         var pending: [String: PendingRequest] = [:]
         var pairing: PairingSession?
-        var keepalive: Scheduled<Void>?
+        var keepalive: ClientTimer?
         /// The prekey check or upload in flight (one at a time); dropped when it ends, and its task's memory with it.
         var preKeyCheck: (number: UInt64, task: Task<Void, Never>)?
     }
@@ -51,7 +53,7 @@ public actor WhatsAppClient {
     /// A request waiting for its answer, and the timer that fails it when the answer is late.
     struct PendingRequest {
         var continuation: CheckedContinuation<Node, any Error>
-        var deadline: Scheduled<Void>
+        var deadline: ClientTimer
 
         func resume(with result: Result<Node, any Error>) {
             deadline.cancel()
@@ -159,7 +161,7 @@ public actor WhatsAppClient {
 
         // Handshake: ClientHello with the WA header, ServerHello within the deadline, ClientFinish.
         var encoder = FrameEncoder(firstFramePrefix: FrameEncoder.connectionHeader)
-        let watchdog = EventLoopTimer.after(configuration.handshakeTimeout) {
+        let watchdog = configuration.timers.schedule(configuration.handshakeTimeout) {
             Task { try? await outbound.close(.normalClosure, reason: "handshake timeout") }
         }
         let readTransport: NoiseTransport
@@ -244,7 +246,7 @@ public actor WhatsAppClient {
             for request in ending.pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
             ending.outgoing.finish()
             ending.keepalive?.cancel()
-            if case .qr(let rotation)? = ending.pairing { rotation.cancel() }
+            if case .qr(let rotation, _)? = ending.pairing { rotation.cancel() }
             if let preKeyTask = ending.preKeyCheck?.task {
                 preKeyTask.cancel()
                 await preKeyTask.value
@@ -280,7 +282,7 @@ public actor WhatsAppClient {
         guard let number = connection?.number else { throw WhatsAppClientError.notConnected }
         let deadline = timeout ?? configuration.requestTimeout
         let response: Node = try await withCheckedThrowingContinuation { continuation in
-            let timer = EventLoopTimer.after(deadline) { [weak self] in
+            let timer = configuration.timers.schedule(deadline) { [weak self] in
                 Task { await self?.failPending(id, on: number, with: WhatsAppClientError.timedOut) }
             }
             connection?.pending[id] = PendingRequest(continuation: continuation, deadline: timer)

@@ -27,14 +27,18 @@ public struct WhatsAppClientConfiguration: Sendable {
     public var handshakeTimeout: Duration
     /// Every IQ the client sends fails with a timeout after this long.
     public var requestTimeout: Duration
+    /// Where keepalive, deadlines and QR rotation are scheduled.
+    public var timers: ClientTimers
 
     public init(
         url: String = defaultURL, tlsConfiguration: TLSConfiguration = WhatsAppTLS.system, origin: String = "https://web.whatsapp.com",
         rootPublicKey: [UInt8] = defaultRootPublicKey,
         version: WhatsAppVersion = .default, deviceName: String = ClientPayloads.defaultDeviceName,
         keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
-        handshakeTimeout: Duration = .seconds(20), requestTimeout: Duration = .seconds(60)
+        handshakeTimeout: Duration = .seconds(20), requestTimeout: Duration = .seconds(60),
+        timers: ClientTimers = .eventLoop
     ) {
+        self.timers = timers
         self.url = url
         self.tlsConfiguration = tlsConfiguration
         self.origin = origin
