@@ -8,7 +8,7 @@ public enum FramePlaintext {
     /// The flags bit saying that the rest of the plaintext is zlib-compressed.
     public static let compressedFlag: UInt8 = 0x02
     /// The default limit on the inflated size of a compressed frame: 16 MiB.
-    public static let defaultMaximumInflatedSize = 1 << 24
+    public static let defaultMaximumInflatedSize = FrameEncoder.frameLimit
 
     /// The plaintext for `node`: flags byte `0x00` (uncompressed), then the encoded node.
     public static func pack(_ node: Node, encoder: NodeEncoder = NodeEncoder()) throws(BinaryEncodingError) -> [UInt8] {

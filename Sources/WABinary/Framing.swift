@@ -22,7 +22,7 @@ public struct FrameReassembler: Sendable {
     private var failure: FrameError?
 
     /// A reassembler rejecting frames longer than `maximumFrameSize` (default 16 MiB, WhatsApp's limit).
-    public init(maximumFrameSize: Int = 1 << 24) {
+    public init(maximumFrameSize: Int = FrameEncoder.frameLimit) {
         self.maximumFrameSize = min(max(maximumFrameSize, 0), FrameEncoder.maximumPayloadSize)
     }
 
@@ -98,7 +98,9 @@ public struct FrameEncoder: Sendable {
     /// The WA connection header `57 41 06 03`: "WA", magic 6, dictionary version 3.
     public static let connectionHeader: [UInt8] = [0x57, 0x41, 0x06, Tokens.dictionaryVersion]
     /// The largest payload a 3-byte length can describe: 2^24 − 1 bytes.
-    public static let maximumPayloadSize = (1 << 24) - 1
+    public static let maximumPayloadSize = frameLimit - 1
+    /// WhatsApp's frame limit, 16 MiB; WebSocket messages carrying frames are allowed the same.
+    public static let frameLimit = 1 << 24
 
     private var pendingPrefix: [UInt8]
 

@@ -91,7 +91,7 @@ public actor WhatsAppSimulator {
 
     private func webSocketServer() -> HTTPServerBuilder {
         .http1WebSocketUpgrade(
-            configuration: .init(ws: .init(maxFrameSize: 1 << 24, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
+            configuration: .init(ws: .init(maxFrameSize: FrameEncoder.frameLimit, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
         ) { request, _, _ in
             guard request.path == "/ws/chat" else { return .dontUpgrade }
             return .upgrade([:]) { inbound, outbound, _ in

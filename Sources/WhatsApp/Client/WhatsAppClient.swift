@@ -93,7 +93,7 @@ public actor WhatsAppClient {
         var headers = HTTPFields()
         headers[.origin] = configuration.origin
         let socketConfiguration = WebSocketClientConfiguration(
-            maxFrameSize: 1 << 24, additionalHeaders: headers, closeTimeout: .seconds(2))
+            maxFrameSize: FrameEncoder.frameLimit, additionalHeaders: headers, closeTimeout: .seconds(2))
         let result = ResultBox()
         do {
             try await WebSocketClient.connect(

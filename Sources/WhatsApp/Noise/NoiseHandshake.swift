@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import WABinary
 import WAProto
 
 /// The client (initiator) side of WhatsApp's Noise_XX_25519_AESGCM_SHA256 handshake, as a pure state machine.
@@ -12,7 +13,7 @@ import WAProto
 /// Any failure is final: the state machine refuses further input and no transport is ever produced.
 public struct NoiseHandshake: Sendable, CustomStringConvertible {
     /// The connection header `57 41 06 03` ("WA", protocol 6, dictionary 3), used as the Noise prologue.
-    public static let whatsAppHeader: [UInt8] = [0x57, 0x41, 0x06, 0x03]
+    public static let whatsAppHeader: [UInt8] = FrameEncoder.connectionHeader
     /// `Noise_XX_25519_AESGCM_SHA256` padded with zeros to 32 bytes; used directly as `h` and `ck`.
     public static let protocolName: [UInt8] = Array("Noise_XX_25519_AESGCM_SHA256".utf8) + [0, 0, 0, 0]
 
