@@ -60,49 +60,33 @@ extension SessionPool {
             logger.error("cannot read session records", metadata: ["error": "\(error)"])
             return
         }
-        let now = configuration.clock.now()
-        var others: [TenantName: SessionLease] = [:]
-        for lease in leases where lease.nodeID != configuration.nodeID { others[lease.tenant] = lease }
+        let (others, queued) = restoreQueue.plan(
+            desired: desired, leases: leases, nodeID: configuration.nodeID, now: configuration.clock.now(), readAt: readAt,
+            admits: { admitsRestore($0, decidedAt: readAt) })
         remoteLeases = others
-        var queued = 0
-        for (tenant, state) in desired where state == .running {
-            if restoring.contains(tenant) || unrestorable.contains(tenant) || !admitsRestore(tenant, decidedAt: readAt) { continue }
-            if let lease = others[tenant], lease.expiresAt > now { continue }
-            restoring.insert(tenant)
-            restoreQueue.append((tenant, readAt))
-            queued += 1
-        }
         if queued > 0 {
             logger.info("restoring sessions", metadata: ["count": "\(queued)", "first_scan": "\(!firstScanDone)"])
         }
         firstScanDone = true
-        metrics.restorePending.record(restoreQueue.count - restoreQueueHead)
-        while restoreWorkers < configuration.restoreConcurrency, restoreQueueHead < restoreQueue.count {
+        metrics.restorePending.record(restoreQueue.pendingCount)
+        while restoreWorkers < configuration.restoreConcurrency, restoreQueue.pendingCount > 0 {
             restoreWorkers += 1
             Task { await self.restoreWorker() }
         }
     }
 
-    func nextQueuedRestore() -> (tenant: TenantName, readAt: UInt64)? {
-        guard restoreQueueHead < restoreQueue.count, !shuttingDown else {
-            restoreQueue.removeAll()
-            restoreQueueHead = 0
-            return nil
-        }
-        defer {
-            restoreQueueHead += 1
-            metrics.restorePending.record(restoreQueue.count - restoreQueueHead)
-        }
-        return restoreQueue[restoreQueueHead]
+    func nextQueuedRestore() -> RestoreQueue.Entry? {
+        defer { metrics.restorePending.record(restoreQueue.pendingCount) }
+        return restoreQueue.next(stopping: shuttingDown)
     }
 
     func restoreWorker() async {
         var generator = SystemRandomNumberGenerator()
-        while let (tenant, readAt) = nextQueuedRestore() {
+        while let entry = nextQueuedRestore() {
             let jitter = configuration.restoreJitter.wholeMilliseconds
             if jitter > 0 { try? await configuration.clock.sleep(.milliseconds(Int64.random(in: 0...jitter, using: &generator))) }
-            await restore(tenant, decidedOn: readAt)
-            restoring.remove(tenant)
+            await restore(entry.tenant, decidedOn: entry.readAt)
+            restoreQueue.finished(entry.tenant)
         }
         restoreWorkers -= 1
         if isRestored { logger.info("session restore finished", metadata: ["running": "\(sessions.values.filter { $0.runner != nil }.count)"]) }
@@ -117,7 +101,7 @@ extension SessionPool {
                 // Left as desired (another node sharing the data directory may still see the files); not retried until
                 // an operator restarts or re-pairs the session.
                 logger.warning("session marked running has no paired credentials here; not restoring it", metadata: ["tenant": "\(tenant)"])
-                unrestorable.insert(tenant)
+                restoreQueue.markUnrestorable(tenant)
                 return
             }
             try await claimAndStart(tenant, unchangedSince: readAt)

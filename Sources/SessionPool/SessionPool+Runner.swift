@@ -76,7 +76,7 @@ extension SessionPool {
         markChanged(tenant)
         session.generation = lease.generation
         let actions = session.lifecycle.started(on: configuration.nodeID, status: session.status)
-        unrestorable.remove(tenant)
+        restoreQueue.clearUnrestorable(tenant)
         let client = session.client
         session.runner = Task { await self.runLoop(tenant, client: client) }
         sessions[tenant] = session

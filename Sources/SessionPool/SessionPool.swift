@@ -30,10 +30,7 @@ public actor SessionPool: Service {
     var claimsInFlight: [TenantName: Int] = [:]
     /// Tenants a logout is working on: no restore starts them meanwhile.
     var operatorBusy: Set<TenantName> = []
-    var restoreQueue: [(tenant: TenantName, readAt: UInt64)] = []
-    var restoreQueueHead = 0
-    var restoring: Set<TenantName> = []
-    var unrestorable: Set<TenantName> = []
+    var restoreQueue = RestoreQueue()
     var restoreWorkers = 0
     var firstScanDone = false
     var shuttingDown = false
@@ -99,7 +96,7 @@ public actor SessionPool: Service {
     }
 
     /// True once every session that should run here was given its first connection attempt.
-    public var isRestored: Bool { firstScanDone && restoreQueueHead == restoreQueue.count && restoring.isEmpty }
+    public var isRestored: Bool { firstScanDone && restoreQueue.isIdle }
 
     // MARK: Queries
 
