@@ -122,11 +122,16 @@ extension SessionPool {
         // The caller may be a runner being cancelled (a terminal stop racing a shutdown); the write must still land,
         // or a `replaced` session would be restored on the next start.
         let (records, logger) = (self.records, self.logger)
-        await Task {
+        await completing {
             do { try await records.setDesiredState(state, for: tenant) } catch {
                 logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
             }
-        }.value
+        }
         markChanged(tenant)
+    }
+
+    /// Runs `work` in a task of its own and waits for it: cancelling the caller cannot cut a record write short.
+    func completing(_ work: @escaping @Sendable () async -> Void) async {
+        await Task { await work() }.value
     }
 }

@@ -156,11 +156,11 @@ extension SessionPool {
     func releaseLease(of tenant: TenantName, generation: Int64) async {
         // The caller may be ending because it was cancelled; the release must still reach the database.
         let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
-        await Task {
+        await completing {
             do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
                 logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
             }
-        }.value
+        }
     }
 
     /// Records a lifecycle change of `tenant`: restores decided on records read before it are dropped.

@@ -94,14 +94,8 @@ extension WhatsAppClient {
         credentials = nil
         guard joiningWrites else { return try await store.wipe() }
         // The connection is ending: its requests are moot. Failing them first means the task cannot wait on the reads.
-        if let pending = connection?.pending {
-            connection?.pending = [:]
-            for request in pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
-        }
-        if let preKeyTask = connection?.preKeyCheck?.task {
-            preKeyTask.cancel()
-            await preKeyTask.value
-        }
+        connection?.failPendingRequests()
+        await connection?.joinPreKeyTask()
         try await store.wipe()
     }
 

@@ -48,6 +48,20 @@ public actor WhatsAppClient {
         var keepalive: ClientTimer?
         /// The prekey check or upload in flight (one at a time); dropped when it ends, and its task's memory with it.
         var preKeyCheck: (number: UInt64, task: Task<Void, Never>)?
+
+        /// Fails every request still waiting for an answer (the connection is ending) and empties the table.
+        mutating func failPendingRequests() {
+            let waiting = pending
+            pending = [:]
+            for request in waiting.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
+        }
+
+        /// Cancels the prekey task, if one runs, and waits for it to end.
+        func joinPreKeyTask() async {
+            guard let task = preKeyCheck?.task else { return }
+            task.cancel()
+            await task.value
+        }
     }
 
     /// A request waiting for its answer, and the timer that fails it when the answer is late.
@@ -242,15 +256,12 @@ public actor WhatsAppClient {
         connectionEpoch.advance()
         let ending = connection
         connection = nil
-        if let ending {
-            for request in ending.pending.values { request.resume(with: .failure(WhatsAppClientError.disconnected)) }
+        if var ending {
+            ending.failPendingRequests()
             ending.outgoing.finish()
             ending.keepalive?.cancel()
             if case .qr(let rotation, _)? = ending.pairing { rotation.cancel() }
-            if let preKeyTask = ending.preKeyCheck?.task {
-                preKeyTask.cancel()
-                await preKeyTask.value
-            }
+            await ending.joinPreKeyTask()
         }
         logger.info("disconnected", metadata: ["reason": "\(final)"])
         eventSink.yield(.disconnected(final))
