@@ -9,6 +9,8 @@ import Tenancy
 import TestSupport
 import Testing
 
+@testable import AdminAPI
+
 /// Dashboard sessions and their live streams are bounded per principal and per session.
 @Suite struct DashboardLimitsTests {
     @Test("signing in again and again pushes out only one's own oldest sessions, never another tenant's")
@@ -28,6 +30,20 @@ import Testing
             #expect(try await DashboardRevocationTests.signedIn(client, cookie: acmeCookies[0]) == false, "the oldest own sign-in is dropped")
         }
         await services.close()
+    }
+
+    @Test("more sign-ins of one tenant than the whole cap leave another tenant's sign-in in place")
+    func oneTenantCannotPushOutAnother() async throws {
+        let sessions = DashboardSessions()
+        let beta = await sessions.create(for: .tenant(try TenantName("beta")), generation: "g")
+        let acme = DashboardPrincipal.tenant(try TenantName("acme"))
+        var last: DashboardSession?
+        for _ in 0...DashboardSessions.capacity { last = await sessions.create(for: acme, generation: "g") }
+        #expect(await sessions.session(id: beta.id) != nil, "beta is still signed in")
+        #expect(await sessions.session(id: last?.id) != nil)
+        await sessions.end(principal: acme)
+        #expect(await sessions.session(id: last?.id) == nil)
+        #expect(await sessions.session(id: beta.id) != nil)
     }
 
     @Test("a session opens at most 4 live streams, and signing out closes them")

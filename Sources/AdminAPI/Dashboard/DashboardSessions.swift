@@ -32,6 +32,8 @@ actor DashboardSessions {
 
     private var sessions: [String: DashboardSession] = [:]
     private var order: [String] = []
+    /// Each principal's live sessions, oldest first (at most ``capacityPerPrincipal``).
+    private var byPrincipal: [DashboardPrincipal: [String]] = [:]
     /// The open event streams of each session, closed when the session ends.
     private var streams: [String: [UUID: AsyncStream<String>.Continuation]] = [:]
 
@@ -42,9 +44,9 @@ actor DashboardSessions {
             credentialGeneration: generation)
         sessions[session.id] = session
         order.append(session.id)
+        byPrincipal[principal, default: []].append(session.id)
         if order.count > Self.capacity * 2 { order.removeAll { sessions[$0] == nil } }
-        var own = order.filter { sessions[$0]?.principal == principal }
-        while own.count > Self.capacityPerPrincipal { remove(id: own.removeFirst()) }
+        while let own = byPrincipal[principal], own.count > Self.capacityPerPrincipal { remove(id: own[0]) }
         while sessions.count > Self.capacity, !order.isEmpty { remove(id: order.removeFirst()) }
         return session
     }
@@ -61,13 +63,16 @@ actor DashboardSessions {
 
     /// Ends a session and closes its event streams.
     func remove(id: String) {
-        sessions[id] = nil
+        if let principal = sessions.removeValue(forKey: id)?.principal {
+            byPrincipal[principal]?.removeAll { $0 == id }
+            if byPrincipal[principal]?.isEmpty == true { byPrincipal[principal] = nil }
+        }
         for stream in (streams.removeValue(forKey: id) ?? [:]).values { stream.finish() }
     }
 
     /// Ends every session of `principal` (after its token was rotated, its OTP reset or the tenant deleted).
     func end(principal: DashboardPrincipal) {
-        for (id, session) in sessions where session.principal == principal { remove(id: id) }
+        for id in byPrincipal[principal] ?? [] { remove(id: id) }
     }
 
     /// Whether an event stream may open.
