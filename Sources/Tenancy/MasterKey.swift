@@ -9,6 +9,8 @@ public struct MasterKey: Sendable {
         case credentials = "wahost/credentials/v1"
         /// The tenant's TOTP secret in the system database.
         case otpSecret = "wahost/otp-secret/v1"
+        /// The tenant's Signal records (sessions, identities, sender keys) in the system database.
+        case signalStore = "wahost/signal-store/v1"
     }
 
     private let key: SymmetricKey

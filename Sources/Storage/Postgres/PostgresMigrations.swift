@@ -73,6 +73,21 @@ enum PostgresMigrations {
         ),
         // NULL for existing tenants: their files stay sealed under the name-only key and remain readable.
         ("2026-12-04-1-tenant-instance-id", ["ALTER TABLE tenants ADD COLUMN instance_id TEXT"]),
+        (
+            "2026-12-04-2-sealed-records",
+            [
+                """
+                CREATE TABLE sealed_records (
+                    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    kind TEXT NOT NULL,
+                    record_key TEXT NOT NULL,
+                    sealed BYTEA NOT NULL,
+                    updated_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (tenant, kind, record_key)
+                )
+                """
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

@@ -293,11 +293,11 @@ public final class PostgresSystemStore: SystemStore {
     }
 
     @discardableResult
-    private func run<T: Sendable>(_ body: (PostgresClient, Logger) async throws -> T) async throws(RepositoryError) -> T {
+    func run<T: Sendable>(_ body: (PostgresClient, Logger) async throws -> T) async throws(RepositoryError) -> T {
         do { return try await body(client, logger) } catch { throw Self.map(error) }
     }
 
-    private func transaction(_ body: (PostgresConnection, Logger) async throws -> Void) async throws(RepositoryError) {
+    func transaction(_ body: (PostgresConnection, Logger) async throws -> Void) async throws(RepositoryError) {
         let logger = self.logger
         do { try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) } } catch {
             throw Self.map(error)
@@ -305,7 +305,7 @@ public final class PostgresSystemStore: SystemStore {
     }
 
     /// Reads a decoded row sequence to the end.
-    private func collectAll<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
+    func collectAll<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
         var elements: [S.Element] = []
         for try await element in sequence { elements.append(element) }
         return elements

@@ -58,6 +58,20 @@ enum SQLiteMigrations {
             // NULL for existing tenants: their files stay sealed under the name-only key and remain readable.
             try db.execute(sql: "ALTER TABLE tenants ADD COLUMN instance_id TEXT")
         }
+        migrator.registerMigration("2026-12-04-2-sealed-records") { db in
+            // The Signal store: each row sealed by the caller (AES-GCM bound to tenant, kind and key).
+            try db.execute(
+                sql: """
+                    CREATE TABLE sealed_records (
+                        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        kind TEXT NOT NULL,
+                        record_key TEXT NOT NULL,
+                        sealed BLOB NOT NULL,
+                        updated_at_ms INTEGER NOT NULL,
+                        PRIMARY KEY (tenant, kind, record_key)
+                    ) WITHOUT ROWID
+                    """)
+        }
         return migrator
     }
 }

@@ -264,7 +264,7 @@ public final class SQLiteSystemStore: SystemStore {
         RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
         """
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
         do { return try await pool.read(body) } catch { throw Self.map(error) }
     }
 
@@ -273,7 +273,7 @@ public final class SQLiteSystemStore: SystemStore {
         do { return try await pool.unsafeRead(body) } catch { throw Self.map(error) }
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
         do { return try await pool.write(body) } catch { throw Self.map(error) }
     }
 

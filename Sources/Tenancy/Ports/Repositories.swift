@@ -68,7 +68,7 @@ public protocol AuditLogRepository: Sendable {
 }
 
 /// Every repository the system database offers, as one value.
-public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository
+public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & SealedRecordRepository
     & SessionRecordRepository & AuditLogRepository
 
 /// The error vocabulary every repository adapter promises.
@@ -96,4 +96,28 @@ public struct RepositoryError: Error, CustomStringConvertible {
     }
 
     public var description: String { message }
+}
+
+/// One write to a tenant's sealed records: new bytes for a record, or nil to delete it.
+public struct SealedRecordChange: Sendable, Equatable {
+    /// What the record is (`session`, `identity`, `sender-key`).
+    public var kind: String
+    /// Which one of its kind.
+    public var key: String
+    /// The sealed bytes; nil deletes the record.
+    public var sealed: [UInt8]?
+
+    public init(kind: String, key: String, sealed: [UInt8]?) {
+        self.kind = kind
+        self.key = key
+        self.sealed = sealed
+    }
+}
+
+/// Per-tenant records stored sealed in the system database (the Signal store); the caller seals and opens them.
+public protocol SealedRecordRepository: Sendable {
+    /// The stored bytes of those of `keys` (of `kind`) that exist.
+    func sealedRecords(of tenant: TenantName, kind: String, keys: [String]) async throws(RepositoryError) -> [String: [UInt8]]
+    /// Applies every change in one transaction; the tenant must exist.
+    func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError)
 }

@@ -1,0 +1,80 @@
+import Crypto
+import Foundation
+import Tenancy
+import WhatsApp
+
+/// A tenant's Signal records in the system database rows (`sealed_records`), each sealed with AES-256-GCM under the
+/// tenant's data key; the associated data binds a record to its tenant, tenant instance, kind and key, so a row moved
+/// to another record, tenant or a re-created tenant of the same name fails to open.
+public struct SealedSignalStore: SignalRecordStore {
+    private let tenant: TenantName
+    private let instanceID: String?
+    private let key: SymmetricKey
+    private let repository: any SealedRecordRepository
+
+    public init(tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository) {
+        self.tenant = tenant
+        self.instanceID = instanceID
+        self.key = masterKey.derivedKey(for: tenant, purpose: .signalStore, instanceID: instanceID)
+        self.repository = repository
+    }
+
+    public func load(_ keys: [SignalRecordKey]) async throws -> [SignalRecordKey: [UInt8]] {
+        var byKind: [String: [(SignalRecordKey, String)]] = [:]
+        for key in keys { if let (kind, name) = Self.rowKey(key) { byKind[kind, default: []].append((key, name)) } }
+        var loaded: [SignalRecordKey: [UInt8]] = [:]
+        for (kind, wanted) in byKind {
+            let rows = try await repository.sealedRecords(of: tenant, kind: kind, keys: wanted.map(\.1))
+            for (recordKey, name) in wanted {
+                guard let sealed = rows[name] else { continue }
+                loaded[recordKey] = try open(sealed, kind: kind, name: name)
+            }
+        }
+        return loaded
+    }
+
+    public func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws {
+        var rows: [SealedRecordChange] = []
+        for (recordKey, bytes) in changes {
+            guard let (kind, name) = Self.rowKey(recordKey) else { continue }
+            rows.append(SealedRecordChange(kind: kind, key: name, sealed: try bytes.map { try seal($0, kind: kind, name: name) }))
+        }
+        try await repository.writeSealedRecords(of: tenant, rows)
+    }
+
+    /// The row's kind and key for a record; nil for prekeys (kept with the device credentials).
+    static func rowKey(_ key: SignalRecordKey) -> (kind: String, name: String)? {
+        switch key {
+        case .session(let address): ("session", address.description)
+        case .identity(let address): ("identity", address.description)
+        case .senderKey(let name): ("sender-key", name.description)
+        case .preKey: nil
+        }
+    }
+
+    private func associatedData(kind: String, name: String) -> [UInt8] {
+        Array("wahost-signal-v1\u{0}\(tenant.rawValue)\u{0}\(instanceID ?? "")\u{0}\(kind)\u{0}\(name)".utf8)
+    }
+
+    private func seal(_ bytes: [UInt8], kind: String, name: String) throws -> [UInt8] {
+        let box = try AES.GCM.seal(bytes, using: key, authenticating: associatedData(kind: kind, name: name))
+        return Array(box.nonce) + Array(box.ciphertext) + Array(box.tag)
+    }
+
+    private func open(_ sealed: [UInt8], kind: String, name: String) throws -> [UInt8] {
+        guard sealed.count >= 28 else { throw SealedSignalStoreError("\(kind) record \(name) of tenant \(tenant) is truncated") }
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: AES.GCM.Nonce(data: sealed.prefix(12)), ciphertext: sealed.dropFirst(12).dropLast(16), tag: sealed.suffix(16))
+            return Array(try AES.GCM.open(box, using: key, authenticating: associatedData(kind: kind, name: name)))
+        } catch {
+            throw SealedSignalStoreError("\(kind) record \(name) of tenant \(tenant) failed authentication (moved, modified or another key)")
+        }
+    }
+}
+
+/// A sealed Signal record could not be opened.
+public struct SealedSignalStoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

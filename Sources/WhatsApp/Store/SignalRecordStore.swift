@@ -1,0 +1,37 @@
+/// Where an account's Signal sessions, remote identities and sender keys are kept; implemented by the storage layer.
+/// Our own identity, signed prekey and one-time prekeys live with the device credentials (`CredentialStore`).
+public protocol SignalRecordStore: Sendable {
+    /// The stored bytes of those of `keys` that exist (sessions, identities and sender keys; prekeys are not here).
+    func load(_ keys: [SignalRecordKey]) async throws -> [SignalRecordKey: [UInt8]]
+    /// Writes (bytes) and deletes (nil) records durably, all or none.
+    func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws
+}
+
+extension SignalRecords {
+    /// The writes and deletes of sessions, identities and sender keys since `changed` was last cleared, ready for
+    /// `SignalRecordStore.save` (used-up prekeys are the credential store's to delete).
+    public var pendingRecordChanges: [SignalRecordKey: [UInt8]?] {
+        var changes: [SignalRecordKey: [UInt8]?] = [:]
+        for key in changed {
+            switch key {
+            case .session(let address): changes[key] = .some(sessions[address])
+            case .identity(let address): changes[key] = .some(identities[address])
+            case .senderKey(let name): changes[key] = .some(senderKeys[name])
+            case .preKey: continue
+            }
+        }
+        return changes
+    }
+
+    /// Adds records read from the store (a session, identity or sender key not in memory yet).
+    public mutating func merge(loaded: [SignalRecordKey: [UInt8]]) {
+        for (key, bytes) in loaded {
+            switch key {
+            case .session(let address): sessions[address] = bytes
+            case .identity(let address): identities[address] = bytes
+            case .senderKey(let name): senderKeys[name] = bytes
+            case .preKey: continue
+            }
+        }
+    }
+}

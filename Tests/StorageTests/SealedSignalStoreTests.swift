@@ -1,0 +1,73 @@
+import Foundation
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+import WhatsApp
+
+/// The Signal store in the system database: sealed rows that bring a session back after a restart, on both backends.
+@Suite struct SealedSignalStoreTests {
+    func party(_ name: String) throws -> (SignalAddress, SignalProtocol) {
+        let identity = Curve25519KeyPair.generate()
+        let records = SignalRecords(
+            identity: identity, registrationID: UInt32.random(in: 1...16380), signedPreKey: try SignedPreKey.generate(id: 1, identityKey: identity),
+            preKeys: [1: .generate()])
+        return (SignalAddress(name: name, deviceID: 0), try SignalProtocol(records: records))
+    }
+
+    @Test("a session stored sealed brings the ratchet back after a restart; rows cannot be moved or opened by another tenant", arguments: Backend.available)
+    func sessionsSurviveARestartSealed(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let acme = try TenantName("acme")
+        try await store.createTenant(Tenant(name: acme, createdAt: Date(), mfaEnabled: false, instanceID: "first"), adminTokenHash: "x", otpSecret: nil)
+        let masterKey = MasterKey.generate()
+        let signalStore = SealedSignalStore(tenant: acme, instanceID: "first", masterKey: masterKey, repository: store)
+
+        let (aliceAddress, alice) = try party("15550000001")
+        let (bobAddress, bob) = try party("15550000002")
+        let bobRecords = bob.records
+        try alice.startSession(
+            with: bobAddress,
+            bundle: SignalPreKeyBundle(
+                registrationID: bobRecords.registrationID, deviceID: 0, identityKey: bobRecords.identity.publicKey,
+                signedPreKeyID: 1, signedPreKey: bobRecords.signedPreKey.keyPair.publicKey,
+                signedPreKeySignature: bobRecords.signedPreKey.signature, preKey: (1, bobRecords.preKeys[1]!.publicKey)))
+        _ = try bob.decrypt(try alice.encrypt([1], for: bobAddress), from: aliceAddress)
+        _ = try alice.decrypt(try bob.encrypt([2], for: aliceAddress), from: bobAddress)
+        let changes = alice.records.pendingRecordChanges
+        #expect(changes.keys.contains(.session(bobAddress)) && changes.keys.contains(.identity(bobAddress)))
+        try await signalStore.save(changes)
+
+        // A restart: our own keys from the credentials, the session from the store.
+        var restarted = SignalRecords(
+            identity: alice.records.identity, registrationID: alice.records.registrationID, signedPreKey: alice.records.signedPreKey)
+        restarted.merge(loaded: try await signalStore.load([.session(bobAddress), .identity(bobAddress), .session(aliceAddress)]))
+        #expect(restarted.sessions[bobAddress] == alice.records.sessions[bobAddress])
+        let again = try SignalProtocol(records: restarted)
+        let message = try again.encrypt([3], for: bobAddress)
+        #expect(message.kind == .message, "the stored session is used: a msg, not a new pkmsg")
+        #expect(try bob.decrypt(message, from: aliceAddress) == [3])
+
+        // The row is sealed, and bound to its key, tenant and tenant instance.
+        let raw = try await store.sealedRecords(of: acme, kind: "session", keys: [bobAddress.description])
+        let sealed = try #require(raw[bobAddress.description])
+        #expect(sealed != alice.records.sessions[bobAddress])
+        let elsewhere = SignalAddress(name: "15559999999", deviceID: 0)
+        try await store.writeSealedRecords(of: acme, [SealedRecordChange(kind: "session", key: elsewhere.description, sealed: sealed)])
+        await #expect(throws: SealedSignalStoreError.self) { try await signalStore.load([.session(elsewhere)]) }
+        let recreated = SealedSignalStore(tenant: acme, instanceID: "second", masterKey: masterKey, repository: store)
+        await #expect(throws: SealedSignalStoreError.self) { try await recreated.load([.session(bobAddress)]) }
+        let otherKey = SealedSignalStore(tenant: acme, instanceID: "first", masterKey: .generate(), repository: store)
+        await #expect(throws: SealedSignalStoreError.self) { try await otherKey.load([.session(bobAddress)]) }
+
+        // Deletes, and the rows go with the tenant.
+        try await signalStore.save([.session(elsewhere): nil])
+        #expect(try await signalStore.load([.session(elsewhere)]).isEmpty)
+        #expect(try await store.deleteTenant(named: acme))
+        #expect(try await store.sealedRecords(of: acme, kind: "session", keys: [bobAddress.description]).isEmpty)
+        await #expect(throws: RepositoryError.self) {
+            try await store.writeSealedRecords(of: acme, [SealedRecordChange(kind: "session", key: "x", sealed: [1])])
+        }
+        try await store.close()
+    }
+}
