@@ -88,6 +88,30 @@ enum PostgresMigrations {
                 """
             ]
         ),
+        (
+            "2026-12-04-3-event-log",
+            [
+                """
+                CREATE TABLE tenant_events (
+                    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    seq BIGINT NOT NULL,
+                    type TEXT NOT NULL,
+                    at_ms BIGINT NOT NULL,
+                    data TEXT NOT NULL,
+                    dedupe_key TEXT,
+                    PRIMARY KEY (tenant, seq)
+                )
+                """,
+                "CREATE UNIQUE INDEX tenant_events_dedupe ON tenant_events(tenant, dedupe_key) WHERE dedupe_key IS NOT NULL",
+                "CREATE INDEX tenant_events_at ON tenant_events(at_ms)",
+                """
+                CREATE TABLE tenant_event_sequences (
+                    tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    last_seq BIGINT NOT NULL
+                )
+                """,
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

@@ -72,6 +72,26 @@ enum SQLiteMigrations {
                     ) WITHOUT ROWID
                     """)
         }
+        migrator.registerMigration("2026-12-04-3-event-log") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE tenant_events (
+                        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        seq INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        at_ms INTEGER NOT NULL,
+                        data TEXT NOT NULL,
+                        dedupe_key TEXT,
+                        PRIMARY KEY (tenant, seq)
+                    ) WITHOUT ROWID;
+                    CREATE UNIQUE INDEX tenant_events_dedupe ON tenant_events(tenant, dedupe_key) WHERE dedupe_key IS NOT NULL;
+                    CREATE INDEX tenant_events_at ON tenant_events(at_ms);
+                    CREATE TABLE tenant_event_sequences (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        last_seq INTEGER NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 }

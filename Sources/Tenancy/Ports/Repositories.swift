@@ -68,7 +68,7 @@ public protocol AuditLogRepository: Sendable {
 }
 
 /// Every repository the system database offers, as one value.
-public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & SealedRecordRepository
+public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & SealedRecordRepository & EventLogRepository
     & SessionRecordRepository & AuditLogRepository
 
 /// The error vocabulary every repository adapter promises.
@@ -120,4 +120,49 @@ public protocol SealedRecordRepository: Sendable {
     func sealedRecords(of tenant: TenantName, kind: String, keys: [String]) async throws(RepositoryError) -> [String: [UInt8]]
     /// Applies every change in one transaction; the tenant must exist.
     func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError)
+}
+
+/// An event to append to a tenant's event log.
+public struct NewTenantEvent: Sendable, Equatable {
+    public var tenant: TenantName
+    /// `session`, `message`, `receipt`.
+    public var type: String
+    public var at: Date
+    /// The event's `data` object, as JSON text.
+    public var data: String
+    /// Events with a key the tenant's log already holds are skipped (a redelivered message, say).
+    public var dedupeKey: String?
+
+    public init(tenant: TenantName, type: String, at: Date, data: String, dedupeKey: String? = nil) {
+        self.tenant = tenant
+        self.type = type
+        self.at = at
+        self.data = data
+        self.dedupeKey = dedupeKey
+    }
+}
+
+/// An event as the log holds it: numbered per tenant from 1, never renumbered.
+public struct StoredTenantEvent: Sendable, Equatable {
+    public var id: Int64
+    public var type: String
+    public var at: Date
+    public var data: String
+
+    public init(id: Int64, type: String, at: Date, data: String) {
+        self.id = id
+        self.type = type
+        self.at = at
+        self.data = data
+    }
+}
+
+/// The durable per-tenant event log (served as SSE and JSON pages; webhooks deliver from it).
+public protocol EventLogRepository: Sendable {
+    /// Appends in order, all or none; returns each event's id, or nil for one skipped as a duplicate.
+    func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?]
+    /// Up to `limit` events of `tenant` with ids above `after`, oldest first.
+    func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
+    /// Deletes events older than `cutoff`; ids are not reused. Returns how many went.
+    func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int
 }

@@ -1,0 +1,57 @@
+import Foundation
+import PostgresNIO
+import Tenancy
+
+extension PostgresSystemStore {
+    public func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
+        guard !events.isEmpty else { return [] }
+        var ids: [Int64?] = []
+        try await transaction { connection, logger in
+            ids = []
+            for event in events {
+                if let key = event.dedupeKey {
+                    let seen = try await connection.query(
+                        "SELECT 1 FROM tenant_events WHERE tenant = \(event.tenant.rawValue) AND dedupe_key = \(key)", logger: logger)
+                    if try await collectAll(seen.decode(Int32.self)).isEmpty == false {
+                        ids.append(nil)
+                        continue
+                    }
+                }
+                // The sequence row's lock orders concurrent appends of one tenant (other nodes included).
+                let numbered = try await connection.query(
+                    """
+                    INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (\(event.tenant.rawValue), 1)
+                    ON CONFLICT (tenant) DO UPDATE SET last_seq = tenant_event_sequences.last_seq + 1 RETURNING last_seq
+                    """, logger: logger)
+                guard let id = try await collectAll(numbered.decode(Int64.self)).first else {
+                    throw RepositoryError(.unavailable, "no event id returned")
+                }
+                _ = try await connection.query(
+                    """
+                    INSERT INTO tenant_events (tenant, seq, type, at_ms, data, dedupe_key)
+                    VALUES (\(event.tenant.rawValue), \(id), \(event.type), \(event.at.milliseconds), \(event.data), \(event.dedupeKey))
+                    """, logger: logger)
+                ids.append(id)
+            }
+        }
+        return ids
+    }
+
+    public func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        let limit = Int64(max(0, limit))
+        let rows = try await run { client, logger in
+            let rows = try await client.query(
+                "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = \(tenant.rawValue) AND seq > \(after) ORDER BY seq LIMIT \(limit)",
+                logger: logger)
+            return try await collectAll(rows.decode((Int64, String, Int64, String).self))
+        }
+        return rows.map { StoredTenantEvent(id: $0.0, type: $0.1, at: Date(milliseconds: $0.2), data: $0.3) }
+    }
+
+    public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await run { client, logger in
+            let rows = try await client.query("DELETE FROM tenant_events WHERE at_ms < \(cutoff.milliseconds) RETURNING seq", logger: logger)
+            return try await collectAll(rows.decode(Int64.self)).count
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import GRDB
+import Tenancy
+
+extension SQLiteSystemStore {
+    public func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
+        guard !events.isEmpty else { return [] }
+        return try await write { db in
+            try events.map { event -> Int64? in
+                if let key = event.dedupeKey,
+                    try Bool.fetchOne(
+                        db.cachedStatement(sql: "SELECT 1 FROM tenant_events WHERE tenant = ? AND dedupe_key = ?"),
+                        arguments: [event.tenant.rawValue, key]) == true
+                {
+                    return nil
+                }
+                guard
+                    let id = try Int64.fetchOne(
+                        db.cachedStatement(
+                            sql: """
+                                INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (?, 1)
+                                ON CONFLICT (tenant) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq
+                                """), arguments: [event.tenant.rawValue])
+                else { throw RepositoryError(.unavailable, "no event id returned") }
+                try db.cachedStatement(
+                    sql: "INSERT INTO tenant_events (tenant, seq, type, at_ms, data, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)"
+                ).execute(arguments: [event.tenant.rawValue, id, event.type, event.at.milliseconds, event.data, event.dedupeKey])
+                return id
+            }
+        }
+    }
+
+    public func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        try await read { db in
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?"),
+                arguments: [tenant.rawValue, after, max(0, limit)]
+            ).map { StoredTenantEvent(id: $0["seq"], type: $0["type"], at: Date(milliseconds: $0["at_ms"]), data: $0["data"]) }
+        }
+    }
+
+    public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM tenant_events WHERE at_ms < ?", arguments: [cutoff.milliseconds])
+            return db.changesCount
+        }
+    }
+}

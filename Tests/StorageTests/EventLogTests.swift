@@ -1,0 +1,50 @@
+import Foundation
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+
+/// The per-tenant event log, on both backends: numbered per tenant, duplicates skipped, paged, trimmed, never renumbered.
+@Suite struct EventLogTests {
+    @Test("events are numbered per tenant from 1, duplicates by key are skipped, pages are oldest first", arguments: Backend.available)
+    func appendAndPage(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let (acme, beta) = (try TenantName("acme"), try TenantName("beta"))
+        for tenant in [acme, beta] {
+            try await store.createTenant(Tenant(name: tenant, createdAt: Date(), mfaEnabled: false), adminTokenHash: "x", otpSecret: nil)
+        }
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let ids = try await store.appendEvents([
+            NewTenantEvent(tenant: acme, type: "session", at: t0, data: #"{"state":"connecting"}"#),
+            NewTenantEvent(tenant: beta, type: "session", at: t0, data: #"{"state":"pairing"}"#),
+            NewTenantEvent(tenant: acme, type: "message", at: t0, data: #"{"id":"M1"}"#, dedupeKey: "message:M1"),
+            NewTenantEvent(tenant: acme, type: "message", at: t0, data: #"{"id":"M1"}"#, dedupeKey: "message:M1"),
+        ])
+        #expect(ids == [1, 1, 2, nil])
+        #expect(try await store.appendEvents([NewTenantEvent(tenant: acme, type: "message", at: t0, data: "{}", dedupeKey: "message:M1")]) == [nil])
+        #expect(try await store.appendEvents([NewTenantEvent(tenant: acme, type: "session", at: t0.addingTimeInterval(10), data: "{}")]) == [3])
+
+        let all = try await store.events(of: acme, after: 0, limit: 100)
+        #expect(all.map(\.id) == [1, 2, 3])
+        #expect(all[1] == StoredTenantEvent(id: 2, type: "message", at: t0, data: #"{"id":"M1"}"#))
+        #expect(try await store.events(of: acme, after: 1, limit: 1).map(\.id) == [2])
+        #expect(try await store.events(of: beta, after: 0, limit: 100).map(\.data) == [#"{"state":"pairing"}"#])
+
+        // Trimming removes old events; ids go on from where they were.
+        #expect(try await store.trimEvents(olderThan: t0.addingTimeInterval(5)) == 3)
+        #expect(try await store.events(of: acme, after: 0, limit: 100).map(\.id) == [3])
+        #expect(try await store.appendEvents([NewTenantEvent(tenant: acme, type: "session", at: t0, data: "{}")]) == [4])
+
+        // An event for a tenant that does not exist fails the whole batch.
+        await #expect(throws: RepositoryError.self) {
+            try await store.appendEvents([
+                NewTenantEvent(tenant: acme, type: "session", at: t0, data: "{}"),
+                NewTenantEvent(tenant: try TenantName("ghost"), type: "session", at: t0, data: "{}"),
+            ])
+        }
+        #expect(try await store.events(of: acme, after: 0, limit: 100).map(\.id) == [3, 4])
+        #expect(try await store.deleteTenant(named: acme))
+        #expect(try await store.events(of: acme, after: 0, limit: 100).isEmpty)
+        try await store.close()
+    }
+}
