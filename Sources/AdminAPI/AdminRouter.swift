@@ -24,13 +24,16 @@ public struct AdminAPIDependencies: Sendable {
     public var demoPhone: (@Sendable (String) async throws -> Void)?
     /// Reverse proxies whose `X-Forwarded-For` names the client (for lockout and audit); empty: the socket peer counts.
     public var trustedProxies: [IPNetwork]
+    /// The per-tenant event log behind `/events` (nil: the routes answer 404).
+    public var eventLog: EventLogWriter?
 
     public init(
         tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
-        demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = []
+        demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil
     ) {
+        self.eventLog = eventLog
         self.trustedProxies = trustedProxies
         self.tenants = tenants
         self.pool = pool
@@ -53,6 +56,7 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     HealthRoutes(dependencies: dependencies).register(on: router)
     let dashboardSessions = DashboardSessions()
     SessionRoutes(dependencies: dependencies).register(on: router)
+    EventRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
     try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router

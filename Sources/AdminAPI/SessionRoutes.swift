@@ -177,7 +177,7 @@ struct SessionRoutes {
     }
 
     /// Verifies `x-admin-token` (and `x-otp` when asked); on canonical paths the token must name the path's tenant.
-    private func authorize(_ request: Request, _ context: AdminRequestContext, fromPath: Bool, otp: Bool) async throws -> TenantName {
+    func authorize(_ request: Request, _ context: AdminRequestContext, fromPath: Bool, otp: Bool) async throws -> TenantName {
         let pathName = fromPath ? try? pathTenant(context) : nil
         let tenant: TenantName
         do {

@@ -25,6 +25,7 @@ public func buildApplication(
     if let retention = services.configuration.auditRetention {
         background.append(AuditRetention(retention: retention, audit: services.store, logger: logger))
     }
+    background.append(EventRetention(retention: services.configuration.eventRetention, log: services.store, logger: logger))
     return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
@@ -59,7 +60,7 @@ public func buildRouter(
         },
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
-        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies)
+        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies, eventLog: services.eventLog)
     return try buildAdminRouter(dependencies)
 }
 
@@ -86,7 +87,7 @@ public func makeSessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
         records: services.store, clientConfiguration: client,
         credentialStore: { name in TenantCredentialStore(tenant: name, files: credentials, tenantRow: { try await tenants.tenant(named: name) }) },
-        logger: logger)
+        logger: logger, eventLog: services.eventLog)
 }
 
 /// A setting is unusable.

@@ -27,6 +27,8 @@ public struct WahostConfiguration: Sendable {
     public var trustedProxies: [IPNetwork] = []
     /// Audit entries older than this are deleted (`WAHOST_AUDIT_RETENTION_DAYS`, default 90); nil keeps them forever.
     public var auditRetention: Duration? = .seconds(90 * 86_400)
+    /// How long the per-tenant event log keeps events (`WAHOST_EVENT_RETENTION_HOURS`, at least 24 h).
+    public var eventRetention: Duration = .seconds(72 * 3600)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,

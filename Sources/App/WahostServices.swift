@@ -1,4 +1,5 @@
 import Foundation
+import SessionPool
 import Logging
 import Storage
 import Tenancy
@@ -13,6 +14,8 @@ public struct WahostServices: Sendable {
     public let credentials: EncryptedCredentialStore
     /// The configuration it was opened with.
     public let configuration: WahostConfiguration
+    /// The durable per-tenant event log's writer (one per process).
+    public let eventLog: EventLogWriter
 
     /// Opens storage and loads the master key; `tenancyConfiguration` tunes hashing and lockout.
     public static func open(
@@ -26,7 +29,9 @@ public struct WahostServices: Sendable {
         let tenants = TenantDirectory(
             repositories: store, masterKey: masterKey, configuration: tenancyConfiguration, logger: logger,
             credentialsRemain: { credentials.holdsFiles(tenant: $0) })
-        return WahostServices(store: store, tenants: tenants, credentials: credentials, configuration: configuration)
+        return WahostServices(
+            store: store, tenants: tenants, credentials: credentials, configuration: configuration,
+            eventLog: EventLogWriter(repository: store, logger: logger))
     }
 
     /// `sqlite` or `postgres`.

@@ -48,8 +48,18 @@ extension SessionPool {
         if old.state != session.status.state {
             metrics.left(old.state)
             metrics.entered(session.status.state)
+            eventLog?.record(Self.sessionEvent(session.status, at: configuration.clock.now()))
         }
         subscribers.publish(session.status)
+    }
+
+    /// The `session` event of a state change: `{"state", "connected", "me", "last_error"}`.
+    static func sessionEvent(_ status: SessionStatus, at time: Date) -> NewTenantEvent {
+        var data: [String: Any] = ["state": status.state.rawValue, "connected": status.connected]
+        data["me"] = status.me ?? NSNull()
+        data["last_error"] = status.lastError ?? NSNull()
+        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return NewTenantEvent(tenant: status.tenant, type: "session", at: time, data: json)
     }
 
     func unsubscribe(_ tenant: TenantName, _ id: UInt64) {

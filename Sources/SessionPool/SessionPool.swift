@@ -18,6 +18,8 @@ public actor SessionPool: Service {
     let clientConfiguration: WhatsAppClientConfiguration
     let logger: Logger
     let metrics = PoolMetrics()
+    /// Where session state changes are logged as `session` events (nil: not logged).
+    let eventLog: EventLogWriter?
 
     var sessions: [TenantName: Session] = [:]
     var remoteLeases: [TenantName: SessionLease] = [:]
@@ -51,8 +53,9 @@ public actor SessionPool: Service {
 
     public init(
         configuration: SessionPoolConfiguration, records: any SessionRecordRepository, clientConfiguration: WhatsAppClientConfiguration,
-        credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger
+        credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger, eventLog: EventLogWriter? = nil
     ) {
+        self.eventLog = eventLog
         self.configuration = configuration
         self.records = records
         self.clientConfiguration = clientConfiguration

@@ -55,6 +55,10 @@ struct Serve: AsyncParsableCommand {
             guard let days = Int(text), (0...36_500).contains(days) else { throw fail("WAHOST_AUDIT_RETENTION_DAYS must be 0-36500 (0 keeps everything)", code: 2) }
             configuration.auditRetention = days == 0 ? nil : .seconds(days * 86_400)
         }
+        if let text = environment["WAHOST_EVENT_RETENTION_HOURS"] {
+            guard let hours = Int(text), (24...87_600).contains(hours) else { throw fail("WAHOST_EVENT_RETENTION_HOURS must be 24-87600", code: 2) }
+            configuration.eventRetention = .seconds(hours * 3600)
+        }
         if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
             guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }
             tenancy.argon2Concurrency = count

@@ -36,3 +36,37 @@ public struct AuditRetention: Service {
         }
     }
 }
+
+/// Deletes events older than the retention period from the per-tenant event log, at start and every hour.
+public struct EventRetention: Service {
+    /// How long events are kept (at least 24 hours).
+    public let retention: Duration
+    private let log: any EventLogRepository
+    private let logger: Logger
+
+    public init(retention: Duration, log: any EventLogRepository, logger: Logger) {
+        self.retention = max(retention, .seconds(86_400))
+        self.log = log
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await trimOnce()
+                try await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
+
+    /// One pass; a failure is logged and retried next time.
+    public func trimOnce(now: Date = Date()) async {
+        let cutoff = now.addingTimeInterval(-Double(retention.components.seconds))
+        do {
+            let deleted = try await log.trimEvents(olderThan: cutoff)
+            if deleted > 0 { logger.info("event log trimmed", metadata: ["deleted": "\(deleted)"]) }
+        } catch {
+            logger.warning("event log trim failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

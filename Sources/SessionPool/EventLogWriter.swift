@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+import Synchronization
+import Tenancy
+
+/// Appends events to the durable per-tenant log in batches, in the order they were recorded, with one task for the
+/// whole process; readers of a tenant's log are woken after each batch that touched it.
+public final class EventLogWriter: Sendable {
+    private struct State {
+        var pending: [NewTenantEvent] = []
+        var inFlight = 0
+        var flushWaiters: [CheckedContinuation<Void, Never>] = []
+        var readers: [TenantName: [UInt64: AsyncStream<Void>.Continuation]] = [:]
+        var nextReader: UInt64 = 0
+    }
+
+    /// At most this many events wait for the database; beyond it the oldest session events are dropped first.
+    public static let pendingLimit = 100_000
+
+    private let repository: any EventLogRepository
+    private let logger: Logger
+    /// The state the drain task shares with callers.
+    private final class Shared: Sendable {
+        let state = Mutex(State())
+    }
+
+    private let shared = Shared()
+    private let wake: AsyncStream<Void>.Continuation
+    private let drain: Task<Void, Never>
+
+    public init(repository: any EventLogRepository, logger: Logger) {
+        self.repository = repository
+        self.logger = logger
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wake = wake
+        let shared = self.shared
+        drain = Task {
+            for await _ in wakes {
+                while let batch = Self.takeBatch(shared) {
+                    await Self.append(batch, repository: repository, logger: logger)
+                    Self.finishBatch(batch, shared)
+                }
+            }
+        }
+    }
+
+    deinit {
+        wake.finish()
+        drain.cancel()
+    }
+
+    /// Queues an event; it is stored with the next batch.
+    public func record(_ event: NewTenantEvent) {
+        shared.state.withLock { state in
+            if state.pending.count >= Self.pendingLimit, let index = state.pending.firstIndex(where: { $0.type == "session" }) {
+                state.pending.remove(at: index)
+            }
+            state.pending.append(event)
+        }
+        wake.yield()
+    }
+
+    /// Returns once every event recorded before the call is stored (or failed for good).
+    public func flushed() async {
+        await withCheckedContinuation { continuation in
+            let done = shared.state.withLock { state -> Bool in
+                if state.pending.isEmpty && state.inFlight == 0 { return true }
+                state.flushWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Up to `limit` stored events of `tenant` after id `after`, oldest first.
+    public func page(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        try await repository.events(of: tenant, after: after, limit: limit)
+    }
+
+    /// A wake-up each time events of `tenant` were stored by this process (readers then read the log).
+    public func wakeups(of tenant: TenantName) -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = shared.state.withLock { state -> UInt64 in
+            state.nextReader += 1
+            state.readers[tenant, default: [:]][state.nextReader] = continuation
+            return state.nextReader
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.shared.state.withLock { state in
+                state.readers[tenant]?[id] = nil
+                if state.readers[tenant]?.isEmpty == true { state.readers[tenant] = nil }
+            }
+        }
+        return stream
+    }
+
+    // MARK: The drain task
+
+    private static func takeBatch(_ shared: Shared) -> [NewTenantEvent]? {
+        shared.state.withLock { state -> [NewTenantEvent]? in
+            guard !state.pending.isEmpty else { return nil }
+            let batch = Array(state.pending.prefix(500))
+            state.pending.removeFirst(batch.count)
+            state.inFlight = batch.count
+            return batch
+        }
+    }
+
+    private static func finishBatch(_ batch: [NewTenantEvent], _ shared: Shared) {
+        let tenants = Set(batch.map(\.tenant))
+        let (waiters, readers) = shared.state.withLock { state -> ([CheckedContinuation<Void, Never>], [AsyncStream<Void>.Continuation]) in
+            state.inFlight = 0
+            let readers = tenants.flatMap { state.readers[$0].map { Array($0.values) } ?? [] }
+            guard state.pending.isEmpty else { return ([], readers) }
+            defer { state.flushWaiters = [] }
+            return (state.flushWaiters, readers)
+        }
+        for reader in readers { reader.yield() }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// One transaction for the batch; if it fails, each event alone (a deleted tenant's event must not sink the rest),
+    /// retrying a database that is away for up to a minute.
+    private static func append(_ batch: [NewTenantEvent], repository: any EventLogRepository, logger: Logger) async {
+        if (try? await repository.appendEvents(batch)) != nil { return }
+        for event in batch {
+            var delay = Duration.milliseconds(100)
+            for attempt in 1...10 {
+                do {
+                    _ = try await repository.appendEvents([event])
+                    break
+                } catch where error.kind == .notFound {
+                    break  // the tenant is gone, and its log with it
+                } catch {
+                    if attempt == 10 {
+                        logger.error("event not stored", metadata: ["tenant": "\(event.tenant)", "type": "\(event.type)", "error": "\(error)"])
+                    }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(10))
+                }
+            }
+        }
+    }
+}
