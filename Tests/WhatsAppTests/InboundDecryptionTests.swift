@@ -54,7 +54,7 @@ import WABinary
         let distribution = try peer.senderKeyDistribution(for: name)
         var generator = SystemRandomNumberGenerator()
         let keyCarrier = try peer.encrypt(
-            MessagePadding.pad(MessagePlaintext.encodeText("", senderKeyDistribution: (group.description, distribution)), using: &generator),
+            MessagePadding.pad(MessagePlaintext.encodeSenderKeyDistribution(groupID: group.description, distribution: distribution), using: &generator),
             for: ourJID.signalAddress)
         let text = try peer.groupEncrypt(MessagePadding.pad(MessagePlaintext.encodeText("hello group"), using: &generator), as: name)
         let message = try incoming(

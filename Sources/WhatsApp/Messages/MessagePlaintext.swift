@@ -75,6 +75,14 @@ public struct MessagePlaintext: Sendable, Equatable {
         return (try? message.serializedBytes()) ?? []
     }
 
+    /// A message that only hands over our sender key for a group (sent to each member device lacking it).
+    public static func encodeSenderKeyDistribution(groupID: String, distribution: [UInt8]) -> [UInt8] {
+        var message = Wa_Message()
+        message.senderKeyDistributionMessage.groupID = groupID
+        message.senderKeyDistributionMessage.axolotlSenderKeyDistributionMessage = Data(distribution)
+        return (try? message.serializedBytes()) ?? []
+    }
+
     /// The copy of a sent message for our own other devices.
     public static func encodeDeviceSent(_ inner: [UInt8], destination: String) throws(MessagePlaintextError) -> [UInt8] {
         var message = Wa_Message()

@@ -136,16 +136,6 @@ public enum MessageStanzas {
         return "2:" + Data(SHA256.hash(data: Array(joined.utf8)).prefix(6)).base64EncodedString()
     }
 
-    /// The `<ack>` for a received stanza: the server redelivers what is not acknowledged.
-    public static func ack(for node: Node) -> Node {
-        var attributes: Attributes = ["class": .string(node.tag)]
-        if let id = node.attributes["id"] { attributes.append(Attribute(key: "id", value: id)) }
-        if let from = node.attributes["from"] { attributes.append(Attribute(key: "to", value: from)) }
-        if let participant = node.attributes["participant"] { attributes.append(Attribute(key: "participant", value: participant)) }
-        if node.tag != "message", let type = node.attributes["type"] { attributes.append(Attribute(key: "type", value: type)) }
-        return Node(tag: "ack", attributes: attributes)
-    }
-
     private static func enc(_ payload: EncryptedPayload) -> Node {
         Node(tag: "enc", attributes: ["v": "2", "type": .string(payload.kind.rawValue)], bytes: payload.bytes)
     }
