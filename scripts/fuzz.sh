@@ -23,7 +23,7 @@ work=${FUZZ_WORK_DIR:-$root/.build-fuzz}
 opt=${FUZZ_OPT:--O}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(node frame)
+    targets=(node frame message)
 fi
 
 sources=()
@@ -40,13 +40,22 @@ for target in "${targets[@]}"; do
     case "$target" in
         node) harness="$root/Fuzz/NodeDecoderFuzz.swift" ;;
         frame) harness="$root/Fuzz/FrameReassemblerFuzz.swift" ;;
-        *) echo "fuzz.sh: unknown target '$target' (use node or frame)" >&2; exit 2 ;;
+        message) harness="$root/Fuzz/IncomingMessageFuzz.swift" ;;
+        *) echo "fuzz.sh: unknown target '$target' (use node, frame or message)" >&2; exit 2 ;;
     esac
+    extra=()
+    if [ "$target" = message ]; then
+        # The WhatsApp files the target reads, without their `import WABinary` (everything is one module here).
+        for file in IncomingMessage.swift ProtobufFieldReader.swift; do
+            sed '/^import WABinary$/d' "$root/Sources/WhatsApp/Messages/$file" > "$work/$file"
+            extra+=("$work/$file")
+        done
+    fi
     binary="$work/$target-fuzzer"
     echo "== building $target fuzzer ($opt, ${#sources[@]} WABinary sources)"
     swiftc -sanitize=fuzzer,address -parse-as-library "$opt" -g \
         -swift-version 6 -enable-upcoming-feature ExistentialAny -enable-upcoming-feature MemberImportVisibility \
-        -module-name WABinaryFuzz "${sources[@]}" "$harness" -o "$binary"
+        -module-name WABinaryFuzz "${sources[@]}" "${extra[@]}" "$harness" -o "$binary"
 
     corpus="$work/corpus-$target"
     artifacts="$work/artifacts-$target/"
