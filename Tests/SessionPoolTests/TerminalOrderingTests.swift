@@ -96,6 +96,8 @@ struct ObservedCredentialStore: CredentialStore {
         }
     }
     func wipe() async throws { try await base.wipe() }
+    func loadPreKeys() async throws -> [PreKey] { try await base.loadPreKeys() }
+    func removePreKeys(_ ids: Set<UInt32>) async throws { try await track { try await base.removePreKeys(ids) } }
 
     private func track(_ write: () async throws -> Void) async throws {
         await writes.begin()

@@ -71,3 +71,39 @@ import WhatsApp
         try await store.close()
     }
 }
+
+/// A one-time prekey that a `pkmsg` used is deleted from the sealed prekey file, so it is never accepted twice.
+@Suite struct ConsumedPreKeyTests {
+    @Test func aUsedPrekeyLeavesTheCredentialStore() async throws {
+        let files = try EncryptedCredentialStore(directory: try makeTemporaryDirectory() + "/auth", masterKey: .generate())
+        let credentials = TenantCredentialStore(tenant: try TenantName("acme"), files: files)
+        let device = try DeviceCredentials.generate()
+        let preKeys = (1...5).map { PreKey(id: UInt32($0), keyPair: .generate()) }
+        try await credentials.save(device)
+        try await credentials.savePreKeys(preKeys)
+
+        // Our side, built from what the credential store holds; a peer starts a session with prekey 3.
+        let ours = try SignalProtocol(
+            records: SignalRecords(
+                identity: device.identityKey, registrationID: device.registrationID, signedPreKey: device.signedPreKey,
+                preKeys: Dictionary(uniqueKeysWithValues: try await credentials.loadPreKeys().map { ($0.id, $0.keyPair) })))
+        let peerIdentity = Curve25519KeyPair.generate()
+        let peer = try SignalProtocol(
+            records: SignalRecords(
+                identity: peerIdentity, registrationID: 7, signedPreKey: try SignedPreKey.generate(id: 1, identityKey: peerIdentity)))
+        let us = SignalAddress(name: "15550000001", deviceID: 2)
+        try peer.startSession(
+            with: us,
+            bundle: SignalPreKeyBundle(
+                registrationID: device.registrationID, deviceID: 2, identityKey: device.identityKey.publicKey,
+                signedPreKeyID: device.signedPreKey.id, signedPreKey: device.signedPreKey.keyPair.publicKey,
+                signedPreKeySignature: device.signedPreKey.signature, preKey: (3, preKeys[2].keyPair.publicKey)))
+        _ = try ours.decrypt(try peer.encrypt([1, 1], for: us), from: SignalAddress(name: "15550000009", deviceID: 0))
+        #expect(ours.records.consumedPreKeyIDs == [3])
+
+        try await credentials.removePreKeys(ours.records.consumedPreKeyIDs)
+        #expect(try await credentials.loadPreKeys().map(\.id) == [1, 2, 4, 5])
+        try await credentials.removePreKeys([3, 99])  // again, and an unknown id: nothing changes
+        #expect(try await credentials.loadPreKeys().map(\.id) == [1, 2, 4, 5])
+    }
+}

@@ -81,6 +81,8 @@ import WABinary
             var preKeys: [PreKey] = []
             func save(_ credentials: DeviceCredentials) async throws { stored = credentials }
             func savePreKeys(_ keys: [PreKey]) async throws { preKeys += keys }
+            func loadPreKeys() async throws -> [PreKey] { preKeys }
+            func removePreKeys(_ ids: Set<UInt32>) async throws { preKeys.removeAll { ids.contains($0.id) } }
             func wipe() async throws {
                 stored = nil
                 preKeys = []

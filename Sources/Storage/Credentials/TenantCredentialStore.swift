@@ -78,6 +78,15 @@ public struct TenantCredentialStore: CredentialStore {
         try files.delete(file: Self.legacyPreKeyFileName, tenant: tenant)
     }
 
+    public func removePreKeys(_ ids: Set<UInt32>) async throws {
+        guard !ids.isEmpty else { return }
+        let stored = try await loadPreKeys()
+        let kept = stored.filter { !ids.contains($0.id) }
+        guard kept.count != stored.count else { return }
+        try files.write(PreKey.serialize(kept), file: Self.preKeyFileName, tenant: tenant, instanceID: try await instanceID())
+        try files.delete(file: Self.legacyPreKeyFileName, tenant: tenant)
+    }
+
     public func wipe() async throws {
         try files.wipe(tenant: tenant)
     }

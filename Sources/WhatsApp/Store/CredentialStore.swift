@@ -8,6 +8,10 @@ public protocol CredentialStore: Sendable {
     func save(_ credentials: DeviceCredentials) async throws
     /// Adds one-time prekeys (with their private halves) durably, before their public halves are uploaded.
     func savePreKeys(_ preKeys: [PreKey]) async throws
+    /// The stored one-time prekeys, with their private halves (Signal needs them to open a `pkmsg`).
+    func loadPreKeys() async throws -> [PreKey]
+    /// Deletes one-time prekeys a `pkmsg` used up, durably, so none is accepted twice.
+    func removePreKeys(_ ids: Set<UInt32>) async throws
     /// Deletes the stored credentials and prekeys (after logout or `device_removed`).
     func wipe() async throws
 }

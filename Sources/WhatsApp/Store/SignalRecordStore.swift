@@ -23,6 +23,14 @@ extension SignalRecords {
         return changes
     }
 
+    /// One-time prekeys used up since `changed` was last cleared (for `CredentialStore.removePreKeys`).
+    public var consumedPreKeyIDs: Set<UInt32> {
+        Set(changed.compactMap { key -> UInt32? in
+            guard case .preKey(let id) = key, preKeys[id] == nil else { return nil }
+            return id
+        })
+    }
+
     /// Adds records read from the store (a session, identity or sender key not in memory yet).
     public mutating func merge(loaded: [SignalRecordKey: [UInt8]]) {
         for (key, bytes) in loaded {
