@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(
             name: "WhatsAppSimulatorTests",
             dependencies: [
-                "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport",
+                "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport", "WABinary",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]

@@ -85,4 +85,22 @@ public struct PreKeyUpload: Sendable, Equatable {
                 publicKey: identityPublicKey, message: SignedPreKey.signedMessage(for: signedPreKey.publicKey), signature: signedPreKey.signature)
         else { throw StanzaError("prekey upload: the signed prekey's signature does not verify") }
     }
+
+    /// The server's `<user>` answer to a bundle request for `jid`, handing out `preKey` (each one-time prekey once).
+    public func bundle(for jid: JID, preKey: (id: UInt32, publicKey: [UInt8])?) -> Node {
+        func bigEndian(_ value: UInt32, _ count: Int) -> [UInt8] { (0..<count).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
+        var children = [
+            Node(tag: "registration", bytes: bigEndian(registrationID, 4)), Node(tag: "identity", bytes: identityPublicKey),
+            Node(
+                tag: "skey",
+                children: [
+                    Node(tag: "id", bytes: bigEndian(signedPreKey.id, 3)), Node(tag: "value", bytes: signedPreKey.publicKey),
+                    Node(tag: "signature", bytes: signedPreKey.signature),
+                ]),
+        ]
+        if let preKey {
+            children.append(Node(tag: "key", children: [Node(tag: "id", bytes: bigEndian(preKey.id, 3)), Node(tag: "value", bytes: preKey.publicKey)]))
+        }
+        return Node(tag: "user", attributes: ["jid": .jid(jid)], children: children)
+    }
 }

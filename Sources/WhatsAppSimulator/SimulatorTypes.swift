@@ -7,6 +7,8 @@ import WhatsAppServerSide
 public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// Connections currently open, per account user (`"15550000001"`), logged-in only.
     public var liveConnections: [String: Int] = [:]
+    /// Prekey bundles handed out.
+    public var bundlesServed = 0
     /// The most connections one account ever had open at once.
     public var peakConnectionsPerAccount: [String: Int] = [:]
     /// Login handshakes (ClientPayload with a username) per account.

@@ -38,6 +38,8 @@ public actor WhatsAppSimulator {
     private var nextConnectionID: UInt64 = 0
     var nextPhoneNumber: UInt64 = 15_551_000_000
     var silentAccounts: Set<String> = []
+    /// Each account's last prekey upload and the one-time prekeys not handed out yet.
+    var uploadedKeys: [String: (upload: PreKeyUpload, unused: [(id: UInt32, publicKey: [UInt8])])] = [:]
     /// Faults armed by tests: held request kinds and what they hold, terminations waiting for a login.
     var faults = SimulatorFaults()
     var companionFinishes: [UInt64: CompanionFinish] = [:]
@@ -283,7 +285,10 @@ extension WhatsAppSimulator {
                 return
             }
             counters.preKeys[user, default: 0] += upload.preKeys.count
+            uploadedKeys[user] = (upload, (uploadedKeys[user]?.unused ?? []) + upload.preKeys)
             send(result(iqID), to: id)
+        case ("encrypt", .loggedIn?) where node.child("key") != nil:
+            send(preKeyBundles(iqID, for: node.child("key")?.children("user") ?? []), to: id)
         case ("md", .loggedIn(let user)?) where node.child("remove-companion-device") != nil:
             counters.logouts[user, default: 0] += 1
             accounts = accounts.filter { $0.value.jid.user != user }

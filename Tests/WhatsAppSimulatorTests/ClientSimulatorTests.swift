@@ -4,6 +4,7 @@ import Storage
 import Tenancy
 import TestSupport
 import Testing
+import WABinary
 import WhatsApp
 import WhatsAppSimulator
 
@@ -247,6 +248,37 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         try await eventually { timers.armed.contains(.seconds(7)) }  // the unanswered ping's deadline
         timers.fire(delay: .seconds(7))
         #expect(await session.value == .keepaliveTimeout)
+        await rig.simulator.stop()
+    }
+
+    @Test func prekeyBundlesComeFromTheUploadAndEachOneTimeKeyIsHandedOutOnce() async throws {
+        let rig = try await Rig.make()
+        let (client, user, session) = try await rig.pairedClient()
+        try await eventually { await (rig.simulator.observed.preKeys[user] ?? 0) > 0 }
+        let credentials = try #require(try await rig.store.load())
+        let own = try #require(credentials.pairedAccount?.jid)
+        let first = try #require(try await client.preKeyBundles(for: [own])[own])
+        #expect(first.identityKey == credentials.identityKey.publicKey)
+        #expect(first.registrationID == credentials.registrationID)
+        #expect(first.signedPreKeyID == credentials.signedPreKey.id && first.signedPreKeySignature == credentials.signedPreKey.signature)
+        let second = try #require(try await client.preKeyBundles(for: [own])[own])
+        let stored = Set(try await rig.store.loadPreKeys().map(\.id))
+        #expect(first.preKey != nil && second.preKey != nil && first.preKey?.id != second.preKey?.id)
+        #expect(stored.contains(first.preKey?.id ?? 0) && stored.contains(second.preKey?.id ?? 0))
+        // A session started from the fetched bundle opens with the stored private keys.
+        let peerIdentity = Curve25519KeyPair.generate()
+        let peer = try SignalProtocol(
+            records: SignalRecords(identity: peerIdentity, registrationID: 9, signedPreKey: try SignedPreKey.generate(id: 1, identityKey: peerIdentity)))
+        try peer.startSession(with: own.signalAddress, bundle: first)
+        let ours = try SignalProtocol(
+            records: SignalRecords(
+                identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey,
+                preKeys: Dictionary(uniqueKeysWithValues: try await rig.store.loadPreKeys().map { ($0.id, $0.keyPair) })))
+        #expect(try ours.decrypt(try peer.encrypt([7, 7], for: own.signalAddress), from: SignalAddress(name: "peer", deviceID: 0)) == [7, 7])
+        let unknown = JID.phoneNumber("15559999999")
+        #expect(try await client.preKeyBundles(for: [unknown]).isEmpty)
+        await client.disconnect()
+        _ = await session.value
         await rig.simulator.stop()
     }
 

@@ -136,6 +136,12 @@ public actor WhatsAppClient {
         do { return try Stanzas.parseGroups(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
     }
 
+    /// The prekey bundles of `devices` (to start Signal sessions with them); devices the server has none for are absent.
+    public func preKeyBundles(for devices: [JID]) async throws -> [JID: SignalPreKeyBundle] {
+        let response = try await request { PreKeyBundleStanzas.request(id: $0, devices: devices) }
+        do { return try PreKeyBundleStanzas.parse(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
+    }
+
     /// Unlinks this companion (waits for the server's answer), ends the connection and wipes the credentials.
     public func logout() async throws {
         guard let jid = credentials?.pairedAccount?.jid else { throw WhatsAppClientError.notLoggedIn }
