@@ -60,6 +60,14 @@ public final class EventLogWriter: Sendable {
         wake.yield()
     }
 
+    /// Appends at once and returns when the events are durable (ids; nil for a duplicate): for events that must be
+    /// stored before something is acknowledged, like a received message before its receipt.
+    public func append(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
+        let ids = try await repository.appendEvents(events)
+        Self.wake(readersOf: Set(events.map(\.tenant)), shared)
+        return ids
+    }
+
     /// Returns once every event recorded before the call is stored (or failed for good).
     public func flushed() async {
         await withCheckedContinuation { continuation in
@@ -117,6 +125,11 @@ public final class EventLogWriter: Sendable {
         }
         for reader in readers { reader.yield() }
         for waiter in waiters { waiter.resume() }
+    }
+
+    private static func wake(readersOf tenants: Set<TenantName>, _ shared: Shared) {
+        let readers = shared.state.withLock { state in tenants.flatMap { state.readers[$0].map { Array($0.values) } ?? [] } }
+        for reader in readers { reader.yield() }
     }
 
     /// One transaction for the batch; if it fails, each event alone (a deleted tenant's event must not sink the rest),

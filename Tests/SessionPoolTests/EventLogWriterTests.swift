@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import SessionPool
+import Storage
+import Tenancy
+import TestSupport
+import Testing
+
+/// The event log writer over a real SQLite file: batches in order, durable appends, readers woken.
+@Suite struct EventLogWriterTests {
+    func store() async throws -> (SQLiteSystemStore, TenantName) {
+        let store = try SQLiteSystemStore(path: try makeTemporaryDirectory() + "/system.db")
+        let acme = try TenantName("acme")
+        try await store.createTenant(Tenant(name: acme, createdAt: Date(), mfaEnabled: false), adminTokenHash: "x", otpSecret: nil)
+        return (store, acme)
+    }
+
+    @Test func recordedEventsAreStoredInOrderAndReadersWake() async throws {
+        let (store, acme) = try await store()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        var wakeups = writer.wakeups(of: acme).makeAsyncIterator()
+        for index in 0..<1_200 { writer.record(NewTenantEvent(tenant: acme, type: "session", at: Date(), data: #"{"n":\#(index)}"#)) }
+        // An event for a tenant that does not exist is dropped without sinking the batch it travels in.
+        writer.record(NewTenantEvent(tenant: try TenantName("ghost"), type: "session", at: Date(), data: "{}"))
+        writer.record(NewTenantEvent(tenant: acme, type: "session", at: Date(), data: #"{"n":"last"}"#))
+        await writer.flushed()
+        let stored = try await writer.page(of: acme, after: 0, limit: 1_000) + (try await writer.page(of: acme, after: 1_000, limit: 1_000))
+        #expect(stored.map(\.id) == Array(1...1_201))
+        #expect(stored.first?.data == #"{"n":0}"# && stored.last?.data == #"{"n":"last"}"#)
+        _ = await wakeups.next()
+        try await store.close()
+    }
+
+    @Test func aDurableAppendReturnsItsIdsAndSkipsDuplicates() async throws {
+        let (store, acme) = try await store()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        var wakeups = writer.wakeups(of: acme).makeAsyncIterator()
+        let message = NewTenantEvent(tenant: acme, type: "message", at: Date(), data: #"{"id":"M1"}"#, dedupeKey: "message:M1")
+        #expect(try await writer.append([message]) == [1])
+        _ = await wakeups.next()
+        #expect(try await writer.append([message]) == [nil], "a redelivered message is stored once")
+        #expect(try await store.events(of: acme, after: 0, limit: 10).map(\.id) == [1], "durable when append returns")
+        await #expect(throws: RepositoryError.self) {
+            try await writer.append([NewTenantEvent(tenant: try TenantName("ghost"), type: "message", at: Date(), data: "{}")])
+        }
+        try await store.close()
+    }
+}
