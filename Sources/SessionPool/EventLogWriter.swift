@@ -52,8 +52,9 @@ public final class EventLogWriter: Sendable {
     /// Queues an event; it is stored with the next batch.
     public func record(_ event: NewTenantEvent) {
         shared.state.withLock { state in
-            if state.pending.count >= Self.pendingLimit, let index = state.pending.firstIndex(where: { $0.type == "session" }) {
-                state.pending.remove(at: index)
+            if state.pending.count >= Self.pendingLimit {
+                // The database has been away for long: drop the oldest session event (the next state supersedes it), else the oldest.
+                state.pending.remove(at: state.pending.firstIndex(where: { $0.type == "session" }) ?? 0)
             }
             state.pending.append(event)
         }
@@ -66,6 +67,16 @@ public final class EventLogWriter: Sendable {
         let ids = try await repository.appendEvents(events)
         Self.wake(readersOf: Set(events.map(\.tenant)), shared)
         return ids
+    }
+
+    /// Waits at most `limit` for the recorded events to be stored; false if some were still pending (shutdown).
+    public func flushed(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            if shared.state.withLock({ $0.pending.isEmpty && $0.inFlight == 0 }) { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Returns once every event recorded before the call is stored (or failed for good).
@@ -132,25 +143,31 @@ public final class EventLogWriter: Sendable {
         for reader in readers { reader.yield() }
     }
 
-    /// One transaction for the batch; if it fails, each event alone (a deleted tenant's event must not sink the rest),
-    /// retrying a database that is away for up to a minute.
+    /// One transaction for the batch, retried with backoff while the database is away (until the writer is
+    /// cancelled); when a row is refused (a deleted tenant), each event alone, dropping only the refused ones.
     private static func append(_ batch: [NewTenantEvent], repository: any EventLogRepository, logger: Logger) async {
-        if (try? await repository.appendEvents(batch)) != nil { return }
-        for event in batch {
-            var delay = Duration.milliseconds(100)
-            for attempt in 1...10 {
-                do {
-                    _ = try await repository.appendEvents([event])
-                    break
-                } catch where error.kind == .notFound {
-                    break  // the tenant is gone, and its log with it
-                } catch {
-                    if attempt == 10 {
-                        logger.error("event not stored", metadata: ["tenant": "\(event.tenant)", "type": "\(event.type)", "error": "\(error)"])
-                    }
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(10))
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                _ = try await repository.appendEvents(batch)
+                return
+            } catch where error.kind == .notFound {
+                break
+            } catch {
+                if Task.isCancelled {
+                    logger.error("events not stored at shutdown", metadata: ["count": "\(batch.count)", "error": "\(error)"])
+                    return
                 }
+                logger.warning("event log write failed; retrying", metadata: ["error": "\(error)", "delay_ms": "\(delay.components.seconds * 1000)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        for event in batch {
+            do { _ = try await repository.appendEvents([event]) } catch where error.kind == .notFound {
+                continue  // the tenant is gone, and its log with it
+            } catch {
+                logger.error("event not stored", metadata: ["tenant": "\(event.tenant)", "type": "\(event.type)", "error": "\(error)"])
             }
         }
     }

@@ -96,6 +96,9 @@ public actor SessionPool: Service {
         }
         for tenant in sessions.keys { sessions[tenant]?.listener?.cancel() }
         subscribers.finishAll()
+        if let eventLog, await !eventLog.flushed(within: .seconds(5)) {
+            logger.warning("session events not yet stored at shutdown; the next start records the state it finds")
+        }
     }
 
     /// True once every session that should run here was given its first connection attempt.

@@ -67,6 +67,10 @@ import WABinary
             Node(tag: "message", attributes: ["from": "not a jid@@", "id": "x"], children: [enc]),
         ]
         for node in cases { #expect(throws: MessageStanzaError.self) { try IncomingMessage(parsing: node) } }
+        let mixed = Node(
+            tag: "message", attributes: ["from": .jid(alice), "id": "x"],
+            children: [Node(tag: "enc", attributes: ["type": "msmsg"], bytes: [5]), enc])
+        #expect(try IncomingMessage(parsing: mixed).payloads == [EncryptedPayload(kind: .message, bytes: [1])], "unknown types are skipped")
     }
 
     @Test func aFanOutCarriesOnePayloadPerDeviceAndTheIdentityOnlyWithAPrekeyMessage() throws {

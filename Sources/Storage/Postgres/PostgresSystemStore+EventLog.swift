@@ -5,24 +5,28 @@ import Tenancy
 extension PostgresSystemStore {
     public func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
         guard !events.isEmpty else { return [] }
-        var ids: [Int64?] = []
+        // Tenants in name order (each tenant's events keep theirs), so two batches never lock sequence rows crosswise.
+        let order = events.indices.sorted { (events[$0].tenant.rawValue, $0) < (events[$1].tenant.rawValue, $1) }
+        var ids = [Int64?](repeating: nil, count: events.count)
         try await transaction { connection, logger in
-            ids = []
-            for event in events {
+            ids = [Int64?](repeating: nil, count: events.count)
+            for index in order {
+                let event = events[index]
+                // Lock the tenant's sequence row first: a concurrent append of the same dedupe key waits here,
+                // then sees the first one's row instead of failing on the unique index.
+                _ = try await connection.query(
+                    """
+                    INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (\(event.tenant.rawValue), 0)
+                    ON CONFLICT (tenant) DO UPDATE SET last_seq = tenant_event_sequences.last_seq
+                    """, logger: logger)
                 if let key = event.dedupeKey {
                     let seen = try await connection.query(
                         "SELECT 1 FROM tenant_events WHERE tenant = \(event.tenant.rawValue) AND dedupe_key = \(key)", logger: logger)
-                    if try await collectAll(seen.decode(Int32.self)).isEmpty == false {
-                        ids.append(nil)
-                        continue
-                    }
+                    if try await collectAll(seen.decode(Int32.self)).isEmpty == false { continue }
                 }
-                // The sequence row's lock orders concurrent appends of one tenant (other nodes included).
                 let numbered = try await connection.query(
-                    """
-                    INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (\(event.tenant.rawValue), 1)
-                    ON CONFLICT (tenant) DO UPDATE SET last_seq = tenant_event_sequences.last_seq + 1 RETURNING last_seq
-                    """, logger: logger)
+                    "UPDATE tenant_event_sequences SET last_seq = last_seq + 1 WHERE tenant = \(event.tenant.rawValue) RETURNING last_seq",
+                    logger: logger)
                 guard let id = try await collectAll(numbered.decode(Int64.self)).first else {
                     throw RepositoryError(.unavailable, "no event id returned")
                 }
@@ -31,7 +35,7 @@ extension PostgresSystemStore {
                     INSERT INTO tenant_events (tenant, seq, type, at_ms, data, dedupe_key)
                     VALUES (\(event.tenant.rawValue), \(id), \(event.type), \(event.at.milliseconds), \(event.data), \(event.dedupeKey))
                     """, logger: logger)
-                ids.append(id)
+                ids[index] = id
             }
         }
         return ids

@@ -56,7 +56,11 @@ extension WhatsAppClient {
     /// `pair-success`: verify, sign, reply, persist; the server then sends 515 (docs/protocol-notes.md#pair-success).
     func handlePairSuccess(_ node: Node) async -> DisconnectReason? {
         guard let credentials else { return nil }
-        if case .qr(let rotation, _)? = connection?.pairing { rotation.cancel() }
+        if case .qr(let rotation, _)? = connection?.pairing {
+            rotation.cancel()
+            // Before any suspension: a rotation timer that already fired must find no QR pairing to show.
+            connection?.pairing = nil
+        }
         let pairSuccess: PairSuccess
         let completion: PairingCompletion
         do {

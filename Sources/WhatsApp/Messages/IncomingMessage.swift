@@ -60,14 +60,15 @@ public struct IncomingMessage: Sendable, Equatable {
             sender = from
             senderPhoneNumber = senderPN
         }
-        payloads = try node.children("enc").map { (enc) throws(MessageStanzaError) -> EncryptedPayload in
-            guard let type = enc.attributes["type"]?.string, let kind = EncryptedPayload.Kind(rawValue: type) else {
-                throw MessageStanzaError("unknown enc type \(enc.attributes["type"]?.description ?? "(none)")")
-            }
+        // Payload types we do not read (`msmsg`, say) are skipped; the message is refused only when none is left.
+        var readable: [EncryptedPayload] = []
+        for enc in node.children("enc") {
+            guard let type = enc.attributes["type"]?.string, let kind = EncryptedPayload.Kind(rawValue: type) else { continue }
             guard let bytes = enc.contentBytes, !bytes.isEmpty else { throw MessageStanzaError("empty \(type) payload") }
-            return EncryptedPayload(kind: kind, bytes: bytes)
+            readable.append(EncryptedPayload(kind: kind, bytes: bytes))
         }
-        guard !payloads.isEmpty else { throw MessageStanzaError("message without an enc payload") }
+        payloads = readable
+        guard !payloads.isEmpty else { throw MessageStanzaError("message without an enc payload we can read") }
     }
 
     /// The delivery receipt that tells the sender the message arrived (sent once it is stored).

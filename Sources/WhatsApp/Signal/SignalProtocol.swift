@@ -26,10 +26,8 @@ public final class SignalProtocol {
         self.store = store
         box = SignalRecordsBox(records)
         let installed = SignalStoreCallbacks.install(in: store, box: box)
-        guard installed == 0 else {
-            signal_protocol_store_context_destroy(store)
-            throw SignalError(code: installed, operation: "store callbacks")
-        }
+        // Every stored property is set: a throw from here runs deinit, which destroys the store context.
+        guard installed == 0 else { throw SignalError(code: installed, operation: "store callbacks") }
     }
 
     deinit { signal_protocol_store_context_destroy(store) }
