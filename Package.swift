@@ -197,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "SessionPoolTests",
             dependencies: [
-                "SessionPool", "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport",
+                "SessionPool", "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport", "WahostBasics",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -23,9 +23,9 @@ public func buildApplication(
 ) throws -> some ApplicationProtocol {
     var background: [any Service] = [pool]
     if let retention = services.configuration.auditRetention {
-        background.append(AuditRetention(retention: retention, audit: services.store, logger: logger))
+        background.append(LogRetention.audit(retention, services.store, logger: logger))
     }
-    background.append(EventRetention(retention: services.configuration.eventRetention, log: services.store, logger: logger))
+    background.append(LogRetention.events(services.configuration.eventRetention, services.store, logger: logger))
     return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),

@@ -3,70 +3,59 @@ import Logging
 import ServiceLifecycle
 import Tenancy
 
-/// Deletes audit entries older than the retention period, at start and every 6 hours, until shutdown.
-public struct AuditRetention: Service {
+/// Deletes entries of one log (audit, events) older than its retention period, at start and every `interval`,
+/// until shutdown; a failed pass is logged and tried again next time.
+public struct LogRetention: Service {
+    /// The log's name in log lines (`audit log`, `event log`).
+    public let name: String
     /// How long entries are kept.
     public let retention: Duration
-    private let audit: any AuditLogRepository
+    /// The time between passes.
+    public let interval: Duration
+    private let trim: @Sendable (Date) async throws -> Int
     private let logger: Logger
 
-    public init(retention: Duration, audit: any AuditLogRepository, logger: Logger) {
+    public init(
+        name: String, retention: Duration, interval: Duration, logger: Logger, trim: @escaping @Sendable (_ cutoff: Date) async throws -> Int
+    ) {
+        self.name = name
         self.retention = retention
-        self.audit = audit
+        self.interval = interval
+        self.trim = trim
         self.logger = logger
+    }
+
+    /// The audit log: `WAHOST_AUDIT_RETENTION_DAYS`, every 6 hours.
+    public static func audit(_ retention: Duration, _ audit: any AuditLogRepository, logger: Logger) -> LogRetention {
+        LogRetention(name: "audit log", retention: retention, interval: .seconds(6 * 3600), logger: logger) {
+            try await audit.trimAudit(olderThan: $0)
+        }
+    }
+
+    /// The event log: `WAHOST_EVENT_RETENTION_HOURS`, never under 24 hours, every hour.
+    public static func events(_ retention: Duration, _ log: any EventLogRepository, logger: Logger) -> LogRetention {
+        LogRetention(name: "event log", retention: max(retention, .seconds(86_400)), interval: .seconds(3600), logger: logger) {
+            try await log.trimEvents(olderThan: $0)
+        }
     }
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await trimOnce()
-                try await Task.sleep(for: .seconds(6 * 3600))
+                try await Task.sleep(for: interval)
             }
         }
     }
 
-    /// One pass: deletes what is older than the retention period; a failure is logged and retried next time.
+    /// One pass: deletes what is older than the retention period.
     public func trimOnce(now: Date = Date()) async {
         let cutoff = now.addingTimeInterval(-Double(retention.components.seconds))
         do {
-            let deleted = try await audit.trimAudit(olderThan: cutoff)
-            if deleted > 0 { logger.info("audit log trimmed", metadata: ["deleted": "\(deleted)"]) }
+            let deleted = try await trim(cutoff)
+            if deleted > 0 { logger.info("\(name) trimmed", metadata: ["deleted": "\(deleted)"]) }
         } catch {
-            logger.warning("audit log trim failed", metadata: ["error": "\(error)"])
-        }
-    }
-}
-
-/// Deletes events older than the retention period from the per-tenant event log, at start and every hour.
-public struct EventRetention: Service {
-    /// How long events are kept (at least 24 hours).
-    public let retention: Duration
-    private let log: any EventLogRepository
-    private let logger: Logger
-
-    public init(retention: Duration, log: any EventLogRepository, logger: Logger) {
-        self.retention = max(retention, .seconds(86_400))
-        self.log = log
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await trimOnce()
-                try await Task.sleep(for: .seconds(3600))
-            }
-        }
-    }
-
-    /// One pass; a failure is logged and retried next time.
-    public func trimOnce(now: Date = Date()) async {
-        let cutoff = now.addingTimeInterval(-Double(retention.components.seconds))
-        do {
-            let deleted = try await log.trimEvents(olderThan: cutoff)
-            if deleted > 0 { logger.info("event log trimmed", metadata: ["deleted": "\(deleted)"]) }
-        } catch {
-            logger.warning("event log trim failed", metadata: ["error": "\(error)"])
+            logger.warning("\(name) trim failed", metadata: ["error": "\(error)"])
         }
     }
 }

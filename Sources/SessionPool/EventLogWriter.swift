@@ -9,7 +9,6 @@ public final class EventLogWriter: Sendable {
     private struct State {
         var pending: [NewTenantEvent] = []
         var inFlight = 0
-        var flushWaiters: [CheckedContinuation<Void, Never>] = []
         var readers: [TenantName: [UInt64: AsyncStream<Void>.Continuation]] = [:]
         var nextReader: UInt64 = 0
     }
@@ -69,26 +68,15 @@ public final class EventLogWriter: Sendable {
         return ids
     }
 
-    /// Waits at most `limit` for the recorded events to be stored; false if some were still pending (shutdown).
+    /// Waits at most `limit` until every event recorded before the call is stored (or given up on); false if some
+    /// were still pending then (a shutdown with the database away).
     public func flushed(within limit: Duration) async -> Bool {
         let deadline = ContinuousClock.now + limit
-        while true {
-            if shared.state.withLock({ $0.pending.isEmpty && $0.inFlight == 0 }) { return true }
+        while !shared.state.withLock({ $0.pending.isEmpty && $0.inFlight == 0 }) {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(20))
         }
-    }
-
-    /// Returns once every event recorded before the call is stored (or failed for good).
-    public func flushed() async {
-        await withCheckedContinuation { continuation in
-            let done = shared.state.withLock { state -> Bool in
-                if state.pending.isEmpty && state.inFlight == 0 { return true }
-                state.flushWaiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        return true
     }
 
     /// Up to `limit` stored events of `tenant` after id `after`, oldest first.
@@ -126,16 +114,8 @@ public final class EventLogWriter: Sendable {
     }
 
     private static func finishBatch(_ batch: [NewTenantEvent], _ shared: Shared) {
-        let tenants = Set(batch.map(\.tenant))
-        let (waiters, readers) = shared.state.withLock { state -> ([CheckedContinuation<Void, Never>], [AsyncStream<Void>.Continuation]) in
-            state.inFlight = 0
-            let readers = tenants.flatMap { state.readers[$0].map { Array($0.values) } ?? [] }
-            guard state.pending.isEmpty else { return ([], readers) }
-            defer { state.flushWaiters = [] }
-            return (state.flushWaiters, readers)
-        }
-        for reader in readers { reader.yield() }
-        for waiter in waiters { waiter.resume() }
+        shared.state.withLock { $0.inFlight = 0 }
+        wake(readersOf: Set(batch.map(\.tenant)), shared)
     }
 
     private static func wake(readersOf tenants: Set<TenantName>, _ shared: Shared) {

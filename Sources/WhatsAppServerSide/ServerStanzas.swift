@@ -61,25 +61,17 @@ public struct PreKeyUpload: Sendable, Equatable {
 
     /// Parses and checks an upload IQ: field sizes, key type, and the signed prekey's signature by the identity key.
     public init(parsing node: Node) throws(StanzaError) {
-        func bytes(_ node: Node?, _ name: String, count: Int) throws(StanzaError) -> [UInt8] {
-            guard let value = node?.contentBytes, value.count == count else { throw StanzaError("prekey upload: <\(name)> must be \(count) bytes") }
-            return value
+        let context = "prekey upload"
+        registrationID = try KeyNodes.readRegistration(in: node, context: context)
+        guard try KeyNodes.bytes(node.child("type"), "type", count: 1, context: context) == [0x05] else {
+            throw StanzaError("prekey upload: key type is not 5")
         }
-        func number(_ value: [UInt8]) -> UInt32 { value.reduce(0) { $0 << 8 | UInt32($1) } }
-        registrationID = number(try bytes(node.child("registration"), "registration", count: 4))
-        guard try bytes(node.child("type"), "type", count: 1) == [0x05] else { throw StanzaError("prekey upload: key type is not 5") }
-        identityPublicKey = try bytes(node.child("identity"), "identity", count: 32)
+        identityPublicKey = try KeyNodes.bytes(node.child("identity"), "identity", count: 32, context: context)
         guard let list = node.child("list") else { throw StanzaError("prekey upload: no <list>") }
         var keys: [(UInt32, [UInt8])] = []
-        for key in list.children("key") {
-            keys.append((number(try bytes(key.child("id"), "id", count: 3)), try bytes(key.child("value"), "value", count: 32)))
-        }
+        for key in list.children("key") { keys.append(try KeyNodes.readKey(key, context: context)) }
         preKeys = keys
-        guard let skey = node.child("skey") else { throw StanzaError("prekey upload: no <skey>") }
-        signedPreKey = (
-            number(try bytes(skey.child("id"), "skey id", count: 3)), try bytes(skey.child("value"), "skey value", count: 32),
-            try bytes(skey.child("signature"), "skey signature", count: 64)
-        )
+        signedPreKey = try KeyNodes.readSignedKey(in: node, context: context)
         guard
             XEdDSA.verify(
                 publicKey: identityPublicKey, message: SignedPreKey.signedMessage(for: signedPreKey.publicKey), signature: signedPreKey.signature)
@@ -88,19 +80,11 @@ public struct PreKeyUpload: Sendable, Equatable {
 
     /// The server's `<user>` answer to a bundle request for `jid`, handing out `preKey` (each one-time prekey once).
     public func bundle(for jid: JID, preKey: (id: UInt32, publicKey: [UInt8])?) -> Node {
-        func bigEndian(_ value: UInt32, _ count: Int) -> [UInt8] { (0..<count).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
         var children = [
-            Node(tag: "registration", bytes: bigEndian(registrationID, 4)), Node(tag: "identity", bytes: identityPublicKey),
-            Node(
-                tag: "skey",
-                children: [
-                    Node(tag: "id", bytes: bigEndian(signedPreKey.id, 3)), Node(tag: "value", bytes: signedPreKey.publicKey),
-                    Node(tag: "signature", bytes: signedPreKey.signature),
-                ]),
+            KeyNodes.registration(registrationID), Node(tag: "identity", bytes: identityPublicKey),
+            KeyNodes.signedKey(id: signedPreKey.id, publicKey: signedPreKey.publicKey, signature: signedPreKey.signature),
         ]
-        if let preKey {
-            children.append(Node(tag: "key", children: [Node(tag: "id", bytes: bigEndian(preKey.id, 3)), Node(tag: "value", bytes: preKey.publicKey)]))
-        }
+        if let preKey { children.append(KeyNodes.key(id: preKey.id, publicKey: preKey.publicKey)) }
         return Node(tag: "user", attributes: ["jid": .jid(jid)], children: children)
     }
 }

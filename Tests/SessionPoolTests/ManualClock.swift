@@ -1,6 +1,7 @@
 import Foundation
 import SessionPool
 import Synchronization
+import WahostBasics
 
 /// A pool clock for tests: time moves only in `advance(by:)`, and every sleeper, even a zero-length one, waits for it.
 final class ManualClock: Sendable {
@@ -27,10 +28,7 @@ final class ManualClock: Sendable {
     }
 
     /// The start date plus the time advanced so far.
-    var now: Date {
-        let elapsed = state.withLock { $0.elapsed.components }
-        return start.addingTimeInterval(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
-    }
+    var now: Date { start.addingTimeInterval(state.withLock { $0.elapsed.timeInterval }) }
 
     /// The lengths of the sleeps waiting now.
     var pendingSleeps: [Duration] { state.withLock { $0.sleepers.values.map(\.length) } }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WABinary
+import WhatsAppServerSide
 
 @testable import WhatsApp
 
@@ -16,21 +17,14 @@ import WABinary
     func fetchedBundles(_ parties: [(JID, SignalParty)]) throws -> [JID: SignalPreKeyBundle] {
         let request = PreKeyBundleStanzas.request(id: "b1", devices: parties.map(\.0))
         #expect(request.child("key")?.children("user").count == parties.count)
-        let users = parties.map { jid, party -> Node in
-            let bundle = party.bundle(preKeyID: 1)
-            func be(_ value: UInt32, _ count: Int) -> [UInt8] { (0..<count).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
-            return Node(
-                tag: "user", attributes: ["jid": .jid(jid)],
-                children: [
-                    Node(tag: "registration", bytes: be(bundle.registrationID, 4)), Node(tag: "identity", bytes: bundle.identityKey),
-                    Node(
-                        tag: "skey",
-                        children: [
-                            Node(tag: "id", bytes: be(bundle.signedPreKeyID, 3)), Node(tag: "value", bytes: bundle.signedPreKey),
-                            Node(tag: "signature", bytes: bundle.signedPreKeySignature),
-                        ]),
-                    Node(tag: "key", children: [Node(tag: "id", bytes: be(1, 3)), Node(tag: "value", bytes: bundle.preKey!.publicKey)]),
-                ])
+        // Each party's keys go through the upload stanza and come back as the server side answers a bundle request.
+        let users = try parties.map { jid, party -> Node in
+            let records = party.signal.records
+            let upload = Stanzas.preKeyUpload(
+                id: "u", registrationID: records.registrationID, identityPublicKey: records.identity.publicKey,
+                preKeys: records.preKeys.map { PreKey(id: $0.key, keyPair: $0.value) }.sorted { $0.id < $1.id },
+                signedPreKey: records.signedPreKey)
+            return try PreKeyUpload(parsing: upload).bundle(for: jid, preKey: (1, records.preKeys[1]!.publicKey))
         }
         let response = Node(tag: "iq", attributes: ["id": "b1", "type": "result"], children: [Node(tag: "list", children: users)])
         let parsed = try PreKeyBundleStanzas.parse(try NodeDecoder().decode(try NodeEncoder().encode(response)))

@@ -30,7 +30,7 @@ public struct PreKey: Codable, Sendable, Equatable {
         var bytes: [UInt8] = [storageVersion]
         bytes.reserveCapacity(1 + preKeys.count * storageRecordSize)
         for key in preKeys {
-            bytes += Stanzas.bigEndian(key.id, bytes: 4)
+            bytes += KeyNodes.bigEndian(key.id, bytes: 4)
             bytes += key.keyPair.privateKey
             bytes += key.keyPair.publicKey
         }
@@ -102,24 +102,11 @@ extension Stanzas {
         Node(
             tag: "iq", attributes: ["id": .string(id), "to": .jid(.whatsappServer), "type": "set", "xmlns": "encrypt"],
             children: [
-                Node(tag: "registration", bytes: bigEndian(registrationID, bytes: 4)),
+                KeyNodes.registration(registrationID),
                 Node(tag: "type", bytes: [0x05]),
                 Node(tag: "identity", bytes: identityPublicKey),
-                Node(
-                    tag: "list",
-                    children: preKeys.map { key in
-                        Node(tag: "key", children: [Node(tag: "id", bytes: bigEndian(key.id, bytes: 3)), Node(tag: "value", bytes: key.keyPair.publicKey)])
-                    }),
-                Node(
-                    tag: "skey",
-                    children: [
-                        Node(tag: "id", bytes: bigEndian(signedPreKey.id, bytes: 3)), Node(tag: "value", bytes: signedPreKey.keyPair.publicKey),
-                        Node(tag: "signature", bytes: signedPreKey.signature),
-                    ]),
+                Node(tag: "list", children: preKeys.map { KeyNodes.key(id: $0.id, publicKey: $0.keyPair.publicKey) }),
+                KeyNodes.signedKey(id: signedPreKey.id, publicKey: signedPreKey.keyPair.publicKey, signature: signedPreKey.signature),
             ])
-    }
-
-    static func bigEndian(_ value: UInt32, bytes: Int) -> [UInt8] {
-        (0..<bytes).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
     }
 }

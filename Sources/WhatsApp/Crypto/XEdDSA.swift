@@ -255,28 +255,3 @@ private func runCipher(
         return SG_ERR_UNKNOWN
     }
 }
-
-// MARK: - Helpers
-
-private func bufferBytes(_ pointer: UnsafePointer<UInt8>?, _ length: Int) -> [UInt8] {
-    guard length > 0, let pointer else { return [] }
-    return Array(UnsafeBufferPointer(start: pointer, count: length))
-}
-
-private func storeBuffer(_ bytes: [UInt8], into output: UnsafeMutablePointer<OpaquePointer?>) -> Int32 {
-    guard let buffer = bytes.withUnsafeBufferPointer({ signal_buffer_create($0.baseAddress, $0.count) }) else {
-        return SG_ERR_NOMEM
-    }
-    output.pointee = buffer
-    return 0
-}
-
-/// Calls `body` with a non-null pointer to `bytes` (libsignal dereferences the pointer even for length 0).
-private func withNonEmptyPointer<R>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> R) -> R {
-    let storage = bytes.isEmpty ? [0] : bytes
-    return storage.withUnsafeBufferPointer { buffer in
-        // A non-empty array always has storage.
-        guard let base = buffer.baseAddress else { preconditionFailure("non-empty array without storage") }
-        return body(base, bytes.count)
-    }
-}

@@ -18,29 +18,16 @@ public enum PreKeyBundleStanzas {
             guard let jid = user.attributes["jid"]?.jid ?? (user.attributes["jid"]?.string).flatMap({ try? JID(parsing: $0) }) else {
                 throw StanzaError("prekey bundles: <user> without jid")
             }
-            let registration = try bytes(user.child("registration"), "registration", count: 4)
-            let identity = try bytes(user.child("identity"), "identity", count: 32)
-            guard let signed = user.child("skey") else { throw StanzaError("prekey bundles: \(jid) has no <skey>") }
-            let signedID = try bytes(signed.child("id"), "skey id", count: 3)
-            let signedKey = try bytes(signed.child("value"), "skey value", count: 32)
-            let signature = try bytes(signed.child("signature"), "skey signature", count: 64)
+            let context = "prekey bundle of \(jid)"
+            let registration = try KeyNodes.readRegistration(in: user, context: context)
+            let identity = try KeyNodes.bytes(user.child("identity"), "identity", count: 32, context: context)
+            let signed = try KeyNodes.readSignedKey(in: user, context: context)
             var preKey: (id: UInt32, publicKey: [UInt8])?
-            if let key = user.child("key") {
-                preKey = (number(try bytes(key.child("id"), "key id", count: 3)), try bytes(key.child("value"), "key value", count: 32))
-            }
+            if let key = user.child("key") { preKey = try KeyNodes.readKey(key, context: context) }
             bundles[jid] = SignalPreKeyBundle(
-                registrationID: number(registration), deviceID: UInt32(jid.device), identityKey: identity, signedPreKeyID: number(signedID),
-                signedPreKey: signedKey, signedPreKeySignature: signature, preKey: preKey)
+                registrationID: registration, deviceID: UInt32(jid.device), identityKey: identity, signedPreKeyID: signed.id,
+                signedPreKey: signed.publicKey, signedPreKeySignature: signed.signature, preKey: preKey)
         }
         return bundles
     }
-
-    private static func bytes(_ node: Node?, _ what: String, count: Int) throws(StanzaError) -> [UInt8] {
-        guard let bytes = node?.contentBytes, bytes.count == count else {
-            throw StanzaError("prekey bundles: \(what) missing or not \(count) bytes")
-        }
-        return bytes
-    }
-
-    private static func number(_ bytes: [UInt8]) -> UInt32 { bytes.reduce(0) { $0 << 8 | UInt32($1) } }
 }

@@ -72,7 +72,7 @@ public final class SignalProtocol {
     public func encrypt(_ plaintext: [UInt8], for address: SignalAddress) throws(SignalError) -> SignalCiphertext {
         try withCipher(address) { (cipher) throws(SignalError) in
             var message: OpaquePointer?
-            try check(withNonEmpty(plaintext) { session_cipher_encrypt(cipher, $0, $1, &message) }, "encrypt")
+            try check(withNonEmptyPointer(plaintext) { session_cipher_encrypt(cipher, $0, $1, &message) }, "encrypt")
             defer { signal_type_unref(message) }
             let kind: SignalCiphertext.Kind = ciphertext_message_get_type(message) == CIPHERTEXT_PREKEY_TYPE ? .preKeyMessage : .message
             return SignalCiphertext(kind: kind, bytes: signalBytes(ciphertext_message_get_serialized(message)))
@@ -86,12 +86,12 @@ public final class SignalProtocol {
             switch ciphertext.kind {
             case .preKeyMessage:
                 var message: OpaquePointer?
-                try check(withNonEmpty(ciphertext.bytes) { pre_key_signal_message_deserialize(&message, $0, $1, context) }, "pkmsg")
+                try check(withNonEmptyPointer(ciphertext.bytes) { pre_key_signal_message_deserialize(&message, $0, $1, context) }, "pkmsg")
                 defer { signal_type_unref(message) }
                 try check(session_cipher_decrypt_pre_key_signal_message(cipher, message, nil, &plaintext), "decrypt pkmsg")
             case .message:
                 var message: OpaquePointer?
-                try check(withNonEmpty(ciphertext.bytes) { signal_message_deserialize(&message, $0, $1, context) }, "msg")
+                try check(withNonEmptyPointer(ciphertext.bytes) { signal_message_deserialize(&message, $0, $1, context) }, "msg")
                 defer { signal_type_unref(message) }
                 try check(session_cipher_decrypt_signal_message(cipher, message, nil, &plaintext), "decrypt msg")
             }
@@ -120,7 +120,7 @@ public final class SignalProtocol {
     public func processSenderKeyDistribution(_ distribution: [UInt8], for name: SenderKeyName) throws(SignalError) {
         try withSenderKeyName(name) { (name) throws(SignalError) in
             var message: OpaquePointer?
-            try check(withNonEmpty(distribution) { sender_key_distribution_message_deserialize(&message, $0, $1, context) }, "SKDM")
+            try check(withNonEmptyPointer(distribution) { sender_key_distribution_message_deserialize(&message, $0, $1, context) }, "SKDM")
             defer { signal_type_unref(message) }
             var builder: OpaquePointer?
             try check(group_session_builder_create(&builder, store, context), "group builder")
@@ -133,7 +133,7 @@ public final class SignalProtocol {
     public func groupEncrypt(_ plaintext: [UInt8], as name: SenderKeyName) throws(SignalError) -> [UInt8] {
         try withGroupCipher(name) { (cipher) throws(SignalError) in
             var message: OpaquePointer?
-            try check(withNonEmpty(plaintext) { group_cipher_encrypt(cipher, $0, $1, &message) }, "group encrypt")
+            try check(withNonEmptyPointer(plaintext) { group_cipher_encrypt(cipher, $0, $1, &message) }, "group encrypt")
             defer { signal_type_unref(message) }
             return signalBytes(ciphertext_message_get_serialized(message))
         }
@@ -143,7 +143,7 @@ public final class SignalProtocol {
     public func groupDecrypt(_ ciphertext: [UInt8], from name: SenderKeyName) throws(SignalError) -> [UInt8] {
         try withGroupCipher(name) { (cipher) throws(SignalError) in
             var message: OpaquePointer?
-            try check(withNonEmpty(ciphertext) { sender_key_message_deserialize(&message, $0, $1, context) }, "skmsg")
+            try check(withNonEmptyPointer(ciphertext) { sender_key_message_deserialize(&message, $0, $1, context) }, "skmsg")
             defer { signal_type_unref(message) }
             var plaintext: OpaquePointer?
             try check(group_cipher_decrypt(cipher, message, nil, &plaintext), "group decrypt")
@@ -200,10 +200,4 @@ public final class SignalProtocol {
 
 private func check(_ result: Int32, _ operation: String) throws(SignalError) {
     guard result >= 0 else { throw SignalError(code: result, operation: operation) }
-}
-
-/// Calls `body` with a non-null pointer to `bytes` (libsignal reads the pointer even for length 0).
-private func withNonEmpty(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> Int32) -> Int32 {
-    let storage = bytes.isEmpty ? [0] : bytes
-    return storage.withUnsafeBufferPointer { body($0.baseAddress!, bytes.count) }
 }

@@ -78,23 +78,6 @@ private func cString(_ pointer: UnsafePointer<CChar>?, _ length: Int) -> String 
     return pointer.withMemoryRebound(to: UInt8.self, capacity: length) { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) }
 }
 
-private func bytes(_ pointer: UnsafeMutablePointer<UInt8>?, _ length: Int) -> [UInt8] {
-    guard let pointer, length > 0 else { return [] }
-    return Array(UnsafeBufferPointer(start: pointer, count: length))
-}
-
-/// A libsignal buffer holding `bytes`; libsignal frees it.
-func signalBuffer(_ bytes: [UInt8]) -> OpaquePointer? {
-    let storage = bytes.isEmpty ? [0] : bytes
-    return storage.withUnsafeBufferPointer { signal_buffer_create($0.baseAddress, bytes.count) }
-}
-
-/// The bytes of a libsignal buffer.
-func signalBytes(_ buffer: OpaquePointer?) -> [UInt8] {
-    guard let buffer, let data = signal_buffer_const_data(buffer) else { return [] }
-    return Array(UnsafeBufferPointer(start: data, count: signal_buffer_len(buffer)))
-}
-
 /// Serializes a key pair as a libsignal prekey record (`PreKeyRecordStructure`).
 private func serializedPreKey(id: UInt32, _ keyPair: Curve25519KeyPair) -> [UInt8]? {
     guard let context = try? LibsignalCurveContext.shared.get().pointer, let pair = signalKeyPair(keyPair, context) else { return nil }
@@ -186,7 +169,7 @@ private let storeSession:
     ) -> Int32 = { address, record, length, _, _, userData in
         let box = SignalRecordsBox.from(userData)
         let key = signalAddress(address)
-        box.records.sessions[key] = bytes(record, length)
+        box.records.sessions[key] = bufferBytes(record, length)
         box.records.changed.insert(.session(key))
         return 0
     }
@@ -298,7 +281,7 @@ private let saveIdentity:
         address, key, length, userData in
         let box = SignalRecordsBox.from(userData)
         let device = signalAddress(address)
-        let value = key == nil ? nil : bytes(key, length)
+        let value = key == nil ? nil : bufferBytes(key, length)
         guard box.records.identities[device] != value else { return 0 }
         box.records.identities[device] = value
         box.records.changed.insert(.identity(device))
@@ -320,7 +303,7 @@ private let storeSenderKey:
     ) -> Int32 = { name, record, length, _, _, userData in
         let box = SignalRecordsBox.from(userData)
         let key = senderKeyName(name)
-        box.records.senderKeys[key] = bytes(record, length)
+        box.records.senderKeys[key] = bufferBytes(record, length)
         box.records.changed.insert(.senderKey(key))
         return 0
     }
