@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "SessionPool",
             dependencies: [
-                "Tenancy", "WhatsApp", "WahostBasics",
+                "Tenancy", "WhatsApp", "WABinary", "WahostBasics",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

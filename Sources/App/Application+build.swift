@@ -87,7 +87,7 @@ public func makeSessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
         records: services.store, clientConfiguration: client,
         credentialStore: { name in TenantCredentialStore(tenant: name, files: credentials, tenantRow: { try await tenants.tenant(named: name) }) },
-        logger: logger, eventLog: services.eventLog)
+        logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) })
 }
 
 /// A setting is unusable.

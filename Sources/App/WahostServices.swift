@@ -16,6 +16,8 @@ public struct WahostServices: Sendable {
     public let configuration: WahostConfiguration
     /// The durable per-tenant event log's writer (one per process).
     public let eventLog: EventLogWriter
+    /// The master key the tenants' data keys derive from.
+    let masterKey: MasterKey
 
     /// Opens storage and loads the master key; `tenancyConfiguration` tunes hashing and lockout.
     public static func open(
@@ -31,7 +33,13 @@ public struct WahostServices: Sendable {
             credentialsRemain: { credentials.holdsFiles(tenant: $0) })
         return WahostServices(
             store: store, tenants: tenants, credentials: credentials, configuration: configuration,
-            eventLog: EventLogWriter(repository: store, logger: logger))
+            eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey)
+    }
+
+    /// A tenant's Signal records, sealed in the system database under its current row.
+    public func signalStore(for tenant: TenantName) -> TenantSignalStore {
+        let tenants = self.tenants
+        return TenantSignalStore(tenant: tenant, masterKey: masterKey, repository: store, tenantRow: { try await tenants.tenant(named: tenant) })
     }
 
     /// `sqlite` or `postgres`.

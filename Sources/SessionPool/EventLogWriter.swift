@@ -1,20 +1,30 @@
 import Foundation
 import Logging
 import Synchronization
+import WahostBasics
 import Tenancy
 
-/// Appends events to the durable per-tenant log in batches, in the order they were recorded, with one task for the
-/// whole process; readers of a tenant's log are woken after each batch that touched it.
+/// Appends events to the durable per-tenant log in batches, in the order they were recorded or appended, with one
+/// task for the whole process (a group commit: many sessions' messages share one transaction); readers of a
+/// tenant's log are woken after each batch that touched it.
 public final class EventLogWriter: Sendable {
+    /// Events queued by one call; a durable append waits on `waiter` for their ids.
+    private struct Entry {
+        var events: [NewTenantEvent]
+        var waiter: CheckedContinuation<Result<[Int64?], RepositoryError>, Never>?
+    }
+
     private struct State {
-        var pending: [NewTenantEvent] = []
+        var pending: [Entry] = []
         var inFlight = 0
         var readers: [TenantName: [UInt64: AsyncStream<Void>.Continuation]] = [:]
         var nextReader: UInt64 = 0
     }
 
-    /// At most this many events wait for the database; beyond it the oldest session events are dropped first.
+    /// At most this many calls wait for the database; beyond it the oldest recorded session events are dropped first.
     public static let pendingLimit = 100_000
+    /// At most this many events go in one transaction.
+    static let batchLimit = 500
 
     private let repository: any EventLogRepository
     private let logger: Logger
@@ -52,20 +62,27 @@ public final class EventLogWriter: Sendable {
     public func record(_ event: NewTenantEvent) {
         shared.state.withLock { state in
             if state.pending.count >= Self.pendingLimit {
-                // The database has been away for long: drop the oldest session event (the next state supersedes it), else the oldest.
-                state.pending.remove(at: state.pending.firstIndex(where: { $0.type == "session" }) ?? 0)
+                // The database has been away for long: drop the oldest session event (the next state supersedes it).
+                let oldest = state.pending.firstIndex { $0.waiter == nil && $0.events.first?.type == "session" }
+                    ?? state.pending.firstIndex { $0.waiter == nil }
+                guard let oldest else { return }
+                state.pending.remove(at: oldest)
             }
-            state.pending.append(event)
+            state.pending.append(Entry(events: [event]))
         }
         wake.yield()
     }
 
-    /// Appends at once and returns when the events are durable (ids; nil for a duplicate): for events that must be
-    /// stored before something is acknowledged, like a received message before its receipt.
+    /// Stores the events with the next batch and returns once they are durable (ids; nil for a duplicate): for events
+    /// that must be stored before something is acknowledged, like a received message before its receipt. Throws
+    /// when that batch could not be written (the caller does not acknowledge; the events are not retried).
     public func append(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
-        let ids = try await repository.appendEvents(events)
-        Self.wake(readersOf: Set(events.map(\.tenant)), shared)
-        return ids
+        guard !events.isEmpty else { return [] }
+        let result = await withCheckedContinuation { continuation in
+            shared.state.withLock { $0.pending.append(Entry(events: events, waiter: continuation)) }
+            wake.yield()
+        }
+        return try result.get()
     }
 
     /// Waits at most `limit` until every event recorded before the call is stored (or given up on); false if some
@@ -103,19 +120,26 @@ public final class EventLogWriter: Sendable {
 
     // MARK: The drain task
 
-    private static func takeBatch(_ shared: Shared) -> [NewTenantEvent]? {
-        shared.state.withLock { state -> [NewTenantEvent]? in
+    private static func takeBatch(_ shared: Shared) -> [Entry]? {
+        shared.state.withLock { state -> [Entry]? in
             guard !state.pending.isEmpty else { return nil }
-            let batch = Array(state.pending.prefix(500))
-            state.pending.removeFirst(batch.count)
-            state.inFlight = batch.count
+            var count = 0
+            var taken = 0
+            for entry in state.pending {
+                if taken > 0, count + entry.events.count > batchLimit { break }
+                count += entry.events.count
+                taken += 1
+            }
+            let batch = Array(state.pending.prefix(taken))
+            state.pending.removeFirst(taken)
+            state.inFlight = count
             return batch
         }
     }
 
-    private static func finishBatch(_ batch: [NewTenantEvent], _ shared: Shared) {
+    private static func finishBatch(_ batch: [Entry], _ shared: Shared) {
         shared.state.withLock { $0.inFlight = 0 }
-        wake(readersOf: Set(batch.map(\.tenant)), shared)
+        wake(readersOf: Set(batch.flatMap { $0.events.map(\.tenant) }), shared)
     }
 
     private static func wake(readersOf tenants: Set<TenantName>, _ shared: Shared) {
@@ -123,31 +147,46 @@ public final class EventLogWriter: Sendable {
         for reader in readers { reader.yield() }
     }
 
-    /// One transaction for the batch, retried with backoff while the database is away (until the writer is
-    /// cancelled); when a row is refused (a deleted tenant), each event alone, dropping only the refused ones.
-    private static func append(_ batch: [NewTenantEvent], repository: any EventLogRepository, logger: Logger) async {
+    /// One transaction for the batch. While the database is away, the durable appends in it fail at once (their
+    /// callers do not acknowledge) and the recorded events are retried with backoff until the writer is cancelled.
+    /// When a row is refused (a deleted tenant), each call alone, so only the refused ones fail or are dropped.
+    private static func append(_ batch: [Entry], repository: any EventLogRepository, logger: Logger) async {
+        var entries = batch
         var delay = Duration.milliseconds(100)
-        while true {
+        while !entries.isEmpty {
             do {
-                _ = try await repository.appendEvents(batch)
+                let ids = try await repository.appendEvents(entries.flatMap(\.events))
+                var offset = 0
+                for entry in entries {
+                    entry.waiter?.resume(returning: .success(Array(ids[offset..<offset + entry.events.count])))
+                    offset += entry.events.count
+                }
                 return
             } catch where error.kind == .notFound {
                 break
             } catch {
+                for entry in entries { entry.waiter?.resume(returning: .failure(error)) }
+                entries.removeAll { $0.waiter != nil }
                 if Task.isCancelled {
-                    logger.error("events not stored at shutdown", metadata: ["count": "\(batch.count)", "error": "\(error)"])
+                    logger.error("events not stored at shutdown", metadata: ["count": "\(entries.count)", "error": "\(error)"])
                     return
                 }
-                logger.warning("event log write failed; retrying", metadata: ["error": "\(error)", "delay_ms": "\(delay.components.seconds * 1000)"])
+                guard !entries.isEmpty else { return }
+                logger.warning("event log write failed; retrying", metadata: ["error": "\(error)", "delay_ms": "\(delay.wholeMilliseconds)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(10))
             }
         }
-        for event in batch {
-            do { _ = try await repository.appendEvents([event]) } catch where error.kind == .notFound {
-                continue  // the tenant is gone, and its log with it
+        for entry in entries {
+            do {
+                let ids = try await repository.appendEvents(entry.events)
+                entry.waiter?.resume(returning: .success(ids))
             } catch {
-                logger.error("event not stored", metadata: ["tenant": "\(event.tenant)", "type": "\(event.type)", "error": "\(error)"])
+                entry.waiter?.resume(returning: .failure(error))
+                // A deleted tenant's log is gone with it; anything else is worth a line.
+                if error.kind != .notFound, entry.waiter == nil {
+                    logger.error("event not stored", metadata: ["tenant": "\(entry.events[0].tenant)", "error": "\(error)"])
+                }
             }
         }
     }

@@ -10,7 +10,8 @@ extension SessionPool {
         guard sessions[tenant] == nil else { return }
         var clientLogger = logger
         clientLogger[metadataKey: "tenant"] = "\(tenant)"
-        let client = WhatsAppClient(configuration: clientConfiguration, store: credentialStore(tenant), logger: clientLogger)
+        let messaging = eventLog.flatMap { log in signalStore.map { ClientMessaging(signalStore: $0(tenant), inbox: EventLogInbox(tenant: tenant, log: log)) } }
+        let client = WhatsAppClient(configuration: clientConfiguration, store: credentialStore(tenant), messaging: messaging, logger: clientLogger)
         let listener = Task { [weak self] in
             for await event in client.events {
                 guard let self else { return }

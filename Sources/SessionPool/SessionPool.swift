@@ -20,6 +20,8 @@ public actor SessionPool: Service {
     let metrics = PoolMetrics()
     /// Where session state changes are logged as `session` events (nil: not logged).
     let eventLog: EventLogWriter?
+    /// Each tenant's Signal records (nil: sessions do not read messages; they are acked unread).
+    let signalStore: (@Sendable (TenantName) -> any SignalRecordStore)?
 
     var sessions: [TenantName: Session] = [:]
     var remoteLeases: [TenantName: SessionLease] = [:]
@@ -53,9 +55,11 @@ public actor SessionPool: Service {
 
     public init(
         configuration: SessionPoolConfiguration, records: any SessionRecordRepository, clientConfiguration: WhatsAppClientConfiguration,
-        credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger, eventLog: EventLogWriter? = nil
+        credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger, eventLog: EventLogWriter? = nil,
+        signalStore: (@Sendable (TenantName) -> any SignalRecordStore)? = nil
     ) {
         self.eventLog = eventLog
+        self.signalStore = signalStore
         self.configuration = configuration
         self.records = records
         self.clientConfiguration = clientConfiguration

@@ -23,6 +23,14 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var preKeys: [String: Int] = [:]
     /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
     public var rejectedPreKeyUploads = 0
+    /// Messages peers sent to accounts, and how many of them the accounts' devices acked.
+    public var messagesSent = 0
+    public var messagesAcked = 0
+    /// Receipts from accounts, by type (`delivery`, `retry`, `read`).
+    public var receipts: [String: Int] = [:]
+    /// Account messages the peers read, and those they could not decrypt.
+    public var messagesReceivedByPeers = 0
+    public var undecryptableByPeers = 0
     /// Requests received while their kind was held (see `hold(_:)`), by kind.
     public var heldRequests: [String: Int] = [:]
 }

@@ -8,17 +8,27 @@ extension WhatsAppSimulator {
         var answers: [Node] = []
         for user in users {
             guard let jid = user.attributes["jid"]?.jid else { continue }
-            guard var keys = uploadedKeys[jid.user] else {
+            if jid.device == 0, var peer = peer(jid.user) {
+                answers.append(peer.bundleNode())
+                peers[jid.user] = peer
+                counters.bundlesServed += 1
+                continue
+            }
+            guard let keys = uploadedKeys[jid.user] else {
                 answers.append(Node(tag: "user", attributes: ["jid": .jid(jid)], children: [Node(tag: "error", attributes: ["code": "404", "text": "item-not-found"])]))
                 continue
             }
-            let preKey = keys.unused.isEmpty ? nil : keys.unused.removeFirst()
-            uploadedKeys[jid.user] = keys
             counters.bundlesServed += 1
-            answers.append(keys.upload.bundle(for: jid, preKey: preKey))
+            answers.append(keys.upload.bundle(for: jid, preKey: takeUnusedPreKey(of: jid.user)))
         }
         return Node(
             tag: "iq", attributes: ["from": .jid(.whatsappServer), "id": .string(iqID), "type": "result"],
             children: [Node(tag: "list", children: answers)])
+    }
+
+    /// One of the account's uploaded one-time prekeys, handed out once; nil when none is left.
+    func takeUnusedPreKey(of user: String) -> (id: UInt32, publicKey: [UInt8])? {
+        guard uploadedKeys[user]?.unused.isEmpty == false else { return nil }
+        return uploadedKeys[user]?.unused.removeFirst()
     }
 }

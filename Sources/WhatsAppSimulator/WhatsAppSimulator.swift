@@ -42,6 +42,12 @@ public actor WhatsAppSimulator {
     var uploadedKeys: [String: (upload: PreKeyUpload, unused: [(id: UInt32, publicKey: [UInt8])])] = [:]
     /// Faults armed by tests: held request kinds and what they hold, terminations waiting for a login.
     var faults = SimulatorFaults()
+    /// Simulated WhatsApp users outside wahost, by number (made on first use).
+    var peers: [String: SimulatedPeer] = [:]
+    /// Messages to each account (by user) not acked by its device yet, oldest first.
+    var offlineQueue: [String: [QueuedMessage]] = [:]
+    /// Accounts whose message acks are ignored (see `setIgnoringAcks`).
+    var ignoringAcks: Set<String> = []
     var companionFinishes: [UInt64: CompanionFinish] = [:]
     var companionFinishWaiters: [UInt64: CheckedContinuation<CompanionFinish, any Error>] = [:]
 
@@ -235,13 +241,20 @@ extension WhatsAppSimulator {
                 tag: "success",
                 attributes: ["t": .string(String(Int(Date().timeIntervalSince1970))), "lid": .jid(account.lid), "location": "sim"]),
             to: id)
+        deliverQueued(to: user, on: id)
         if let termination = faults.onLogin.removeValue(forKey: user) { await terminate(user, with: termination) }
     }
 
     // MARK: Stanzas from clients
 
     private func handle(_ node: Node, from id: UInt64) async {
-        guard node.tag == "iq" else { return }
+        switch node.tag {
+        case "ack": return accountAcked(node, from: id)
+        case "receipt": return accountReceipt(node, from: id)
+        case "message": return accountMessage(node, from: id)
+        case "iq": break
+        default: return
+        }
         let type = node.attributes["type"]?.string
         if type == "result" || type == "error", let iqID = node.attributes["id"]?.string,
             let continuation = connections[id]?.pending.removeValue(forKey: iqID)
@@ -287,6 +300,8 @@ extension WhatsAppSimulator {
             counters.preKeys[user, default: 0] += upload.preKeys.count
             uploadedKeys[user] = (upload, (uploadedKeys[user]?.unused ?? []) + upload.preKeys)
             send(result(iqID), to: id)
+        case ("usync", .loggedIn?):
+            send(deviceLists(iqID, for: node), to: id)
         case ("encrypt", .loggedIn?) where node.child("key") != nil:
             send(preKeyBundles(iqID, for: node.child("key")?.children("user") ?? []), to: id)
         case ("md", .loggedIn(let user)?) where node.child("remove-companion-device") != nil:

@@ -45,4 +45,34 @@ import Testing
         }
         try await store.close()
     }
+
+    @Test func concurrentDurableAppendsShareBatchesAndEachGetsItsOwnIds() async throws {
+        let (store, acme) = try await store()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        let ids = try await withThrowingTaskGroup(of: (Int, [Int64?]).self) { group in
+            for index in 0..<300 {
+                let key = "message:M\(index % 250)"  // 50 of them are redeliveries of an earlier id
+                group.addTask {
+                    (index, try await writer.append([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}", dedupeKey: key)]))
+                }
+            }
+            var all: [Int: [Int64?]] = [:]
+            for try await (index, ids) in group { all[index] = ids }
+            return all
+        }
+        let stored = ids.values.compactMap { $0.first ?? nil }
+        #expect(ids.count == 300 && ids.values.allSatisfy { $0.count == 1 })
+        #expect(stored.count == 250 && Set(stored) == Set(1...250), "each id once; a redelivery gets nil")
+        #expect(try await store.events(of: acme, after: 0, limit: 1_000).count == 250)
+        try await store.close()
+    }
+
+    @Test func aDurableAppendFailsAtOnceWhileTheDatabaseIsAway() async throws {
+        let (store, acme) = try await store()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        try await store.close()
+        await #expect(throws: RepositoryError.self) {
+            try await writer.append([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}", dedupeKey: "message:M1")])
+        }
+    }
 }

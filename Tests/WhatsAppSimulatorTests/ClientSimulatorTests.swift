@@ -275,7 +275,7 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
                 identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey,
                 preKeys: Dictionary(uniqueKeysWithValues: try await rig.store.loadPreKeys().map { ($0.id, $0.keyPair) })))
         #expect(try ours.decrypt(try peer.encrypt([7, 7], for: own.signalAddress), from: SignalAddress(name: "peer", deviceID: 0)) == [7, 7])
-        let unknown = JID.phoneNumber("15559999999")
+        let unknown = JID.phoneNumber("4915112345678")
         #expect(try await client.preKeyBundles(for: [unknown]).isEmpty)
         await client.disconnect()
         _ = await session.value

@@ -63,6 +63,14 @@ import WABinary
         #expect(machine.received(pairDevice, account: nil) == [.pairing(pairDevice)])
     }
 
+    @Test func aMessageIsHandedOverUnackedAndAReceiptIsAcked() {
+        var machine = Self.loggedIn()
+        let message = Node(tag: "message", attributes: ["id": "M1", "from": "15557770001@s.whatsapp.net", "t": "1700000000"])
+        #expect(machine.received(message, account: Self.account) == [.receiveMessage(message)], "no ack before the message is stored")
+        let receipt = Node(tag: "receipt", attributes: ["id": "M2", "from": "15557770001@s.whatsapp.net"])
+        #expect(machine.received(receipt, account: Self.account) == [.send(Stanzas.ack(for: receipt)!)])
+    }
+
     @Test func aLowPreKeyNotificationAsksForARefillAndIsAcked() {
         var machine = Self.loggedIn()
         let actions = machine.received(Self.lowPreKeys(3), account: Self.account)

@@ -14,6 +14,8 @@ struct ConnectionMachine: Sendable {
         case answer(id: String, Node)
         /// A server request the pairing code handles (`pair-device`, `pair-success`, a link-code notification).
         case pairing(Node)
+        /// A `<message>`: decrypt, store, then receipt and ack (the client acks only once the message is stored).
+        case receiveMessage(Node)
         /// Publish this event.
         case emit(WhatsAppEvent)
         /// Ask how many prekeys the server holds, and upload a batch when it runs low.
@@ -87,7 +89,9 @@ struct ConnectionMachine: Sendable {
             return ended(DisconnectReason.fromStreamError(node))
         case "xmlstreamend":
             return ended(.connectionClosed)
-        case "message", "receipt", "notification", "call":
+        case "message":
+            return [.receiveMessage(node)]
+        case "receipt", "notification", "call":
             var actions: [Action] = []
             if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
                 let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer

@@ -19,6 +19,8 @@ public actor WhatsAppClient {
     private let eventSink: AsyncStream<WhatsAppEvent>.Continuation
     let configuration: WhatsAppClientConfiguration
     let store: any CredentialStore
+    /// Where Signal records and received messages go; nil: messages are acked unread (clients that only pair).
+    let messaging: ClientMessaging?
     let logger: Logger
     var credentials: DeviceCredentials?
     /// Moves on at each credential wipe; a write that started before one must not outlive it.
@@ -32,6 +34,9 @@ public actor WhatsAppClient {
     /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
     private var connectionEpoch = Epoch()
     private var loggingOut = false
+    /// One receive or send at a time uses the Signal state; the others wait in order.
+    var signalStateBusy = false
+    var signalStateWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// State of the live connection.
     struct Connection {
@@ -75,9 +80,10 @@ public actor WhatsAppClient {
         }
     }
 
-    public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, logger: Logger) {
+    public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, messaging: ClientMessaging? = nil, logger: Logger) {
         self.configuration = configuration
         self.store = store
+        self.messaging = messaging
         self.logger = logger
         (events, eventSink) = AsyncStream.makeStream(of: WhatsAppEvent.self, bufferingPolicy: .bufferingNewest(64))
     }
@@ -329,6 +335,7 @@ public actor WhatsAppClient {
             case .send(let node): try? send(node)
             case .answer(let id, let node): connection?.pending.removeValue(forKey: id)?.resume(with: .success(node))
             case .pairing(let node): if let reason = await handlePairing(node) { return reason }
+            case .receiveMessage(let node): if let reason = await receiveMessage(node) { return reason }
             case .emit(let event):
                 if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
                 emit(event)

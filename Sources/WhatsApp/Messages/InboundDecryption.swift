@@ -20,10 +20,13 @@ public struct InboundDecryptionError: Error, Sendable, Equatable, CustomStringCo
     public let description: String
     /// True when a retry receipt may bring a readable copy (no session, bad MAC, unknown sender key).
     public let retry: Bool
+    /// True when the message was decrypted before (a redelivery of a message already stored).
+    public let duplicate: Bool
 
-    init(_ description: String, retry: Bool) {
+    init(_ description: String, retry: Bool, duplicate: Bool = false) {
         self.description = description
         self.retry = retry
+        self.duplicate = duplicate
     }
 }
 
@@ -46,7 +49,7 @@ public enum InboundDecryption {
                     padded = try signal.groupDecrypt(payload.bytes, from: SenderKeyName(groupID: message.chat.description, sender: sender))
                 }
             } catch let error as SignalError {
-                throw InboundDecryptionError("\(payload.kind.rawValue) from \(sender): \(error)", retry: !error.isDuplicate)
+                throw InboundDecryptionError("\(payload.kind.rawValue) from \(sender): \(error)", retry: !error.isDuplicate, duplicate: error.isDuplicate)
             } catch let error as InboundDecryptionError {
                 throw error
             } catch {

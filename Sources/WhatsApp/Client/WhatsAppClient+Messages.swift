@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import WABinary
+
+/// Received messages: decrypted, stored durably, and only then receipted and acked (a crash before the store gets the
+/// message redelivered; the inbox drops the second copy by id).
+extension WhatsAppClient {
+    /// Handles one `<message>`; returns a reason when the connection must end (the stores are away: no ack, so the
+    /// server delivers the message again on the next connection).
+    func receiveMessage(_ node: Node) async -> DisconnectReason? {
+        guard let messaging, let credentials, let account = credentials.pairedAccount else {
+            ackStanza(node)
+            return nil
+        }
+        let message: IncomingMessage
+        do { message = try IncomingMessage(parsing: node) } catch {
+            logger.warning("unreadable message stanza acked", metadata: ["error": "\(error)"])
+            ackStanza(node)
+            return nil
+        }
+        await acquireSignalState()
+        defer { releaseSignalState() }
+        let signal: SignalProtocol
+        do { signal = try await signalState(for: message, credentials: credentials, store: messaging.signalStore) } catch {
+            return await storesUnavailable("the Signal records cannot be read: \(error)")
+        }
+        let content: MessagePlaintext
+        do { content = try InboundDecryption.decrypt(message, with: signal) } catch {
+            if error.retry {
+                logger.warning("message not decrypted; asking for a retry", metadata: ["id": "\(message.id)", "error": "\(error)"])
+                try? send(message.retryReceipt(count: 1, registrationID: credentials.registrationID))
+            } else if error.duplicate {
+                logger.debug("message delivered again after it was stored", metadata: ["id": "\(message.id)"])
+                try? send(message.deliveryReceipt)
+            } else {
+                logger.warning("message unreadable; acked", metadata: ["id": "\(message.id)", "error": "\(error)"])
+            }
+            ackStanza(node)
+            return nil
+        }
+        let received = ReceivedMessage(message, content: content, account: account.jid, accountLID: account.lid)
+        do {
+            // The event first: a crash after it gets a redelivery that decrypts again with the old state and is dropped by id.
+            try await messaging.inbox.store(received)
+            let records = signal.records
+            try await messaging.signalStore.save(records.pendingRecordChanges)
+            let consumed = records.consumedPreKeyIDs
+            if !consumed.isEmpty { try await store.removePreKeys(consumed) }
+        } catch {
+            return await storesUnavailable("the message or its Signal state cannot be stored: \(error)")
+        }
+        try? send(message.deliveryReceipt)
+        ackStanza(node)
+        return nil
+    }
+
+    /// The Signal state one message needs: our keys, and the sender's session, identity and group key from the store.
+    private func signalState(for message: IncomingMessage, credentials: DeviceCredentials, store signalStore: any SignalRecordStore) async throws
+        -> SignalProtocol
+    {
+        let sender = message.sender.signalAddress
+        var keys: [SignalRecordKey] = [.session(sender), .identity(sender)]
+        if message.isGroup { keys.append(.senderKey(SenderKeyName(groupID: message.chat.description, sender: sender))) }
+        var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
+        if message.payloads.contains(where: { $0.kind == .preKeyMessage }) {
+            for preKey in try await store.loadPreKeys() { records.preKeys[preKey.id] = preKey.keyPair }
+        }
+        records.merge(loaded: try await signalStore.load(keys))
+        return try SignalProtocol(records: records)
+    }
+
+    /// Ends the connection unacknowledged: what could not be stored comes again with the next connection.
+    private func storesUnavailable(_ description: String) async -> DisconnectReason {
+        logger.error("message not stored; reconnecting for a redelivery", metadata: ["error": "\(description)"])
+        let reason = DisconnectReason.networkError(description)
+        await end(reason)
+        return reason
+    }
+
+    /// Acknowledges a stanza to the server (it will not deliver it again).
+    func ackStanza(_ node: Node) {
+        if let ack = Stanzas.ack(for: node) { try? send(ack) }
+    }
+
+    /// Waits until no other operation uses the account's Signal state (a receive and a send must not interleave).
+    func acquireSignalState() async {
+        guard signalStateBusy else {
+            signalStateBusy = true
+            return
+        }
+        await withCheckedContinuation { signalStateWaiters.append($0) }
+    }
+
+    /// Hands the Signal state to the next waiter, or frees it.
+    func releaseSignalState() {
+        if signalStateWaiters.isEmpty { signalStateBusy = false } else { signalStateWaiters.removeFirst().resume() }
+    }
+}
