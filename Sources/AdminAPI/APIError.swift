@@ -61,6 +61,10 @@ public struct APIError: HTTPResponseError, Sendable {
         case .upstreamUnavailable: APIError(.serviceUnavailable, "upstream_unavailable", error.message)
         case .invalidInput: APIError(.unprocessableContent, "invalid_input", error.message)
         case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message)
+        case .invalidRecipient: APIError.badRequest("invalid_recipient", error.message)
+        case .notOnWhatsApp: APIError(.notFound, "not_on_whatsapp", error.message)
+        case .upstreamTimeout: APIError(.gatewayTimeout, "whatsapp_timeout", error.message)
+        case .idempotencyKeyInUse: APIError(.conflict, "idempotency_key_in_use", error.message)
         }
     }
 

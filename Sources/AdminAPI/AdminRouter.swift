@@ -57,6 +57,7 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     let dashboardSessions = DashboardSessions()
     SessionRoutes(dependencies: dependencies).register(on: router)
     EventRoutes(dependencies: dependencies).register(on: router)
+    MessageRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
     try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router

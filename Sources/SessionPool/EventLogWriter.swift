@@ -101,6 +101,11 @@ public final class EventLogWriter: Sendable {
         try await repository.events(of: tenant, after: after, limit: limit)
     }
 
+    /// The stored event of `tenant` with this dedupe key, if the log still holds it.
+    public func event(of tenant: TenantName, dedupeKey: String) async throws(RepositoryError) -> StoredTenantEvent? {
+        try await repository.event(of: tenant, dedupeKey: dedupeKey)
+    }
+
     /// A wake-up each time events of `tenant` were stored by this process (readers then read the log).
     public func wakeups(of tenant: TenantName) -> AsyncStream<Void> {
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))

@@ -35,6 +35,8 @@ public actor SessionPool: Service {
     /// Tenants a logout is working on: no restore starts them meanwhile.
     var operatorBusy: Set<TenantName> = []
     var restoreQueue = RestoreQueue()
+    /// Message ids of sends with an idempotency key in progress.
+    var sendsInFlight: Set<String> = []
     var restoreWorkers = 0
     var firstScanDone = false
     var shuttingDown = false
@@ -181,8 +183,8 @@ public actor SessionPool: Service {
         return code
     }
 
-    /// The groups the tenant's account is in; the session must be connected on this node.
-    public func groups(for tenant: TenantName) async throws(SessionPoolError) -> [SessionGroup] {
+    /// The client of a session connected on this node; otherwise why not.
+    func connectedClient(of tenant: TenantName) throws(SessionPoolError) -> WhatsAppClient {
         guard let session = sessions[tenant], session.runner != nil else {
             if let owner = liveRemoteOwner(of: tenant) { throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)") }
             throw SessionPoolError(.wrongState, "the session is not connected")
@@ -190,8 +192,14 @@ public actor SessionPool: Service {
         guard session.status.state == .connected else {
             throw SessionPoolError(.wrongState, "the session is not connected (state \(session.status.state.rawValue))")
         }
+        return session.client
+    }
+
+    /// The groups the tenant's account is in; the session must be connected on this node.
+    public func groups(for tenant: TenantName) async throws(SessionPoolError) -> [SessionGroup] {
+        let client = try connectedClient(of: tenant)
         do {
-            return try await session.client.groups().map { SessionGroup(id: $0.id, subject: $0.subject, participants: $0.participants) }
+            return try await client.groups().map { SessionGroup(id: $0.id, subject: $0.subject, participants: $0.participants) }
         } catch let error as WhatsAppClientError where error.isNotConnected {
             throw SessionPoolError(.wrongState, "the session is not connected")
         } catch {

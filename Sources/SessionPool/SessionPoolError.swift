@@ -12,6 +12,14 @@ public struct SessionPoolError: Error, Sendable, Equatable, CustomStringConverti
         case invalidInput
         /// The pool is shutting down or the database is unreachable.
         case unavailable
+        /// A message recipient is not a phone number, account or group JID.
+        case invalidRecipient
+        /// A message recipient has no WhatsApp account.
+        case notOnWhatsApp
+        /// WhatsApp did not answer in time.
+        case upstreamTimeout
+        /// The same idempotency key is being used by a request still in progress.
+        case idempotencyKeyInUse
     }
 
     /// What went wrong.

@@ -61,4 +61,76 @@ import WhatsAppSimulator
         #expect(await rig.simulator.observed.receipts["retry"] == 1)
         await rig.stopAll()
     }
+
+    @Test func sentTextsReachThePeersOnceAndErrorsAreClear() async throws {
+        let rig = try await APIRig()
+        let (token, _) = try await rig.createTenant("acme")
+        let (idleToken, _) = try await rig.createTenant("idle")
+        var (server, port) = try await rig.startServer()
+        let account = try await pairByQR(rig, port: port, tenant: "acme", token: token)
+        let auth = ["x-admin-token": token]
+        func send(_ body: String, headers: [String: String] = [:], port: Int) async throws -> HTTPResult {
+            try await http("POST", port, "/tenants/acme/messages", headers: auth.merging(headers) { $1 }, body: Data(body.utf8))
+        }
+
+        // 1:1: a pkmsg until the peer answers (Signal keeps the prekey header until then), a msg after.
+        var sent = try await send(#"{"to": "15557770002", "text": "hi peer"}"#, port: port)
+        #expect(sent.status == 201, "\(sent.text)")
+        #expect(sent.object["to"] as? String == "15557770002@s.whatsapp.net" && sent.object["status"] as? String == "sent")
+        #expect((sent.object["id"] as? String)?.hasPrefix("3EB0") == true && (sent.object["timestamp"] as? Int ?? 0) > 1_700_000_000)
+        _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "got it")
+        try await eventually("the peer's answer logged") { try await messages(port, token).contains { $0["text"] as? String == "got it" } }
+        sent = try await send(#"{"to": "+15557770002@s.whatsapp.net", "text": "second"}"#, port: port)
+        #expect(sent.status == 400 && sent.errorCode == "invalid_recipient")
+        sent = try await http("POST", port, "/session/messages", headers: auth, body: Data(#"{"to": "15557770002@s.whatsapp.net", "text": "second"}"#.utf8))
+        #expect(sent.status == 201, "the alias takes the tenant from the token")
+        var inbox = await rig.simulator.received(byPeer: "15557770002")
+        #expect(inbox.map(\.text) == ["hi peer", "second"] && inbox.map(\.kinds) == [["pkmsg"], ["msg"]])
+        #expect(inbox.allSatisfy { $0.from.hasPrefix(account + ":") })
+
+        // The same Idempotency-Key: the first answer again, nothing sent twice.
+        let first = try await send(#"{"to": "15557770002", "text": "once"}"#, headers: ["idempotency-key": "order-17"], port: port)
+        let again = try await send(#"{"to": "15557770002", "text": "once"}"#, headers: ["idempotency-key": "order-17"], port: port)
+        #expect(first.status == 201 && again.status == 201 && first.object["id"] as? String == again.object["id"] as? String)
+        #expect(first.object["timestamp"] as? Int == again.object["timestamp"] as? Int)
+        #expect(await rig.simulator.received(byPeer: "15557770002").filter { $0.text == "once" }.count == 1)
+
+        // A group: the sender key goes to each member's device in a pkmsg, the text in one skmsg.
+        sent = try await send(#"{"to": "120363025246125486@g.us", "text": "hi family"}"#, port: port)
+        #expect(sent.status == 201, "\(sent.text)")
+        for member in ["15550000001", "15550000002", "15550000003"] {
+            let got = await rig.simulator.received(byPeer: member)
+            #expect(got.last?.text == "hi family" && got.last?.chat == "120363025246125486@g.us" && got.last?.kinds == ["pkmsg", "skmsg"], "\(member)")
+        }
+
+        // Errors.
+        #expect(try await send(#"{"to": "4915112345678", "text": "x"}"#, port: port).errorCode == "not_on_whatsapp")
+        #expect(try await send(#"{"to": "not a number", "text": "x"}"#, port: port).errorCode == "invalid_recipient")
+        #expect(try await send(#"{"to": "15557770002", "text": ""}"#, port: port).errorCode == "invalid_text")
+        let long = String(repeating: "a", count: 65_537)
+        #expect(try await send(#"{"to": "15557770002", "text": "\#(long)"}"#, port: port).errorCode == "invalid_text")
+        let notUTF8 = try await http("POST", port, "/tenants/acme/messages", headers: auth, body: Data([0x7B, 0xFF, 0xFE, 0x7D]))
+        #expect(notUTF8.status == 400 && notUTF8.errorCode == "invalid_text")
+        #expect(try await send("[1,2]", port: port).errorCode == "invalid_json")
+        #expect(try await send(#"{"to": "15557770002", "text": "x"}"#, headers: ["idempotency-key": String(repeating: "k", count: 129)], port: port)
+            .errorCode == "invalid_idempotency_key")
+        #expect(try await http("POST", port, "/tenants/acme/messages", body: Data(#"{"to": "1555", "text": "x"}"#.utf8)).status == 401)
+        let idle = try await http(
+            "POST", port, "/tenants/idle/messages", headers: ["x-admin-token": idleToken], body: Data(#"{"to": "15557770002", "text": "x"}"#.utf8))
+        #expect(idle.status == 409 && idle.errorCode == "not_connected")
+
+        // After a restart the stored session is used: a msg, not a new pkmsg; replies still decrypt.
+        server.kill()
+        (server, port) = try await rig.startServer()
+        try await eventually("reconnected") { try await isConnected(port, "acme") }
+        sent = try await send(#"{"to": "15557770002", "text": "after restart"}"#, port: port)
+        #expect(sent.status == 201, "\(sent.text)")
+        inbox = await rig.simulator.received(byPeer: "15557770002")
+        #expect(inbox.last?.text == "after restart" && inbox.last?.kinds == ["msg"])
+        _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "reply")
+        try await eventually("reply logged") { try await messages(port, token).contains { $0["text"] as? String == "reply" } }
+        let logged = try await messages(port, token)
+        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "after restart"])
+        await rig.stopAll()
+    }
 }

@@ -52,6 +52,15 @@ extension PostgresSystemStore {
         return rows.map { StoredTenantEvent(id: $0.0, type: $0.1, at: Date(milliseconds: $0.2), data: $0.3) }
     }
 
+    public func event(of tenant: TenantName, dedupeKey: String) async throws(RepositoryError) -> StoredTenantEvent? {
+        let rows = try await run { client, logger in
+            let rows = try await client.query(
+                "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = \(tenant.rawValue) AND dedupe_key = \(dedupeKey)", logger: logger)
+            return try await collectAll(rows.decode((Int64, String, Int64, String).self))
+        }
+        return rows.first.map { StoredTenantEvent(id: $0.0, type: $0.1, at: Date(milliseconds: $0.2), data: $0.3) }
+    }
+
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await run { client, logger in
             let rows = try await client.query("DELETE FROM tenant_events WHERE at_ms < \(cutoff.milliseconds) RETURNING seq", logger: logger)

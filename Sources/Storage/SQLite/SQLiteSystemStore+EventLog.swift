@@ -39,6 +39,15 @@ extension SQLiteSystemStore {
         }
     }
 
+    public func event(of tenant: TenantName, dedupeKey: String) async throws(RepositoryError) -> StoredTenantEvent? {
+        try await read { db in
+            try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = ? AND dedupe_key = ?"),
+                arguments: [tenant.rawValue, dedupeKey]
+            ).map { StoredTenantEvent(id: $0["seq"], type: $0["type"], at: Date(milliseconds: $0["at_ms"]), data: $0["data"]) }
+        }
+    }
+
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await write { db in
             try db.execute(sql: "DELETE FROM tenant_events WHERE at_ms < ?", arguments: [cutoff.milliseconds])

@@ -163,6 +163,8 @@ public protocol EventLogRepository: Sendable {
     func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?]
     /// Up to `limit` events of `tenant` with ids above `after`, oldest first.
     func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
+    /// The stored event of `tenant` with this dedupe key, if the log still holds it.
+    func event(of tenant: TenantName, dedupeKey: String) async throws(RepositoryError) -> StoredTenantEvent?
     /// Deletes events older than `cutoff`; ids are not reused. Returns how many went.
     func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int
 }

@@ -48,6 +48,11 @@ struct ConnectionMachine: Sendable {
         return id
     }
 
+    /// Records a message id whose server ack is awaited (answered like a request).
+    mutating func expectAck(of id: String) {
+        pending.insert(id)
+    }
+
     /// A fresh id for a stanza whose answer nobody waits for.
     mutating func nextStanzaID() -> String {
         ids.next()
@@ -91,6 +96,10 @@ struct ConnectionMachine: Sendable {
             return ended(.connectionClosed)
         case "message":
             return [.receiveMessage(node)]
+        case "ack":
+            // The server's ack of a message we sent; other acks need nothing.
+            guard node.attributes["class"]?.string == "message", let id = node.attributes["id"]?.string, pending.remove(id) != nil else { return [] }
+            return [.answer(id: id, node)]
         case "receipt", "notification", "call":
             var actions: [Action] = []
             if node.tag == "notification", node.attributes["type"]?.string == "encrypt",

@@ -9,6 +9,11 @@ public enum MessageStanzas {
         "3EB0" + (0..<8).map { _ in String(format: "%02X", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
+    /// A message id fixed by `seed` (an idempotency key): `3EB0` and 16 hex digits of SHA-256 over it.
+    public static func messageID(derivedFrom seed: String) -> String {
+        "3EB0" + SHA256.hash(data: Array(seed.utf8)).prefix(8).map { String(format: "%02X", $0) }.joined()
+    }
+
     /// A text message to `chat`, one payload per recipient device; the device identity goes along when any payload
     /// is a `pkmsg` (the receiver checks it before it accepts a new session).
     public static func fanOut(

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import WABinary
+
+/// A sent message as the server acknowledged it.
+public struct SentMessage: Sendable, Equatable {
+    public var id: String
+    /// The chat it went to: an account (without device) or a group.
+    public var to: JID
+    /// The server's time for it, unix seconds.
+    public var timestamp: UInt64
+}
+
+/// Sending texts: device lists by usync, sessions from fetched bundles, one payload per device (and a copy for our
+/// own other devices), the Signal state stored before the stanza leaves, the server's ack awaited.
+extension WhatsAppClient {
+    /// Sends `text` to an account or a group and returns once the server acked it; `id` reuses a message id.
+    public func sendText(_ text: String, to chat: JID, id: String? = nil) async throws -> SentMessage {
+        guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
+        guard let number = connection?.number, connection?.machine.loggedIn == true else { throw WhatsAppClientError.notLoggedIn }
+        await acquireSignalState()
+        defer { releaseSignalState() }
+        var generator = SystemRandomNumberGenerator()
+        let messageID = id ?? MessageStanzas.newMessageID(using: &generator)
+        let own = account.jid
+        let target = chat.withoutDevice
+        let members = chat.isGroup ? try await participants(of: target, except: own) : [target]
+        let lists = try await deviceLists(of: members + [own.withoutDevice], on: number)
+        let recipients = members.flatMap { lists[$0.withoutDevice] ?? [] }
+        if !chat.isGroup, recipients.isEmpty { throw WhatsAppClientError.notOnWhatsApp(target.description) }
+        let ownDevices = (lists[own.withoutDevice] ?? []).filter { $0.device != own.device }
+        let devices = recipients + ownDevices
+
+        var keys = devices.flatMap { [SignalRecordKey.session($0.signalAddress), .identity($0.signalAddress)] }
+        if chat.isGroup { keys.append(.senderKey(SenderKeyName(groupID: target.description, sender: own.signalAddress))) }
+        var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
+        records.merge(loaded: try await messaging.signalStore.load(keys))
+        let withoutSession = devices.filter { records.sessions[$0.signalAddress] == nil }
+        let bundles = withoutSession.isEmpty ? [:] : try await preKeyBundles(for: withoutSession)
+        // A device the server has no bundle for cannot be reached now (whatsmeow and Baileys skip it too).
+        let reachable = devices.filter { records.sessions[$0.signalAddress] != nil || bundles[$0] != nil }
+        if reachable.count < devices.count {
+            logger.warning("devices without a prekey bundle skipped", metadata: ["count": "\(devices.count - reachable.count)"])
+        }
+        let signal = try SignalProtocol(records: records)
+        let node: Node
+        do {
+            if chat.isGroup {
+                let sealed = try OutboundEncryption.group(
+                    text, to: target, from: own, needsSenderKey: reachable, bundles: bundles, with: signal, using: &generator)
+                node = MessageStanzas.fanOut(
+                    id: messageID, to: target, payloads: sealed.keyPayloads, groupPayload: sealed.groupPayload,
+                    participantHash: MessageStanzas.participantHash(reachable), deviceIdentity: account.account)
+            } else {
+                let payloads = try OutboundEncryption.oneToOne(
+                    text, to: target, recipientDevices: reachable.filter { $0.user != own.user }, ownDevices: reachable.filter { $0.user == own.user },
+                    bundles: bundles, with: signal, using: &generator)
+                node = MessageStanzas.fanOut(id: messageID, to: target, payloads: payloads, deviceIdentity: account.account)
+            }
+        } catch {
+            throw WhatsAppClientError.encryption("\(error)")
+        }
+        // Stored before the stanza leaves: a crash after the send must not reuse a message key.
+        try await messaging.signalStore.save(signal.records.pendingRecordChanges)
+        let ack = try await awaitAck(of: node, id: messageID, on: number)
+        if let error = ack.attributes["error"]?.string { throw WhatsAppClientError.serverError(Int(error) ?? 0, "message refused") }
+        let timestamp = ack.attributes["t"]?.string.flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
+        return SentMessage(id: messageID, to: target, timestamp: timestamp)
+    }
+
+    /// The devices of `users`, by usync.
+    private func deviceLists(of users: [JID], on number: UInt64) async throws -> [JID: [JID]] {
+        let response = try await request(on: number) { DeviceListStanzas.request(id: $0, users: users) }
+        do { return try DeviceListStanzas.parse(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
+    }
+
+    /// The members of a group we are in, without our own account.
+    private func participants(of group: JID, except own: JID) async throws -> [JID] {
+        guard let found = try await groups().first(where: { $0.id == group.description }) else {
+            throw WhatsAppClientError.notOnWhatsApp("group \(group)")
+        }
+        return found.participants.compactMap { try? JID(parsing: $0) }.map(\.withoutDevice).filter { $0.user != own.user }
+    }
+
+    /// Sends a message stanza and waits for the server's `<ack class="message">` of its id.
+    private func awaitAck(of node: Node, id: String, on number: UInt64) async throws -> Node {
+        guard var connection, connection.number == number, connection.machine.closing == nil else { throw WhatsAppClientError.disconnected }
+        connection.machine.expectAck(of: id)
+        self.connection = connection
+        return try await send(requestWithID: id, node: node)
+    }
+}
