@@ -12,6 +12,30 @@ struct EventLogInbox: MessageInbox {
         _ = try await log.append([Self.event(message, of: tenant, at: Date())])
     }
 
+    func store(_ receipt: ReceivedReceipt) async throws {
+        _ = try await log.append([Self.event(receipt, of: tenant, at: Date())])
+    }
+
+    func sentText(id: String) async throws -> (chat: JID, text: String)? {
+        guard let stored = try await log.event(of: tenant, dedupeKey: "message:\(id)"),
+            let object = try JSONSerialization.jsonObject(with: Data(stored.data.utf8)) as? [String: Any],
+            object["from_me"] as? Bool == true, let chat = (object["chat"] as? String).flatMap({ try? JID(parsing: $0) }),
+            let text = object["text"] as? String
+        else { return nil }
+        return (chat, text)
+    }
+
+    /// The `receipt` event: `{"ids", "chat", "from", "type": "delivered"|"read"|"played", "timestamp"}`.
+    static func event(_ receipt: ReceivedReceipt, of tenant: TenantName, at time: Date) -> NewTenantEvent {
+        let data: [String: Any] = [
+            "ids": receipt.ids, "chat": receipt.chat.description, "from": receipt.from.description, "type": receipt.kind.rawValue,
+            "timestamp": receipt.timestamp,
+        ]
+        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let key = "receipt:\(receipt.kind.rawValue):\(receipt.from):\(receipt.ids[0])"
+        return NewTenantEvent(tenant: tenant, type: "receipt", at: time, data: json, dedupeKey: key)
+    }
+
     /// The `message` event: `{"id", "chat", "from", "from_lid", "from_me", "group", "timestamp", "push_name", "type", "text"}`,
     /// and for content wahost does not read, `"type": "unsupported"` with the protobuf field names in `unsupported`.
     static func event(_ message: ReceivedMessage, of tenant: TenantName, at time: Date) -> NewTenantEvent {

@@ -52,6 +52,13 @@ extension WhatsAppSimulator {
         if ignoring { ignoringAcks.insert(user) } else { ignoringAcks.remove(user) }
     }
 
+    /// Peer `user` loses its session with the account's device (a reinstalled phone, say): the account's next message
+    /// to it cannot be read, and the peer sends a retry receipt.
+    public func forgetSession(ofPeer user: String, withAccount accountUser: String) {
+        guard let device = accounts.values.first(where: { $0.jid.user == accountUser })?.jid else { return }
+        peers[user]?.records.sessions[device.signalAddress] = nil
+    }
+
     /// What peer `user` received, oldest first.
     public func received(byPeer user: String) -> [PeerMessage] { peers[user]?.inbox ?? [] }
 
@@ -147,11 +154,24 @@ extension WhatsAppSimulator {
             } else {
                 attributes.append(Attribute(key: "from", value: .jid(device)))
             }
+            var receipt: Attributes = ["id": .string(id), "from": .jid(to.isGroup ? to : recipient.jid), "t": .string(String(Int(Date().timeIntervalSince1970)))]
+            if to.isGroup { receipt.append(Attribute(key: "participant", value: .jid(recipient.jid))) }
             do {
                 try recipient.receive(Node(tag: "message", attributes: attributes, children: encs), kinds: encs.compactMap { $0.attributes["type"]?.string })
                 counters.messagesReceivedByPeers += 1
+                send(Node(tag: "receipt", attributes: receipt), to: connectionID)
             } catch {
+                // As a phone does: ask the sender to encrypt again.
                 counters.undecryptableByPeers += 1
+                receipt.append(Attribute(key: "type", value: "retry"))
+                send(
+                    Node(
+                        tag: "receipt", attributes: receipt,
+                        children: [
+                            Node(tag: "retry", attributes: ["count": "1", "id": .string(id), "v": "1"]),
+                            KeyNodes.registration(recipient.registrationID),
+                        ]),
+                    to: connectionID)
             }
             peers[member.user] = recipient
         }

@@ -119,6 +119,29 @@ import WhatsAppSimulator
             "POST", port, "/tenants/idle/messages", headers: ["x-admin-token": idleToken], body: Data(#"{"to": "15557770002", "text": "x"}"#.utf8))
         #expect(idle.status == 409 && idle.errorCode == "not_connected")
 
+        // Receipts from the peers' phones land in the log.
+        try await eventually("delivery receipts logged") {
+            let page = try await http("GET", port, "/tenants/acme/events?limit=1000", headers: ["x-admin-token": token, "accept": "application/json"])
+            let receipts = (page.object["events"] as? [[String: Any]] ?? []).filter { $0["type"] as? String == "receipt" }
+            return receipts.contains { event in
+                let data = event["data"] as? [String: Any] ?? [:]
+                return data["type"] as? String == "delivered" && (data["ids"] as? [String])?.contains(first.object["id"] as? String ?? "") == true
+                    && data["from"] as? String == "15557770002@s.whatsapp.net"
+            }
+        }
+
+        // The peer lost its session: its retry receipt brings the text again in a fresh pkmsg.
+        await rig.simulator.forgetSession(ofPeer: "15557770002", withAccount: account)
+        sent = try await send(#"{"to": "15557770002", "text": "lost and found"}"#, port: port)
+        #expect(sent.status == 201)
+        try await eventually("the retried text read") {
+            await rig.simulator.received(byPeer: "15557770002").last?.text == "lost and found"
+        }
+        #expect(await rig.simulator.received(byPeer: "15557770002").last?.kinds == ["pkmsg"])
+        #expect(await rig.simulator.observed.undecryptableByPeers == 1)
+        _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "found it")
+        try await eventually("answer after the retry logged") { try await messages(port, token).contains { $0["text"] as? String == "found it" } }
+
         // After a restart the stored session is used: a msg, not a new pkmsg; replies still decrypt.
         server.kill()
         (server, port) = try await rig.startServer()
@@ -130,7 +153,7 @@ import WhatsAppSimulator
         _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "reply")
         try await eventually("reply logged") { try await messages(port, token).contains { $0["text"] as? String == "reply" } }
         let logged = try await messages(port, token)
-        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "after restart"])
+        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "lost and found", "after restart"])
         await rig.stopAll()
     }
 }

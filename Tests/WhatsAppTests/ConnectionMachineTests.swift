@@ -63,12 +63,14 @@ import WABinary
         #expect(machine.received(pairDevice, account: nil) == [.pairing(pairDevice)])
     }
 
-    @Test func aMessageIsHandedOverUnackedAndAReceiptIsAcked() {
+    @Test func messagesAndReceiptsAreHandedOverUnacked() {
         var machine = Self.loggedIn()
         let message = Node(tag: "message", attributes: ["id": "M1", "from": "15557770001@s.whatsapp.net", "t": "1700000000"])
         #expect(machine.received(message, account: Self.account) == [.receiveMessage(message)], "no ack before the message is stored")
         let receipt = Node(tag: "receipt", attributes: ["id": "M2", "from": "15557770001@s.whatsapp.net"])
-        #expect(machine.received(receipt, account: Self.account) == [.send(Stanzas.ack(for: receipt)!)])
+        #expect(machine.received(receipt, account: Self.account) == [.receiveReceipt(receipt)], "acked once stored")
+        let call = Node(tag: "call", attributes: ["id": "C1", "from": "15557770001@s.whatsapp.net"])
+        #expect(machine.received(call, account: Self.account) == [.send(Stanzas.ack(for: call)!)])
     }
 
     @Test func aLowPreKeyNotificationAsksForARefillAndIsAcked() {

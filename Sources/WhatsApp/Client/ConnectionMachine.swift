@@ -16,6 +16,8 @@ struct ConnectionMachine: Sendable {
         case pairing(Node)
         /// A `<message>`: decrypt, store, then receipt and ack (the client acks only once the message is stored).
         case receiveMessage(Node)
+        /// A `<receipt>`: store it (or answer a retry), then ack.
+        case receiveReceipt(Node)
         /// Publish this event.
         case emit(WhatsAppEvent)
         /// Ask how many prekeys the server holds, and upload a batch when it runs low.
@@ -100,7 +102,9 @@ struct ConnectionMachine: Sendable {
             // The server's ack of a message we sent; other acks need nothing.
             guard node.attributes["class"]?.string == "message", let id = node.attributes["id"]?.string, pending.remove(id) != nil else { return [] }
             return [.answer(id: id, node)]
-        case "receipt", "notification", "call":
+        case "receipt":
+            return [.receiveReceipt(node)]
+        case "notification", "call":
             var actions: [Action] = []
             if node.tag == "notification", node.attributes["type"]?.string == "encrypt",
                 let count = try? Stanzas.parsePreKeyCount(node), count < PreKeyPolicy.minimumOnServer

@@ -70,8 +70,8 @@ extension WhatsAppClient {
     }
 
     /// Ends the connection unacknowledged: what could not be stored comes again with the next connection.
-    private func storesUnavailable(_ description: String) async -> DisconnectReason {
-        logger.error("message not stored; reconnecting for a redelivery", metadata: ["error": "\(description)"])
+    func storesUnavailable(_ description: String) async -> DisconnectReason {
+        logger.error("not stored; reconnecting for a redelivery", metadata: ["error": "\(description)"])
         let reason = DisconnectReason.networkError(description)
         await end(reason)
         return reason

@@ -16,12 +16,32 @@ public struct SentMessage: Sendable, Equatable {
 extension WhatsAppClient {
     /// Sends `text` to an account or a group and returns once the server acked it; `id` reuses a message id.
     public func sendText(_ text: String, to chat: JID, id: String? = nil) async throws -> SentMessage {
-        guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
         guard let number = connection?.number, connection?.machine.loggedIn == true else { throw WhatsAppClientError.notLoggedIn }
-        await acquireSignalState()
-        defer { releaseSignalState() }
         var generator = SystemRandomNumberGenerator()
         let messageID = id ?? MessageStanzas.newMessageID(using: &generator)
+        // The Signal state is free again before the ack is awaited: the read loop needs it for what arrives meanwhile.
+        await acquireSignalState()
+        let node: Node
+        do {
+            node = try await encryptedText(text, to: chat, id: messageID, on: number)
+            releaseSignalState()
+        } catch {
+            releaseSignalState()
+            throw error
+        }
+        recentSends.removeAll { $0.id == messageID }
+        recentSends.append((messageID, chat.withoutDevice, text))
+        if recentSends.count > Self.recentSendLimit { recentSends.removeFirst() }
+        let ack = try await awaitAck(of: node, id: messageID, on: number)
+        if let error = ack.attributes["error"]?.string { throw WhatsAppClientError.serverError(Int(error) ?? 0, "message refused") }
+        let timestamp = ack.attributes["t"]?.string.flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
+        return SentMessage(id: messageID, to: chat.withoutDevice, timestamp: timestamp)
+    }
+
+    /// The message stanza for `text`, encrypted for every device; the Signal state it changed is stored before it returns.
+    private func encryptedText(_ text: String, to chat: JID, id messageID: String, on number: UInt64) async throws -> Node {
+        guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
+        var generator = SystemRandomNumberGenerator()
         let own = account.jid
         let target = chat.withoutDevice
         let members = chat.isGroup ? try await participants(of: target, except: own) : [target]
@@ -62,11 +82,11 @@ extension WhatsAppClient {
         }
         // Stored before the stanza leaves: a crash after the send must not reuse a message key.
         try await messaging.signalStore.save(signal.records.pendingRecordChanges)
-        let ack = try await awaitAck(of: node, id: messageID, on: number)
-        if let error = ack.attributes["error"]?.string { throw WhatsAppClientError.serverError(Int(error) ?? 0, "message refused") }
-        let timestamp = ack.attributes["t"]?.string.flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
-        return SentMessage(id: messageID, to: target, timestamp: timestamp)
+        return node
     }
+
+    /// How many sent texts are kept for early retry receipts.
+    static var recentSendLimit: Int { 16 }
 
     /// The devices of `users`, by usync.
     private func deviceLists(of users: [JID], on number: UInt64) async throws -> [JID: [JID]] {

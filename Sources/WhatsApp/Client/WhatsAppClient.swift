@@ -37,6 +37,8 @@ public actor WhatsAppClient {
     /// One receive or send at a time uses the Signal state; the others wait in order.
     var signalStateBusy = false
     var signalStateWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The last few texts sent, for retry receipts that come before the send is logged (bounded; empty while idle).
+    var recentSends: [(id: String, chat: JID, text: String)] = []
 
     /// State of the live connection.
     struct Connection {
@@ -336,6 +338,7 @@ public actor WhatsAppClient {
             case .answer(let id, let node): connection?.pending.removeValue(forKey: id)?.resume(with: .success(node))
             case .pairing(let node): if let reason = await handlePairing(node) { return reason }
             case .receiveMessage(let node): if let reason = await receiveMessage(node) { return reason }
+            case .receiveReceipt(let node): if let reason = await receiveReceipt(node) { return reason }
             case .emit(let event):
                 if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
                 emit(event)

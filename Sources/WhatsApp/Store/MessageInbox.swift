@@ -1,7 +1,14 @@
-/// Where a client puts the messages it received; implemented by the session pool over the durable event log.
+import WABinary
+
+/// Where a client puts the messages and receipts it received, and finds the texts it sent; implemented by the
+/// session pool over the durable event log.
 public protocol MessageInbox: Sendable {
     /// Stores the message durably and returns once it is stored; a message id stored before is skipped, not an error.
     func store(_ message: ReceivedMessage) async throws
+    /// Stores the receipt durably and returns once it is stored; one stored before is skipped.
+    func store(_ receipt: ReceivedReceipt) async throws
+    /// A text we sent with this id and the chat it went to, while the log holds it (to answer a retry receipt).
+    func sentText(id: String) async throws -> (chat: JID, text: String)?
 }
 
 /// What a client needs to send and receive messages: where the Signal records and the received messages go.
