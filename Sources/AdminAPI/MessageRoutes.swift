@@ -10,8 +10,6 @@ import Tenancy
 struct MessageRoutes {
     let dependencies: AdminAPIDependencies
 
-    /// The longest text, in UTF-8 bytes.
-    static let maximumTextBytes = 65_536
     /// The longest `Idempotency-Key`.
     static let maximumKeyLength = 128
     /// A body may hold the longest text with JSON escapes.
@@ -34,14 +32,7 @@ struct MessageRoutes {
             throw APIError.badRequest("invalid_idempotency_key", "Idempotency-Key must be 1 to \(Self.maximumKeyLength) characters")
         }
         let body = try await Self.decode(request)
-        guard let to = body.to, !to.isEmpty else { throw APIError.badRequest("invalid_recipient", "'to' is required: a phone number or a JID") }
-        guard let text = body.text, !text.isEmpty, text.utf8.count <= Self.maximumTextBytes else {
-            throw APIError.badRequest("invalid_text", "'text' must be 1 to \(Self.maximumTextBytes) bytes of UTF-8")
-        }
-        let sent: SentText
-        do { sent = try await dependencies.pool.sendText(text, to: to, for: tenant, idempotencyKey: key) } catch {
-            throw Self.apiError(error)
-        }
+        let sent = try await SessionActions(dependencies: dependencies).sendText(tenant, to: body.to ?? "", text: body.text ?? "", idempotencyKey: key)
         return JSONBody.object([
             "id": .string(sent.id), "to": .string(sent.to), "timestamp": .int(Int(sent.timestamp)), "status": .string("sent"),
         ]).response(status: .created)
@@ -58,11 +49,6 @@ struct MessageRoutes {
         do { return try JSONDecoder().decode(SendRequest.self, from: Data(bytes)) } catch {
             throw APIError.badRequest("invalid_json", #"the body must be a JSON object like {"to": "15551234567", "text": "hello"}"#)
         }
-    }
-
-    /// Send failures in the words of the messages API (a session that is not connected is `not_connected`).
-    private static func apiError(_ error: SessionPoolError) -> APIError {
-        error.kind == .wrongState ? APIError(.conflict, "not_connected", error.message) : APIError.from(error)
     }
 }
 

@@ -55,6 +55,21 @@ struct SessionActions: Sendable {
         do { return try await dependencies.pool.groups(for: tenant) } catch { throw APIError.from(error) }
     }
 
+    /// Sends a text from the tenant's connected account: `text` 1 to 65,536 bytes; failures in the messages API's words.
+    func sendText(_ tenant: TenantName, to recipient: String, text: String, idempotencyKey: String?) async throws(APIError) -> SentText {
+        guard !recipient.isEmpty else { throw APIError.badRequest("invalid_recipient", "'to' is required: a phone number or a JID") }
+        guard !text.isEmpty, text.utf8.count <= Self.maximumTextBytes else {
+            throw APIError.badRequest("invalid_text", "'text' must be 1 to \(Self.maximumTextBytes) bytes of UTF-8")
+        }
+        do { return try await dependencies.pool.sendText(text, to: recipient, for: tenant, idempotencyKey: idempotencyKey) } catch {
+            // A session that is not connected is `not_connected` here (`wrong_state` elsewhere).
+            throw error.kind == .wrongState ? APIError(.conflict, "not_connected", error.message) : APIError.from(error)
+        }
+    }
+
+    /// The longest text, in UTF-8 bytes.
+    static let maximumTextBytes = 65_536
+
     /// Unlinks the device and deletes its keys.
     func logout(_ tenant: TenantName, by caller: ActionCaller) async throws(APIError) {
         do { try await dependencies.pool.logout(tenant) } catch { throw APIError.from(error) }

@@ -106,6 +106,11 @@ public final class EventLogWriter: Sendable {
         try await repository.event(of: tenant, dedupeKey: dedupeKey)
     }
 
+    /// The newest `limit` events of `tenant` of the given types, oldest first.
+    public func recent(of tenant: TenantName, types: [String], limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        try await repository.recentEvents(of: tenant, types: types, limit: limit)
+    }
+
     /// A wake-up each time events of `tenant` were stored by this process (readers then read the log).
     public func wakeups(of tenant: TenantName) -> AsyncStream<Void> {
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))

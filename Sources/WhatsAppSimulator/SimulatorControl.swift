@@ -12,6 +12,13 @@ enum SimulatorControl {
         let conflict: String?
     }
     struct SilentRequest: Decodable { let silent: Bool }
+    struct PeerMessageRequest: Decodable {
+        let to: String
+        let text: String
+        let group: String?
+    }
+    struct Sent: ResponseEncodable { let id: String }
+    struct PeerInbox: ResponseEncodable { let messages: [PeerMessage] }
     struct Linked: ResponseEncodable { let jid: String }
     struct Done: ResponseEncodable { let status: String }
     struct Failure: Error, HTTPResponseError {
@@ -59,6 +66,15 @@ enum SimulatorControl {
             let body = try await decode(SilentRequest.self, request, context)
             await simulator.setSilent(body.silent, account: try user(context))
             return Done(status: body.silent ? "silent" : "answering")
+        }
+        control.post("peers/:user/messages") { request, context -> Sent in
+            let body = try await decode(PeerMessageRequest.self, request, context)
+            do { return Sent(id: try await simulator.sendText(from: try user(context), to: body.to, text: body.text, group: body.group)) } catch {
+                throw Failure(status: .unprocessableContent, message: "\(error)")
+            }
+        }
+        control.get("peers/:user/messages") { _, context -> PeerInbox in
+            PeerInbox(messages: await simulator.received(byPeer: try user(context)))
         }
         return router
     }

@@ -8,7 +8,7 @@ struct Wahost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wahost",
         abstract: "Hosts linked WhatsApp sessions for many tenants.",
-        subcommands: [Serve.self, TenantCommand.self, OperatorCommand.self, SimCommand.self, DemoCommand.self]
+        subcommands: [Serve.self, TenantCommand.self, SendCommand.self, OperatorCommand.self, SimCommand.self, DemoCommand.self]
     )
 }
 

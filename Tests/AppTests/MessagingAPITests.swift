@@ -103,6 +103,16 @@ import WhatsAppSimulator
             #expect(got.last?.text == "hi family" && got.last?.chat == "120363025246125486@g.us" && got.last?.kinds == ["pkmsg", "skmsg"], "\(member)")
         }
 
+        // The CLI sends through the running server.
+        let cli = try await WahostBinary.runDetached(
+            ["send", "acme", "--to", "15557770002", "--text", "from the shell", "--url", "http://127.0.0.1:\(port)", "--token", token], environment: [:])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        #expect((try WahostBinary.json(cli))["status"] as? String == "sent")
+        #expect(await rig.simulator.received(byPeer: "15557770002").last?.text == "from the shell")
+        let refused = try await WahostBinary.runDetached(
+            ["send", "acme", "--to", "4915112345678", "--text", "x", "--url", "http://127.0.0.1:\(port)", "--token", token], environment: [:])
+        #expect(refused.status == 1 && refused.stderr.contains("not on WhatsApp"), "\(refused.stderr)")
+
         // Errors.
         #expect(try await send(#"{"to": "4915112345678", "text": "x"}"#, port: port).errorCode == "not_on_whatsapp")
         #expect(try await send(#"{"to": "not a number", "text": "x"}"#, port: port).errorCode == "invalid_recipient")
@@ -153,7 +163,7 @@ import WhatsAppSimulator
         _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "reply")
         try await eventually("reply logged") { try await messages(port, token).contains { $0["text"] as? String == "reply" } }
         let logged = try await messages(port, token)
-        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "lost and found", "after restart"])
+        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "from the shell", "lost and found", "after restart"])
         await rig.stopAll()
     }
 }

@@ -23,7 +23,7 @@ struct DashboardRoutes {
         self.dependencies = dependencies
         self.sessions = sessions
         var loaded: [String: MustacheTemplate] = [:]
-        for name in ["head", "foot", "signin", "groups", "tenant", "operator"] {
+        for name in ["head", "foot", "signin", "groups", "messages", "tenant", "operator"] {
             guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "templates") else {
                 throw DashboardError("template \(name).mustache is missing from the AdminAPI resources")
             }
@@ -47,6 +47,8 @@ struct DashboardRoutes {
         let number: String?
         let otp: String?
         let confirm: String?
+        let to: String?
+        let text: String?
     }
 
     struct CreateTenantForm: Decodable {
@@ -67,6 +69,8 @@ struct DashboardRoutes {
         router.get("dashboard/tenant") { request, context in try await tenantPage(request, context) }
         router.get("dashboard/events") { request, context in try await events(request, context) }
         router.get("dashboard/groups") { request, context in try await groupsFragment(request, context) }
+        router.get("dashboard/messages") { request, context in try await messagesFragment(request, context) }
+        router.post("dashboard/messages/send") { request, context in try await sendMessage(request, context) }
         router.post("dashboard/pairing/start") { request, context in try await startPairing(request, context) }
         router.post("dashboard/pairing/code") { request, context in try await pairingCode(request, context) }
         router.post("dashboard/logout") { request, context in try await logout(request, context) }
@@ -140,7 +144,7 @@ struct DashboardRoutes {
         return try await renderTenant(tenant, session, error: error, notice: notice, linkCode: linkCode, status: status)
     }
 
-    private func renderTenant(
+    func renderTenant(
         _ tenant: Tenant, _ session: DashboardSession, error: String? = nil, notice: String? = nil, linkCode: String? = nil,
         status httpStatus: HTTPResponse.Status = .ok
     ) async throws -> Response {
@@ -168,6 +172,8 @@ struct DashboardRoutes {
         values["startLabel"] = timedOut ? "Restart pairing" : "Show a QR code"
         values["pairingHint"] = timedOut ? "The last pairing ended: \(status.lastError ?? "")" : "Not linked to a phone yet."
         values.merge(try await groupValues(tenant.name, status: status)) { $1 }
+        values["messagesURL"] = "/dashboard/messages" + query
+        values.merge(await messageValues(tenant.name)) { $1 }
         return try page("tenant", values, status: httpStatus)
     }
 

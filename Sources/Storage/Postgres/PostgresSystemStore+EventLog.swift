@@ -61,6 +61,17 @@ extension PostgresSystemStore {
         return rows.first.map { StoredTenantEvent(id: $0.0, type: $0.1, at: Date(milliseconds: $0.2), data: $0.3) }
     }
 
+    public func recentEvents(of tenant: TenantName, types: [String], limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        let limit = Int64(max(0, limit))
+        let rows = try await run { client, logger in
+            let rows = try await client.query(
+                "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = \(tenant.rawValue) AND type = ANY(\(types)) ORDER BY seq DESC LIMIT \(limit)",
+                logger: logger)
+            return try await collectAll(rows.decode((Int64, String, Int64, String).self))
+        }
+        return rows.reversed().map { StoredTenantEvent(id: $0.0, type: $0.1, at: Date(milliseconds: $0.2), data: $0.3) }
+    }
+
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await run { client, logger in
             let rows = try await client.query("DELETE FROM tenant_events WHERE at_ms < \(cutoff.milliseconds) RETURNING seq", logger: logger)

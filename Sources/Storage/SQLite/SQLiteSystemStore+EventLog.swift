@@ -48,6 +48,17 @@ extension SQLiteSystemStore {
         }
     }
 
+    public func recentEvents(of tenant: TenantName, types: [String], limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {
+        guard !types.isEmpty else { return [] }
+        return try await read { db in
+            let marks = Array(repeating: "?", count: types.count).joined(separator: ", ")
+            return try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT seq, type, at_ms, data FROM tenant_events WHERE tenant = ? AND type IN (\(marks)) ORDER BY seq DESC LIMIT ?"),
+                arguments: StatementArguments([tenant.rawValue] + types + [String(max(0, limit))])
+            ).map { StoredTenantEvent(id: $0["seq"], type: $0["type"], at: Date(milliseconds: $0["at_ms"]), data: $0["data"]) }.reversed()
+        }
+    }
+
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await write { db in
             try db.execute(sql: "DELETE FROM tenant_events WHERE at_ms < ?", arguments: [cutoff.milliseconds])

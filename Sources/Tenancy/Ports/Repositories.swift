@@ -165,6 +165,8 @@ public protocol EventLogRepository: Sendable {
     func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
     /// The stored event of `tenant` with this dedupe key, if the log still holds it.
     func event(of tenant: TenantName, dedupeKey: String) async throws(RepositoryError) -> StoredTenantEvent?
+    /// The newest `limit` events of `tenant` of the given types, oldest first.
+    func recentEvents(of tenant: TenantName, types: [String], limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
     /// Deletes events older than `cutoff`; ids are not reused. Returns how many went.
     func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int
 }

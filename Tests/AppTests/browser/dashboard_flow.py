@@ -123,6 +123,22 @@ def run(driver, wait):
     check(driver.find_element(By.ID, "pairing-card").is_displayed() is False, "pairing controls hidden once connected")
     shot(driver, "dashboard-tenant-connected")
 
+    # A peer's message appears in the list without a reload; the form sends a text the peer reads.
+    account = http("GET", "%s/tenants/%s/session/status" % (BASE, TENANT), {"x-admin-token": TOKEN})[1]["me"].split(":")[0].split("@")[0]
+    status, body = http("POST", CONTROL + "/peers/15557770009/messages", body={"to": account, "text": "hello from a peer"})
+    check(status == 200, "simulator peer message failed: %r" % body)
+    wait.until(lambda d: "hello from a peer" in d.find_element(By.ID, "messages").text)
+    check(driver.execute_script("return window.__notReloaded === true"), "the page reloaded for a message")
+    driver.find_element(By.ID, "send-to").send_keys("15557770009")
+    driver.find_element(By.ID, "send-text").send_keys("hello from the dashboard")
+    driver.find_element(By.ID, "send-button").click()
+    wait.until(lambda d: d.find_elements(By.ID, "notice"))
+    check("Sent to 15557770009@s.whatsapp.net" in driver.find_element(By.ID, "notice").text, "send notice: %r" % driver.find_element(By.ID, "notice").text)
+    status, body = http("GET", CONTROL + "/peers/15557770009/messages")
+    check(status == 200 and [m["text"] for m in body["messages"]] == ["hello from the dashboard"], "the peer read %r" % body)
+    check("hello from the dashboard" in driver.find_element(By.ID, "messages").text, "the sent text is listed")
+    shot(driver, "dashboard-tenant-messages")
+
     # A forged cross-site POST is refused, and the session stays connected.
     forged = ("<form method='post' action='%s/dashboard/logout'><input name='tenant' value='%s'><input name='confirm' value='yes'></form>"
               "<script>document.forms[0].submit()</script>") % (BASE, TENANT)

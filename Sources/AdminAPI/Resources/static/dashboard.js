@@ -50,6 +50,15 @@
     lastState = update.state;
   }
 
+  // The message list reads the tenant's event log every few seconds.
+  var messages = $("messages-card");
+  function refreshMessages() {
+    fetch(messages.dataset.messages, { credentials: "same-origin" }).then(function (response) {
+      return response.ok ? response.text() : Promise.reject(response.status);
+    }).then(function (html) { $("messages").innerHTML = html; }).catch(function () {});
+  }
+  if (messages) setInterval(refreshMessages, 3000);
+
   var source = new EventSource(card.dataset.events);
   source.addEventListener("status", function (event) { apply(JSON.parse(event.data)); });
   source.onopen = function () { $("live-state").textContent = "on"; };
