@@ -220,7 +220,7 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-func request(_ method: String, _ url: String, headers: [String: String] = [:], body: [String: String]? = nil) async throws -> (Int, [String: Any]) {
+func request(_ method: String, _ url: String, headers: [String: String] = [:], body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
     request.timeoutInterval = 60

@@ -18,6 +18,11 @@ enum SimulatorControl {
         let group: String?
     }
     struct Sent: ResponseEncodable { let id: String }
+    struct LoadRequest: Decodable {
+        let perAccount: Int
+        let rate: Int
+    }
+    struct LoadStarted: ResponseEncodable { let queued: Int }
     struct PeerInbox: ResponseEncodable { let messages: [PeerMessage] }
     struct Linked: ResponseEncodable { let jid: String }
     struct Done: ResponseEncodable { let status: String }
@@ -75,6 +80,17 @@ enum SimulatorControl {
         }
         control.get("peers/:user/messages") { _, context -> PeerInbox in
             PeerInbox(messages: await simulator.received(byPeer: try user(context)))
+        }
+        control.post("load") { request, context -> LoadStarted in
+            let body = try await decode(LoadRequest.self, request, context)
+            guard body.perAccount > 0, body.rate > 0 else { throw Failure(status: .badRequest, message: "perAccount and rate must be positive") }
+            do { return LoadStarted(queued: try await simulator.startInboundLoad(perAccount: body.perAccount, rate: body.rate)) } catch {
+                throw Failure(status: .unprocessableContent, message: "\(error)")
+            }
+        }
+        control.get("load") { _, _ -> Response in
+            let data = try JSONEncoder().encode(await simulator.loadReport)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         return router
     }

@@ -69,7 +69,7 @@ extension WhatsAppSimulator {
 
     /// The stanza a peer's message reaches the account's device in: `pkmsg`/`msg`, or for a group the peer's sender
     /// key (when the device lacks it) and one `skmsg`.
-    private func messageNode(id: String, text: String, from sender: inout SimulatedPeer, to device: JID, group: JID?) throws -> Node {
+    func messageNode(id: String, text: String, from sender: inout SimulatedPeer, to device: JID, group: JID?) throws -> Node {
         let bundle = sender.records.sessions[device.signalAddress] == nil ? takeBundle(of: device) : nil
         var attributes: Attributes = ["id": .string(id), "type": "text", "t": .string(String(Int(Date().timeIntervalSince1970)))]
         var payloads: [EncryptedPayload] = []
@@ -110,7 +110,10 @@ extension WhatsAppSimulator {
         else { return }
         let before = offlineQueue[user]?.count ?? 0
         offlineQueue[user]?.removeAll { $0.id == id }
-        if (offlineQueue[user]?.count ?? 0) < before { counters.messagesAcked += 1 }
+        if (offlineQueue[user]?.count ?? 0) < before {
+            counters.messagesAcked += 1
+            loadAcked(id)
+        }
     }
 
     /// A receipt from an account: delivery receipts are counted; a retry makes the peer start a fresh session and send again.

@@ -46,6 +46,8 @@ public actor WhatsAppSimulator {
     var peers: [String: SimulatedPeer] = [:]
     /// Messages to each account (by user) not acked by its device yet, oldest first.
     var offlineQueue: [String: [QueuedMessage]] = [:]
+    /// The inbound load run of a benchmark, if one was started.
+    var load: LoadRun?
     /// Accounts whose message acks are ignored (see `setIgnoringAcks`).
     var ignoringAcks: Set<String> = []
     var companionFinishes: [UInt64: CompanionFinish] = [:]

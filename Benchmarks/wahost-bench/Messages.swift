@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `messages --count N`: N paired sessions in one `wahost serve`; the simulator's peers send them texts at a paced
+/// rate (inbound: decrypt → durable event → ack), then each session sends texts back through the API (outbound).
+struct Messages: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inbound and outbound message throughput and latency across N sessions of one `wahost serve`.")
+
+    @Option(help: "Sessions to create and pair.") var count = 100
+    @Option(help: "Inbound texts per session.") var perSession = 5
+    @Option(help: "Inbound texts per second the simulator sends (paced).") var rate = 2_000
+    @Option(help: "Outbound texts per session (through POST /tenants/{tenant}/messages).") var outboundPerSession = 2
+    @Option(help: "Pairings and outbound requests in flight at once.") var concurrency = 64
+
+    func run() async throws {
+        let rig = try await BenchRig(count: count)
+        defer { rig.stop() }
+        let server = try await rig.startServer()
+        _ = try await rig.pairAll(port: server.port, concurrency: concurrency)
+        _ = try await rig.waitConnected()
+        try await waitForPreKeys(rig)
+
+        // Inbound: the ack reaches the simulator only after the event is stored, so send→ack bounds the event latency.
+        let (status, started) = try await request("POST", rig.control + "/load", body: ["perAccount": perSession, "rate": rate])
+        guard status == 200, let queued = started["queued"] as? Int else { throw BenchError("load did not start: \(status) \(started)") }
+        var report: [String: Any] = [:]
+        let deadline = ContinuousClock.now + .seconds(600)
+        while ContinuousClock.now < deadline {
+            (_, report) = try await request("GET", rig.control + "/load")
+            if report["acked"] as? Int == queued { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let acked = report["acked"] as? Int ?? 0
+        let inboundSeconds = report["seconds"] as? Double ?? 0
+
+        // Outbound: each session answers its peer (an established session: one `msg` per text).
+        let outboundStart = ContinuousClock.now
+        let sent = try await sendAll(rig, port: server.port)
+        let outboundSeconds = seconds(ContinuousClock.now - outboundStart)
+        let memory = try memoryBytes(pid: server.process.pid)
+        printJSONLine([
+            "benchmark": "messages", "count": count, "inbound_messages": queued, "inbound_acked": acked,
+            "inbound_per_second": inboundSeconds > 0 ? (Double(acked) / inboundSeconds).rounded() : 0, "inbound_rate_offered": rate,
+            "latency_p50_ms": ((report["latencyP50Milliseconds"] as? Double ?? 0) * 10).rounded() / 10,
+            "latency_p99_ms": ((report["latencyP99Milliseconds"] as? Double ?? 0) * 10).rounded() / 10,
+            "latency_max_ms": ((report["latencyMaxMilliseconds"] as? Double ?? 0) * 10).rounded() / 10,
+            "outbound_messages": count * outboundPerSession, "outbound_sent": sent,
+            "outbound_per_second": outboundSeconds > 0 ? (Double(sent) / outboundSeconds).rounded() : 0,
+            "rss_bytes": memory.rss, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
+        ])
+    }
+
+    /// Waits until the simulator holds uploaded prekeys for every account (peers need them to start sessions).
+    private func waitForPreKeys(_ rig: BenchRig) async throws {
+        let deadline = ContinuousClock.now + .seconds(600)
+        while ContinuousClock.now < deadline {
+            let (_, state) = try await request("GET", rig.control + "/state")
+            if (state["preKeys"] as? [String: Int] ?? [:]).values.filter({ $0 > 0 }).count >= rig.tokens.count { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw BenchError("prekeys were not uploaded for every account")
+    }
+
+    /// Sends `outboundPerSession` texts from every session to its load peer; returns how many were acknowledged.
+    private func sendAll(_ rig: BenchRig, port: Int) async throws -> Int {
+        let jobs = rig.tokens.enumerated().flatMap { index, tenant in (0..<outboundPerSession).map { (tenant.0, tenant.1, index, $0) } }
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            var next = 0
+            var sent = 0
+            func add() {
+                guard next < jobs.count else { return }
+                let (name, token, index, number) = jobs[next]
+                next += 1
+                group.addTask {
+                    let peer = "155599" + String(format: "%05d", index % 100_000)
+                    let (status, _) = try await request(
+                        "POST", "http://127.0.0.1:\(port)/tenants/\(name)/messages", headers: ["x-admin-token": token],
+                        body: ["to": peer, "text": "reply \(number)"])
+                    return status == 201
+                }
+            }
+            for _ in 0..<concurrency { add() }
+            while let ok = try await group.next() {
+                if ok { sent += 1 }
+                add()
+            }
+            return sent
+        }
+    }
+}
