@@ -26,6 +26,8 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// Messages peers sent to accounts, and how many of them the accounts' devices acked.
     public var messagesSent = 0
     public var messagesAcked = 0
+    /// Message acks from accounts, of queued messages or any other.
+    public var messageAcksReceived = 0
     /// Receipts from accounts, by type (`delivery`, `retry`, `read`).
     public var receipts: [String: Int] = [:]
     /// Account messages the peers read, and those they could not decrypt.

@@ -59,6 +59,13 @@ extension WhatsAppSimulator {
         peers[user]?.records.sessions[device.signalAddress] = nil
     }
 
+    /// Sends a stanza as it is to the account's connections (hostile or malformed input from the server side).
+    public func inject(_ node: Node, toAccount user: String) {
+        for (connectionID, connection) in connections {
+            if case .loggedIn(let loggedIn) = connection.phase, loggedIn == user { send(node, to: connectionID) }
+        }
+    }
+
     /// What peer `user` received, oldest first.
     public func received(byPeer user: String) -> [PeerMessage] { peers[user]?.inbox ?? [] }
 
@@ -106,8 +113,10 @@ extension WhatsAppSimulator {
     /// An account acked a message: it is stored and leaves the queue.
     func accountAcked(_ node: Node, from connectionID: UInt64) {
         guard node.attributes["class"]?.string == "message", let id = node.attributes["id"]?.string,
-            case .loggedIn(let user)? = connections[connectionID]?.phase, !ignoringAcks.contains(user)
+            case .loggedIn(let user)? = connections[connectionID]?.phase
         else { return }
+        counters.messageAcksReceived += 1
+        guard !ignoringAcks.contains(user) else { return }
         let before = offlineQueue[user]?.count ?? 0
         offlineQueue[user]?.removeAll { $0.id == id }
         if (offlineQueue[user]?.count ?? 0) < before {

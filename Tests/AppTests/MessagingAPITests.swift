@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+import WABinary
 import WhatsAppSimulator
 
 /// Messages through a real `wahost serve` and the simulator's peers: received texts land on `/events` once, before the
@@ -164,6 +165,40 @@ import WhatsAppSimulator
         try await eventually("reply logged") { try await messages(port, token).contains { $0["text"] as? String == "reply" } }
         let logged = try await messages(port, token)
         #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "from the shell", "lost and found", "after restart"])
+        await rig.stopAll()
+    }
+
+    @Test func malformedAndUndecryptableStanzasAreAckedOrRetriedAndTheSessionGoesOn() async throws {
+        let rig = try await APIRig()
+        let (token, _) = try await rig.createTenant("acme")
+        let (_, port) = try await rig.startServer()
+        let account = try await pairByQR(rig, port: port, tenant: "acme", token: token)
+        try await eventually("prekeys uploaded") { await rig.simulator.observed.preKeys[account] ?? 0 > 0 }
+        let peer = JID.phoneNumber("15557770003")
+        let now = String(Int(Date().timeIntervalSince1970))
+        func message(_ id: String, from: JID = peer, _ children: [Node]) -> Node {
+            Node(tag: "message", attributes: ["id": .string(id), "from": .jid(from), "t": .string(now)], children: children)
+        }
+        let junk = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+        let stanzas = [
+            message("G1", []),  // no payload
+            message("G2", [Node(tag: "enc", attributes: ["v": "2", "type": "msg"], bytes: junk)]),  // no session, bad bytes
+            message("G3", [Node(tag: "enc", attributes: ["v": "2", "type": "pkmsg"], bytes: junk)]),
+            message("", [Node(tag: "enc", attributes: ["v": "2", "type": "msg"], bytes: junk)]),  // no id
+            message("G5", from: .group("120363025246125486"), [Node(tag: "enc", attributes: ["v": "2", "type": "skmsg"], bytes: junk)]),
+            message("G6", [Node(tag: "enc", attributes: ["v": "2", "type": "msmsg"], bytes: junk)]),  // only a kind we do not read
+            message("G7", [Node(tag: "enc", attributes: ["v": "2", "type": "msg"], bytes: [])]),  // empty payload
+            Node(tag: "message", attributes: ["from": "garbage", "id": "G8"]),
+        ]
+        let acksBefore = await rig.simulator.observed.messageAcksReceived
+        for stanza in stanzas { await rig.simulator.inject(stanza, toAccount: account) }
+        // Every stanza with an id is acked (one without an id cannot be).
+        try await eventually("every stanza acked") { await rig.simulator.observed.messageAcksReceived - acksBefore == stanzas.count - 1 }
+        #expect(await rig.simulator.observed.receipts["retry"] == 2, "the two decryptable-looking ones are asked for again")
+        #expect(try await isConnected(port, "acme"), "the session goes on")
+        #expect(try await messages(port, token).isEmpty, "nothing unreadable is reported as a message")
+        _ = try await rig.simulator.sendText(from: "15557770003", to: account, text: "still here")
+        try await eventually("a real message after the junk") { try await messages(port, token).map { $0["text"] as? String } == ["still here"] }
         await rig.stopAll()
     }
 }
