@@ -7,6 +7,8 @@ import WhatsAppServerSide
 public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// Connections currently open, per account user (`"15550000001"`), logged-in only.
     public var liveConnections: [String: Int] = [:]
+    /// Device-list (usync) queries answered.
+    public var deviceListQueries = 0
     /// Prekey bundles handed out.
     public var bundlesServed = 0
     /// The most connections one account ever had open at once.

@@ -66,6 +66,16 @@ extension WhatsAppSimulator {
         }
     }
 
+    /// Tells the account's connections that `user`'s devices changed (a `devices` notification).
+    public func notifyDevicesChanged(of user: String, toAccount account: String) {
+        var generator = SystemRandomNumberGenerator()
+        inject(
+            Node(
+                tag: "notification",
+                attributes: ["id": .string(MessageStanzas.newMessageID(using: &generator)), "from": .jid(.phoneNumber(user)), "type": "devices"]),
+            toAccount: account)
+    }
+
     /// What peer `user` received, oldest first.
     public func received(byPeer user: String) -> [PeerMessage] { peers[user]?.inbox ?? [] }
 
@@ -195,6 +205,7 @@ extension WhatsAppSimulator {
     /// The answer to a device-list query: a peer has its phone (device 0), an account its companion; anyone else has
     /// no devices (not on WhatsApp).
     func deviceLists(_ iqID: String, for query: Node) -> Node {
+        counters.deviceListQueries += 1
         var users: [Node] = []
         for user in query.child("usync")?.child("list")?.children("user") ?? [] {
             guard let jid = user.attributes["jid"]?.jid else { continue }

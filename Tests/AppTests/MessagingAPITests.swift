@@ -114,6 +114,20 @@ import WhatsAppSimulator
             ["send", "acme", "--to", "4915112345678", "--text", "x", "--url", "http://127.0.0.1:\(port)", "--token", token], environment: [:])
         #expect(refused.status == 1 && refused.stderr.contains("not on WhatsApp"), "\(refused.stderr)")
 
+        // What the sends learned is reused: no device-list query for a known peer, only the skmsg to a group whose
+        // devices hold our sender key; a devices notification makes the next send ask again.
+        let queries = await rig.simulator.observed.deviceListQueries
+        #expect(try await send(#"{"to": "15557770002", "text": "cached"}"#, port: port).status == 201)
+        #expect(await rig.simulator.observed.deviceListQueries == queries)
+        #expect(try await send(#"{"to": "120363025246125486@g.us", "text": "family again"}"#, port: port).status == 201)
+        #expect(await rig.simulator.received(byPeer: "15550000001").last?.kinds == ["skmsg"])
+        #expect(await rig.simulator.received(byPeer: "15550000001").last?.text == "family again")
+        await rig.simulator.notifyDevicesChanged(of: "15557770002", toAccount: account)
+        try await eventually("notification handled") {
+            _ = try await send(#"{"to": "15557770002", "text": "asks again"}"#, port: port)
+            return await rig.simulator.observed.deviceListQueries == queries + 1
+        }
+
         // Errors.
         #expect(try await send(#"{"to": "4915112345678", "text": "x"}"#, port: port).errorCode == "not_on_whatsapp")
         #expect(try await send(#"{"to": "not a number", "text": "x"}"#, port: port).errorCode == "invalid_recipient")
@@ -164,7 +178,7 @@ import WhatsAppSimulator
         _ = try await rig.simulator.sendText(from: "15557770002", to: account, text: "reply")
         try await eventually("reply logged") { try await messages(port, token).contains { $0["text"] as? String == "reply" } }
         let logged = try await messages(port, token)
-        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String } == ["hi peer", "second", "once", "hi family", "from the shell", "lost and found", "after restart"])
+        #expect(logged.filter { $0["from_me"] as? Bool == true }.compactMap { $0["text"] as? String }.filter { $0 != "asks again" } == ["hi peer", "second", "once", "hi family", "from the shell", "cached", "family again", "lost and found", "after restart"])
         await rig.stopAll()
     }
 

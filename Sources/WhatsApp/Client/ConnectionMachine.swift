@@ -18,6 +18,10 @@ struct ConnectionMachine: Sendable {
         case receiveMessage(Node)
         /// A `<receipt>`: store it (or answer a retry), then ack.
         case receiveReceipt(Node)
+        /// An account's device list changed (drop what the send caches know of it).
+        case devicesChanged(JID)
+        /// A group's members changed (drop the cached member list).
+        case groupChanged(JID)
         /// Publish this event.
         case emit(WhatsAppEvent)
         /// Ask how many prekeys the server holds, and upload a batch when it runs low.
@@ -112,6 +116,13 @@ struct ConnectionMachine: Sendable {
                 actions.append(.uploadPreKeys(count: PreKeyPolicy.refillBatch))
             }
             if node.tag == "notification", node.attributes["type"]?.string == "link_code_companion_reg" { actions.append(.pairing(node)) }
+            if node.tag == "notification", let from = node.attributes["from"]?.jid {
+                switch node.attributes["type"]?.string {
+                case "devices": actions.append(.devicesChanged(from))
+                case "w:gp2" where from.isGroup: actions.append(.groupChanged(from))
+                default: break
+                }
+            }
             if let ack = Stanzas.ack(for: node) { actions.append(.send(ack)) }
             return actions
         default:

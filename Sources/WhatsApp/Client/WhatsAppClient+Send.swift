@@ -22,8 +22,9 @@ extension WhatsAppClient {
         // The Signal state is free again before the ack is awaited: the read loop needs it for what arrives meanwhile.
         await acquireSignalState()
         let node: Node
+        let keyHolders: [JID]
         do {
-            node = try await encryptedText(text, to: chat, id: messageID, on: number)
+            (node, keyHolders) = try await encryptedText(text, to: chat, id: messageID, on: number)
             releaseSignalState()
         } catch {
             releaseSignalState()
@@ -34,12 +35,14 @@ extension WhatsAppClient {
         if recentSends.count > Self.recentSendLimit { recentSends.removeFirst() }
         let ack = try await awaitAck(of: node, id: messageID, on: number)
         if let error = ack.attributes["error"]?.string { throw WhatsAppClientError.serverError(Int(error) ?? 0, "message refused") }
+        if chat.isGroup { sendCaches.addHolders(keyHolders, of: chat.withoutDevice) }
         let timestamp = ack.attributes["t"]?.string.flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
         return SentMessage(id: messageID, to: chat.withoutDevice, timestamp: timestamp)
     }
 
-    /// The message stanza for `text`, encrypted for every device; the Signal state it changed is stored before it returns.
-    private func encryptedText(_ text: String, to chat: JID, id messageID: String, on number: UInt64) async throws -> Node {
+    /// The message stanza for `text`, encrypted for every device, and the devices it hands our group sender key to; the
+    /// Signal state it changed is stored before it returns.
+    private func encryptedText(_ text: String, to chat: JID, id messageID: String, on number: UInt64) async throws -> (Node, keyHolders: [JID]) {
         guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
         var generator = SystemRandomNumberGenerator()
         let own = account.jid
@@ -51,16 +54,21 @@ extension WhatsAppClient {
         let ownDevices = (lists[own.withoutDevice] ?? []).filter { $0.device != own.device }
         let devices = recipients + ownDevices
 
+        let senderKey = SenderKeyName(groupID: target.description, sender: own.signalAddress)
         var keys = devices.flatMap { [SignalRecordKey.session($0.signalAddress), .identity($0.signalAddress)] }
-        if chat.isGroup { keys.append(.senderKey(SenderKeyName(groupID: target.description, sender: own.signalAddress))) }
+        if chat.isGroup { keys.append(.senderKey(senderKey)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
         records.merge(loaded: try await messaging.signalStore.load(keys))
-        let withoutSession = devices.filter { records.sessions[$0.signalAddress] == nil }
+        // A group's devices that hold our current sender key need no payload of their own.
+        if chat.isGroup, records.senderKeys[senderKey] == nil { sendCaches.forgetHolders(of: target) }
+        let holders = chat.isGroup ? sendCaches.holders(of: target) : []
+        let needPayload = devices.filter { !holders.contains($0) }
+        let withoutSession = needPayload.filter { records.sessions[$0.signalAddress] == nil }
         let bundles = withoutSession.isEmpty ? [:] : try await preKeyBundles(for: withoutSession)
         // A device the server has no bundle for cannot be reached now (whatsmeow and Baileys skip it too).
-        let reachable = devices.filter { records.sessions[$0.signalAddress] != nil || bundles[$0] != nil }
-        if reachable.count < devices.count {
-            logger.warning("devices without a prekey bundle skipped", metadata: ["count": "\(devices.count - reachable.count)"])
+        let reachable = needPayload.filter { records.sessions[$0.signalAddress] != nil || bundles[$0] != nil }
+        if reachable.count < needPayload.count {
+            logger.warning("devices without a prekey bundle skipped", metadata: ["count": "\(needPayload.count - reachable.count)"])
         }
         let signal = try SignalProtocol(records: records)
         let node: Node
@@ -70,7 +78,7 @@ extension WhatsAppClient {
                     text, to: target, from: own, needsSenderKey: reachable, bundles: bundles, with: signal, using: &generator)
                 node = MessageStanzas.fanOut(
                     id: messageID, to: target, payloads: sealed.keyPayloads, groupPayload: sealed.groupPayload,
-                    participantHash: MessageStanzas.participantHash(reachable), deviceIdentity: account.account)
+                    participantHash: MessageStanzas.participantHash(devices), deviceIdentity: account.account)
             } else {
                 let payloads = try OutboundEncryption.oneToOne(
                     text, to: target, recipientDevices: reachable.filter { $0.user != own.user }, ownDevices: reachable.filter { $0.user == own.user },
@@ -82,24 +90,38 @@ extension WhatsAppClient {
         }
         // Stored before the stanza leaves: a crash after the send must not reuse a message key.
         try await messaging.signalStore.save(signal.records.pendingRecordChanges)
-        return node
+        return (node, chat.isGroup ? reachable : [])
     }
 
     /// How many sent texts are kept for early retry receipts.
     static var recentSendLimit: Int { 16 }
 
-    /// The devices of `users`, by usync.
+    /// The devices of `users`: cached lists, the rest by usync.
     private func deviceLists(of users: [JID], on number: UInt64) async throws -> [JID: [JID]] {
-        let response = try await request(on: number) { DeviceListStanzas.request(id: $0, users: users) }
-        do { return try DeviceListStanzas.parse(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
+        let now = ContinuousClock.now
+        var (lists, missing) = sendCaches.deviceLists(of: users, now: now)
+        guard !missing.isEmpty else { return lists }
+        let response = try await request(on: number) { DeviceListStanzas.request(id: $0, users: missing) }
+        let fetched: [JID: [JID]]
+        do { fetched = try DeviceListStanzas.parse(response) } catch { throw WhatsAppClientError.malformedResponse(error.description) }
+        sendCaches.store(deviceLists: fetched, at: now)
+        lists.merge(fetched) { $1 }
+        return lists
     }
 
-    /// The members of a group we are in, without our own account.
+    /// The members of a group we are in, without our own account (cached; the group list is fetched when unknown).
     private func participants(of group: JID, except own: JID) async throws -> [JID] {
-        guard let found = try await groups().first(where: { $0.id == group.description }) else {
-            throw WhatsAppClientError.notOnWhatsApp("group \(group)")
+        if sendCaches.members(of: group) == nil {
+            var members: [JID: [JID]] = [:]
+            for found in try await groups() {
+                guard let id = try? JID(parsing: found.id) else { continue }
+                members[id] = found.participants.compactMap { try? JID(parsing: $0) }.map(\.withoutDevice)
+            }
+            sendCaches.store(members: members)
+            guard members[group] != nil else { throw WhatsAppClientError.notOnWhatsApp("group \(group)") }
+            return members[group, default: []].filter { $0.user != own.user }
         }
-        return found.participants.compactMap { try? JID(parsing: $0) }.map(\.withoutDevice).filter { $0.user != own.user }
+        return (sendCaches.members(of: group) ?? []).filter { $0.user != own.user }
     }
 
     /// Sends a message stanza and waits for the server's `<ack class="message">` of its id.

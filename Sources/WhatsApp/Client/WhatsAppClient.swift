@@ -39,6 +39,8 @@ public actor WhatsAppClient {
     var signalStateWaiters: [CheckedContinuation<Void, Never>] = []
     /// The last few texts sent, for retry receipts that come before the send is logged (bounded; empty while idle).
     var recentSends: [(id: String, chat: JID, text: String)] = []
+    /// Device lists, group members and sender-key holders learned while sending (bounded).
+    var sendCaches = SendCaches()
 
     /// State of the live connection.
     struct Connection {
@@ -339,6 +341,8 @@ public actor WhatsAppClient {
             case .pairing(let node): if let reason = await handlePairing(node) { return reason }
             case .receiveMessage(let node): if let reason = await receiveMessage(node) { return reason }
             case .receiveReceipt(let node): if let reason = await receiveReceipt(node) { return reason }
+            case .devicesChanged(let user): sendCaches.devicesChanged(of: user)
+            case .groupChanged(let group): sendCaches.groupChanged(group)
             case .emit(let event):
                 if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
                 emit(event)
