@@ -30,13 +30,21 @@ extension WhatsAppSimulator {
 
     /// Peer `from` sends `text` to hosted account `to` (1:1, or in `group`); returns the message id. Delivered now when
     /// the account is connected, else when it next logs in.
-    public func sendText(from peerUser: String, to accountUser: String, text: String, group: String? = nil) throws -> String {
+    /// With `viaLID`, the stanza names the peer by its LID (`9` and its number, `@lid`), with `sender_pn` only when
+    /// `namingPhoneNumber`, as WhatsApp does for chats it addresses by LID.
+    public func sendText(
+        from peerUser: String, to accountUser: String, text: String, group: String? = nil, viaLID: Bool = false, namingPhoneNumber: Bool = true
+    ) throws -> String {
         guard var sender = peer(peerUser) else { throw SimulatorError("\(peerUser) is not a simulated peer number") }
         guard let account = accounts.values.first(where: { $0.jid.user == accountUser }) else { throw SimulatorError("no account \(accountUser)") }
         let groupJID = try group.map { try JID(parsing: $0) }
         var generator = SystemRandomNumberGenerator()
         let id = MessageStanzas.newMessageID(using: &generator)
-        let node = try messageNode(id: id, text: text, from: &sender, to: account.jid, group: groupJID)
+        var node = try messageNode(id: id, text: text, from: &sender, to: account.jid, group: groupJID)
+        if viaLID, groupJID == nil {
+            node.attributes = Attributes(node.attributes.map { $0.key == "from" ? Attribute(key: "from", value: .jid(.lid("9" + peerUser))) : $0 })
+            if namingPhoneNumber { node.attributes.append(Attribute(key: "sender_pn", value: .jid(sender.jid))) }
+        }
         peers[peerUser] = sender
         offlineQueue[accountUser, default: []].append(QueuedMessage(id: id, peer: peerUser, text: text, group: groupJID, node: node))
         counters.messagesSent += 1

@@ -41,6 +41,14 @@ import WhatsAppSimulator
         #expect(logged[2]["id"] as? String == groupID && logged[2]["chat"] as? String == group && logged[2]["group"] as? Bool == true)
         #expect(logged[2]["from"] as? String == "15550000001@s.whatsapp.net" && logged[2]["text"] as? String == "hi family")
 
+        // By LID: the phone number named beside it is reported and kept, and reported again when a later stanza
+        // (also after a restart) names only the LID.
+        let viaLID = try await rig.simulator.sendText(from: "15557770004", to: account, text: "by lid", viaLID: true)
+        try await eventually("LID message logged") { try await messages(port, token).contains { $0["id"] as? String == viaLID } }
+        let lidEvent = try #require(try await messages(port, token).first { $0["id"] as? String == viaLID })
+        #expect(lidEvent["from"] as? String == "15557770004@s.whatsapp.net" && lidEvent["from_lid"] as? String == "915557770004@lid")
+        #expect(lidEvent["chat"] as? String == "15557770004@s.whatsapp.net")
+
         // Stored, but the ack never reached the server: after kill -9 the message comes again and is not logged twice.
         await rig.simulator.setIgnoringAcks(true, account: account)
         let unacked = try await rig.simulator.sendText(from: "15557770001", to: account, text: "stored, not acked")
@@ -48,15 +56,19 @@ import WhatsAppSimulator
         server.kill()
         await rig.simulator.setIgnoringAcks(false, account: account)
         (server, port) = try await rig.startServer()
-        try await eventually("redelivery acked") { await rig.simulator.observed.messagesAcked == 4 }
+        try await eventually("redelivery acked") { await rig.simulator.observed.messagesAcked == 5 }
         logged = try await messages(port, token)
-        #expect(logged.map { $0["id"] as? String } == [first, second, groupID, unacked], "the redelivered message is logged once")
+        #expect(logged.map { $0["id"] as? String } == [first, second, groupID, viaLID, unacked], "the redelivered message is logged once")
+        let lidOnly = try await rig.simulator.sendText(from: "15557770004", to: account, text: "lid only", viaLID: true, namingPhoneNumber: false)
+        try await eventually("LID-only message logged") { try await messages(port, token).contains { $0["id"] as? String == lidOnly } }
+        let lidOnlyEvent = try #require(try await messages(port, token).first { $0["id"] as? String == lidOnly })
+        #expect(lidOnlyEvent["from"] as? String == "15557770004@s.whatsapp.net" && lidOnlyEvent["from_lid"] as? String == "915557770004@lid")
 
         // The account lost its session with the peer: its msg cannot be read, a retry receipt brings a fresh pkmsg.
         let database = rig.dataDirectory + "/system.db"
         _ = try runProcess("/usr/bin/sqlite3", [database, "DELETE FROM sealed_records WHERE kind = 'session';"])
         let retried = try await rig.simulator.sendText(from: "15557770001", to: account, text: "after a retry")
-        try await eventually("retried message logged") { try await messages(port, token).count == 5 }
+        try await eventually("retried message logged") { try await messages(port, token).count == 7 }
         #expect(try await messages(port, token).last?["text"] as? String == "after a retry")
         #expect(try await messages(port, token).last?["id"] as? String == retried)
         #expect(await rig.simulator.observed.receipts["retry"] == 1)

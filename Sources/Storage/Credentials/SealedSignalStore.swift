@@ -48,6 +48,7 @@ public struct SealedSignalStore: SignalRecordStore {
         case .session(let address): ("session", address.description)
         case .identity(let address): ("identity", address.description)
         case .senderKey(let name): ("sender-key", name.description)
+        case .phoneNumberOfLID(let user): ("lid-pn", user)
         case .preKey: nil
         }
     }

@@ -12,7 +12,7 @@ extension WhatsAppClient {
             ackStanza(node)
             return nil
         }
-        let message: IncomingMessage
+        var message: IncomingMessage
         do { message = try IncomingMessage(parsing: node) } catch {
             logger.warning("unreadable message stanza acked", metadata: ["error": "\(error)"])
             ackStanza(node)
@@ -21,8 +21,18 @@ extension WhatsAppClient {
         await acquireSignalState()
         defer { releaseSignalState() }
         let signal: SignalProtocol
-        do { signal = try await signalState(for: message, credentials: credentials, store: messaging.signalStore) } catch {
+        let knownPhoneNumber: String?
+        do { (signal, knownPhoneNumber) = try await signalState(for: message, credentials: credentials, store: messaging.signalStore) } catch {
             return await storesUnavailable("the Signal records cannot be read: \(error)")
+        }
+        // A LID sender's phone number: learned when the stanza names it, reported from what was learned when not.
+        var learned: [SignalRecordKey: [UInt8]?] = [:]
+        if message.sender.isLIDSender {
+            if let phoneNumber = message.senderPhoneNumber?.withoutDevice, phoneNumber.user != knownPhoneNumber {
+                learned[.phoneNumberOfLID(message.sender.user)] = Array(phoneNumber.user.utf8)
+            } else if message.senderPhoneNumber == nil, let knownPhoneNumber {
+                message.senderPhoneNumber = .phoneNumber(knownPhoneNumber)
+            }
         }
         let content: MessagePlaintext
         do { content = try InboundDecryption.decrypt(message, with: signal) } catch {
@@ -43,7 +53,7 @@ extension WhatsAppClient {
             // The event first: a crash after it gets a redelivery that decrypts again with the old state and is dropped by id.
             try await messaging.inbox.store(received)
             let records = signal.records
-            try await messaging.signalStore.save(records.pendingRecordChanges)
+            try await messaging.signalStore.save(records.pendingRecordChanges.merging(learned) { $1 })
             let consumed = records.consumedPreKeyIDs
             if !consumed.isEmpty { try await store.removePreKeys(consumed) }
         } catch {
@@ -54,19 +64,23 @@ extension WhatsAppClient {
         return nil
     }
 
-    /// The Signal state one message needs: our keys, and the sender's session, identity and group key from the store.
+    /// The Signal state one message needs (our keys, and the sender's session, identity and group key from the
+    /// store), and the phone number learned before for a LID sender.
     private func signalState(for message: IncomingMessage, credentials: DeviceCredentials, store signalStore: any SignalRecordStore) async throws
-        -> SignalProtocol
+        -> (SignalProtocol, knownPhoneNumber: String?)
     {
         let sender = message.sender.signalAddress
         var keys: [SignalRecordKey] = [.session(sender), .identity(sender)]
         if message.isGroup { keys.append(.senderKey(SenderKeyName(groupID: message.chat.description, sender: sender))) }
+        if message.sender.isLIDSender { keys.append(.phoneNumberOfLID(message.sender.user)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
         if message.payloads.contains(where: { $0.kind == .preKeyMessage }) {
             for preKey in try await store.loadPreKeys() { records.preKeys[preKey.id] = preKey.keyPair }
         }
-        records.merge(loaded: try await signalStore.load(keys))
-        return try SignalProtocol(records: records)
+        let loaded = try await signalStore.load(keys)
+        records.merge(loaded: loaded)
+        let phoneNumber = loaded[.phoneNumberOfLID(message.sender.user)].flatMap { String(validating: $0, as: UTF8.self) }
+        return (try SignalProtocol(records: records), phoneNumber)
     }
 
     /// Ends the connection unacknowledged: what could not be stored comes again with the next connection.
@@ -95,4 +109,9 @@ extension WhatsAppClient {
     func releaseSignalState() {
         if signalStateWaiters.isEmpty { signalStateBusy = false } else { signalStateWaiters.removeFirst().resume() }
     }
+}
+
+extension JID {
+    /// True for a sender addressed by LID.
+    var isLIDSender: Bool { server == .lid || server == .hostedLID }
 }

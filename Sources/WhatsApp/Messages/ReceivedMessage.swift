@@ -46,7 +46,7 @@ public struct ReceivedMessage: Sendable, Equatable {
     /// `accountLID` tell our own devices apart.
     public init(_ message: IncomingMessage, content: MessagePlaintext, account: JID, accountLID: JID?) {
         let sender = message.sender.withoutDevice
-        let isLID = sender.server == .lid || sender.server == .hostedLID
+        let isLID = sender.isLIDSender
         let from = isLID ? (message.senderPhoneNumber?.withoutDevice ?? sender) : sender
         let fromMe = sender.user == account.user && sender.server == account.server || accountLID.map { sender.user == $0.user && isLID } == true
         var chat = message.chat

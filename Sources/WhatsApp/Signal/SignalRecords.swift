@@ -28,12 +28,15 @@ public struct SenderKeyName: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(groupID)/\(sender)" }
 }
 
-/// Which stored record a Signal operation wrote or deleted.
+/// Which stored record of an account's messaging state: what a Signal operation wrote or deleted, and the
+/// phone number learned for a LID.
 public enum SignalRecordKey: Hashable, Sendable {
     case session(SignalAddress)
     case identity(SignalAddress)
     case senderKey(SenderKeyName)
     case preKey(UInt32)
+    /// The phone-number user of a LID user (bytes: the digits), learned from `sender_pn`/`participant_pn`.
+    case phoneNumberOfLID(String)
 }
 
 /// One account's Signal state in the forms it is stored: our identity and prekeys, libsignal's serialized session and

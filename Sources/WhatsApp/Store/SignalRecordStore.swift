@@ -17,7 +17,7 @@ extension SignalRecords {
             case .session(let address): changes[key] = .some(sessions[address])
             case .identity(let address): changes[key] = .some(identities[address])
             case .senderKey(let name): changes[key] = .some(senderKeys[name])
-            case .preKey: continue
+            case .preKey, .phoneNumberOfLID: continue
             }
         }
         return changes
@@ -38,7 +38,7 @@ extension SignalRecords {
             case .session(let address): sessions[address] = bytes
             case .identity(let address): identities[address] = bytes
             case .senderKey(let name): senderKeys[name] = bytes
-            case .preKey: continue
+            case .preKey, .phoneNumberOfLID: continue
             }
         }
     }
