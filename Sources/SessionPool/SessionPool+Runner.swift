@@ -87,28 +87,16 @@ extension SessionPool {
 
     /// Connect, run, decide (`SessionLifecycle`): reconnect now (515), back off (drops), or stop (terminal states).
     func runLoop(_ tenant: TenantName, client: WhatsAppClient) async {
+        // The runner task keeps its deepest frames for the session's life: the work is in the functions called here.
         var generator = SystemRandomNumberGenerator()
         loop: while true {
             sessions[tenant]?.lifecycle.connecting()
             let reason = await client.run()
             let paired = await client.accountJID != nil
-            guard var session = sessions[tenant] else { break }
-            let actions = session.lifecycle.connectionEnded(reason, paired: paired, cancelled: Task.isCancelled, status: session.status)
-            sessions[tenant] = session
+            guard let actions = connectionEnded(tenant, reason: reason, paired: paired) else { break }
             for action in actions {
                 if case .backOff(let attempt) = action {
-                    let delay = configuration.backoff.delay(attempt: attempt, using: &generator)
-                    logger.info(
-                        "session dropped; reconnecting",
-                        metadata: ["tenant": "\(tenant)", "reason": "\(reason)", "attempt": "\(attempt)", "delay_ms": "\(delay.wholeMilliseconds)"])
-                    let cancelled: Bool
-                    do {
-                        try await configuration.clock.sleep(delay)
-                        cancelled = false
-                    } catch { cancelled = true }
-                    guard let status = sessions[tenant]?.status, let after = sessions[tenant]?.lifecycle.backoffEnded(cancelled: cancelled, status: status)
-                    else { break loop }
-                    for action in after where await perform(action, for: tenant) == .end { break loop }
+                    guard await backOff(tenant, attempt: attempt, after: reason, using: &generator) else { break loop }
                 } else if await perform(action, for: tenant) == .end {
                     break loop
                 }
@@ -117,16 +105,52 @@ extension SessionPool {
         await runnerEnded(tenant)
     }
 
+    /// What `tenant`'s lifecycle makes of the end of its connection; nil when the session is gone.
+    @inline(never)
+    private func connectionEnded(_ tenant: TenantName, reason: DisconnectReason, paired: Bool) -> [SessionLifecycle.Action]? {
+        guard var session = sessions[tenant] else { return nil }
+        let actions = session.lifecycle.connectionEnded(reason, paired: paired, cancelled: Task.isCancelled, status: session.status)
+        sessions[tenant] = session
+        return actions
+    }
+
+    /// Waits out a backoff and carries out what the lifecycle does after it; false when the runner ends.
+    @inline(never)
+    private func backOff(
+        _ tenant: TenantName, attempt: Int, after reason: DisconnectReason, using generator: inout SystemRandomNumberGenerator
+    ) async -> Bool {
+        let delay = configuration.backoff.delay(attempt: attempt, using: &generator)
+        logger.info(
+            "session dropped; reconnecting",
+            metadata: ["tenant": "\(tenant)", "reason": "\(reason)", "attempt": "\(attempt)", "delay_ms": "\(delay.wholeMilliseconds)"])
+        let cancelled: Bool
+        do {
+            try await configuration.clock.sleep(delay)
+            cancelled = false
+        } catch { cancelled = true }
+        guard let status = sessions[tenant]?.status, let after = sessions[tenant]?.lifecycle.backoffEnded(cancelled: cancelled, status: status)
+        else { return false }
+        for action in after where await perform(action, for: tenant) == .end { return false }
+        return true
+    }
+
     /// Carries out one lifecycle action; returns it so the caller sees `.end`.
     @discardableResult
     func perform(_ action: SessionLifecycle.Action, for tenant: TenantName) async -> SessionLifecycle.Action {
+        // Runner and listener tasks keep their deepest frames for their lifetime: only what waits is in this frame.
         switch action {
-        case .reconnectNow, .backOff, .end: break
         case .recordDesired(let state): await setDesired(state, for: tenant)
-        case .wipeCredentials:
-            do { try await credentialStore(tenant).wipe() } catch {
-                logger.error("credential wipe failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
-            }
+        case .wipeCredentials: await wipeCredentials(of: tenant)
+        default: carryOut(action, for: tenant)
+        }
+        return action
+    }
+
+    /// Carries out a lifecycle action that does not wait: a status, a metric, a log line, the link-code timer.
+    @inline(never)
+    private func carryOut(_ action: SessionLifecycle.Action, for tenant: TenantName) {
+        switch action {
+        case .reconnectNow, .backOff, .end, .recordDesired, .wipeCredentials: break
         case .publish(let status): update(tenant) { $0 = status }
         case .countReconnect: metrics.reconnects.increment()
         case .countPairing(let outcome): metrics.pairings(outcome).increment()
@@ -139,7 +163,13 @@ extension SessionPool {
             sessions[tenant]?.codeExpiry?.cancel()
             sessions[tenant]?.codeExpiry = nil
         }
-        return action
+    }
+
+    /// Wipes `tenant`'s stored credentials; a failure is logged.
+    private func wipeCredentials(of tenant: TenantName) async {
+        do { try await credentialStore(tenant).wipe() } catch {
+            logger.error("credential wipe failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+        }
     }
 
     func runnerEnded(_ tenant: TenantName) async {
@@ -200,9 +230,15 @@ extension SessionPool {
     }
 
     func apply(_ event: WhatsAppEvent, to tenant: TenantName) async {
-        guard var session = sessions[tenant] else { return }
+        for action in lifecycleActions(for: event, of: tenant) { await perform(action, for: tenant) }
+    }
+
+    /// What `tenant`'s lifecycle makes of a client event.
+    @inline(never)
+    private func lifecycleActions(for event: WhatsAppEvent, of tenant: TenantName) -> [SessionLifecycle.Action] {
+        guard var session = sessions[tenant] else { return [] }
         let actions = session.lifecycle.clientEvent(event, status: session.status, now: configuration.clock.now())
         sessions[tenant] = session
-        for action in actions { await perform(action, for: tenant) }
+        return actions
     }
 }

@@ -103,12 +103,7 @@ public actor WhatsAppClient {
         stopRequested = false
         let loaded: DeviceCredentials
         do {
-            if let existing = try await store.load() {
-                loaded = existing
-            } else {
-                loaded = try DeviceCredentials.generate()
-                try await store.save(loaded)
-            }
+            loaded = try await Self.loadOrCreateCredentials(in: store)
         } catch {
             logger.error("cannot load or create credentials", metadata: ["error": "\(error)"])
             return await finish(.networkError("credential store: \(error)"))
@@ -132,6 +127,21 @@ public actor WhatsAppClient {
             return await finish(.networkError("\(error)"))
         }
         return await finish(result.value ?? .connectionClosed)
+    }
+
+    /// The stored credentials, or new ones once saved; read in a child task of their own.
+    private static func loadOrCreateCredentials(in store: any CredentialStore) async throws -> DeviceCredentials {
+        // The store's calls (a database read) go deeper than the connection's: in the caller's task, the allocator
+        // slabs they grew would stay with the runner for the session's life.
+        try await withThrowingTaskGroup(of: DeviceCredentials.self) { group in
+            group.addTask {
+                if let existing = try await store.load() { return existing }
+                let created = try DeviceCredentials.generate()
+                try await store.save(created)
+                return created
+            }
+            return try await group.next()!
+        }
     }
 
     /// Ends the current connection, if any, without logging out.
@@ -324,37 +334,59 @@ public actor WhatsAppClient {
         connection?.pending.removeValue(forKey: id)?.resume(with: .failure(error))
     }
 
-    /// Handles one stanza; returns a reason when the connection must end.
+    /// Handles one stanza: carries out the machine's actions in order; returns the reason when one ends the connection.
     private func handle(_ node: Node) async -> DisconnectReason? {
-        guard var connection else { return nil }
-        let actions = connection.machine.received(node, account: credentials?.pairedAccount?.jid)
-        self.connection = connection
-        return await perform(actions)
-    }
-
-    /// Carries out the machine's actions in order; returns the reason when one ends the connection.
-    private func perform(_ actions: [ConnectionMachine.Action]) async -> DisconnectReason? {
-        for action in actions {
+        // The read loop's task keeps its deepest frames for the connection's life: only the actions that wait are here.
+        for action in actions(for: node) {
             switch action {
-            case .send(let node): try? send(node)
-            case .answer(let id, let node): connection?.pending.removeValue(forKey: id)?.resume(with: .success(node))
             case .pairing(let node): if let reason = await handlePairing(node) { return reason }
-            case .receiveMessage(let node): if let reason = await receiveMessage(node) { return reason }
-            case .receiveReceipt(let node): if let reason = await receiveReceipt(node) { return reason }
-            case .devicesChanged(let user): sendCaches.devicesChanged(of: user)
-            case .groupChanged(let group): sendCaches.groupChanged(group)
-            case .emit(let event):
-                if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
-                emit(event)
-            case .checkPreKeys: startPreKeyTask { await $0.checkPreKeys(on: $1) }
-            case .uploadPreKeys(let count): startPreKeyTask { await $0.uploadPreKeys(count: count, on: $1) }
-            case .armKeepalive: if let number = connection?.number { scheduleKeepalive(on: number) }
-            case .wipeCredentials:
-                do { try await wipeCredentials(joiningWrites: false) } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
+            case .receiveMessage(let node): if let reason = await inChildTask({ await $0.receiveMessage(node) }) { return reason }
+            case .receiveReceipt(let node): if let reason = await inChildTask({ await $0.receiveReceipt(node) }) { return reason }
+            case .wipeCredentials: await wipeUnlinkedCredentials()
             case .close(let reason): return reason
+            default: carryOut(action)
             }
         }
         return nil
+    }
+
+    /// The machine's actions for one stanza (none once the connection is gone).
+    @inline(never)
+    private func actions(for node: Node) -> [ConnectionMachine.Action] {
+        let account = credentials?.pairedAccount?.jid
+        return connection?.machine.received(node, account: account) ?? []
+    }
+
+    /// Carries out an action that does not wait: a stanza to send, an answer, an event, a prekey task, a keepalive.
+    @inline(never)
+    private func carryOut(_ action: ConnectionMachine.Action) {
+        switch action {
+        case .send(let node): try? send(node)
+        case .answer(let id, let node): connection?.pending.removeValue(forKey: id)?.resume(with: .success(node))
+        case .emit(let event):
+            if case .loggedIn(let jid) = event { logger.info("logged in", metadata: ["jid": "\(jid)"]) }
+            emit(event)
+        case .checkPreKeys: startPreKeyTask { await $0.checkPreKeys(on: $1) }
+        case .uploadPreKeys(let count): startPreKeyTask { await $0.uploadPreKeys(count: count, on: $1) }
+        case .armKeepalive: if let number = connection?.number { scheduleKeepalive(on: number) }
+        case .devicesChanged(let user): sendCaches.devicesChanged(of: user)
+        case .groupChanged(let group): sendCaches.groupChanged(group)
+        case .pairing, .wipeCredentials, .close, .receiveMessage, .receiveReceipt: break  // `handle` carries these out.
+        }
+    }
+
+    /// Runs `work` in a child task and waits for it: the frames of a message's decryption and stores go with the
+    /// child, so the read loop's long-lived task does not keep their allocator slabs for the whole connection.
+    private func inChildTask(_ work: @escaping @Sendable (WhatsAppClient) async -> DisconnectReason?) async -> DisconnectReason? {
+        await withTaskGroup(of: DisconnectReason?.self) { group in
+            group.addTask { await work(self) }
+            return await group.next() ?? nil
+        }
+    }
+
+    /// Wipes the credentials of an account the server unlinked; a failure is logged (the connection ends either way).
+    private func wipeUnlinkedCredentials() async {
+        do { try await wipeCredentials(joiningWrites: false) } catch { logger.error("credential wipe failed", metadata: ["error": "\(error)"]) }
     }
 
     /// The pairing steps the server drives: `pair-device`, `pair-success`, the phone's link-code notification.
