@@ -18,6 +18,8 @@ public struct WahostServices: Sendable {
     public let eventLog: EventLogWriter
     /// The master key the tenants' data keys derive from.
     let masterKey: MasterKey
+    /// Group-commits the tenants' Signal record writes (one per process).
+    let sealedRecordWriter: SealedRecordWriter
 
     /// Opens storage and loads the master key; `tenancyConfiguration` tunes hashing and lockout.
     public static func open(
@@ -33,13 +35,15 @@ public struct WahostServices: Sendable {
             credentialsRemain: { credentials.holdsFiles(tenant: $0) })
         return WahostServices(
             store: store, tenants: tenants, credentials: credentials, configuration: configuration,
-            eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey)
+            eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey,
+            sealedRecordWriter: SealedRecordWriter(repository: store))
     }
 
     /// A tenant's Signal records, sealed in the system database under its current row.
     public func signalStore(for tenant: TenantName) -> TenantSignalStore {
         let tenants = self.tenants
-        return TenantSignalStore(tenant: tenant, masterKey: masterKey, repository: store, tenantRow: { try await tenants.tenant(named: tenant) })
+        return TenantSignalStore(
+            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, tenantRow: { try await tenants.tenant(named: tenant) })
     }
 
     /// `sqlite` or `postgres`.

@@ -106,4 +106,37 @@ import WhatsApp
         try await credentials.removePreKeys([3, 99])  // again, and an unknown id: nothing changes
         #expect(try await credentials.loadPreKeys().map(\.id) == [1, 2, 4, 5])
     }
+
+    @Test("many tenants' writes share transactions; a deleted tenant fails only its own write", arguments: Backend.available)
+    func groupCommittedWritesAreDurableAndIsolated(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let masterKey = MasterKey.generate()
+        let writer = SealedRecordWriter(repository: store)
+        var stores: [SealedSignalStore] = []
+        for index in 0..<20 {
+            let name = try TenantName("tenant-\(index)")
+            try await store.createTenant(Tenant(name: name, createdAt: Date(), mfaEnabled: false, instanceID: "i\(index)"), adminTokenHash: "x", otpSecret: nil)
+            stores.append(SealedSignalStore(tenant: name, instanceID: "i\(index)", masterKey: masterKey, repository: store, writer: writer))
+        }
+        let ghost = SealedSignalStore(tenant: try TenantName("ghost"), instanceID: nil, masterKey: masterKey, repository: store, writer: writer)
+        let address = SignalAddress(name: "15550000001", deviceID: 0)
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for (index, tenantStore) in (stores + [ghost]).enumerated() {
+                group.addTask {
+                    do {
+                        for round in 0..<5 { try await tenantStore.save([.session(address): [UInt8(index), UInt8(round)]]) }
+                        return true
+                    } catch { return false }
+                }
+            }
+            var all: [Bool] = []
+            for await result in group { all.append(result) }
+            return all
+        }
+        #expect(results.filter { $0 }.count == 20 && results.filter { !$0 }.count == 1, "only the ghost tenant's write fails")
+        for (index, tenantStore) in stores.enumerated() {
+            #expect(try await tenantStore.load([.session(address)])[.session(address)] == [UInt8(index), 4], "the last write of each tenant is stored")
+        }
+        try await store.close()
+    }
 }

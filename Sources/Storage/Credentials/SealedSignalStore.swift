@@ -11,12 +11,17 @@ public struct SealedSignalStore: SignalRecordStore {
     private let instanceID: String?
     private let key: SymmetricKey
     private let repository: any SealedRecordRepository
+    /// Shares write transactions with other tenants' stores when given.
+    private let writer: SealedRecordWriter?
 
-    public init(tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository) {
+    public init(
+        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil
+    ) {
         self.tenant = tenant
         self.instanceID = instanceID
         self.key = masterKey.derivedKey(for: tenant, purpose: .signalStore, instanceID: instanceID)
         self.repository = repository
+        self.writer = writer
     }
 
     public func load(_ keys: [SignalRecordKey]) async throws -> [SignalRecordKey: [UInt8]] {
@@ -39,7 +44,7 @@ public struct SealedSignalStore: SignalRecordStore {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
             rows.append(SealedRecordChange(kind: kind, key: name, sealed: try bytes.map { try seal($0, kind: kind, name: name) }))
         }
-        try await repository.writeSealedRecords(of: tenant, rows)
+        if let writer { try await writer.write(SealedRecordWrite(tenant: tenant, changes: rows)) } else { try await repository.writeSealedRecords(of: tenant, rows) }
     }
 
     /// The row's kind and key for a record; nil for prekeys (kept with the device credentials).

@@ -8,13 +8,16 @@ public struct TenantSignalStore: SignalRecordStore {
     private let masterKey: MasterKey
     private let repository: any SealedRecordRepository
     private let tenantRow: @Sendable () async throws -> Tenant?
+    private let writer: SealedRecordWriter?
 
     public init(
-        tenant: TenantName, masterKey: MasterKey, repository: any SealedRecordRepository, tenantRow: @escaping @Sendable () async throws -> Tenant?
+        tenant: TenantName, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
+        tenantRow: @escaping @Sendable () async throws -> Tenant?
     ) {
         self.tenant = tenant
         self.masterKey = masterKey
         self.repository = repository
+        self.writer = writer
         self.tenantRow = tenantRow
     }
 
@@ -30,6 +33,6 @@ public struct TenantSignalStore: SignalRecordStore {
         guard let row = try await tenantRow() else {
             throw CredentialStoreError(.tenantGone, "tenant '\(tenant)' no longer exists; its Signal records are not used")
         }
-        return SealedSignalStore(tenant: tenant, instanceID: row.instanceID, masterKey: masterKey, repository: repository)
+        return SealedSignalStore(tenant: tenant, instanceID: row.instanceID, masterKey: masterKey, repository: repository, writer: writer)
     }
 }

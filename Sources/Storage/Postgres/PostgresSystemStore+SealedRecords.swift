@@ -19,22 +19,25 @@ extension PostgresSystemStore {
         return found
     }
 
-    public func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError) {
-        guard !changes.isEmpty else { return }
+    public func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) {
+        guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
         let now = Date().milliseconds
         try await transaction { connection, logger in
-            for change in changes {
-                if let sealed = change.sealed {
-                    _ = try await connection.query(
-                        """
-                        INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms)
-                        VALUES (\(tenant.rawValue), \(change.kind), \(change.key), \(ByteBuffer(bytes: sealed)), \(now))
-                        ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at_ms = EXCLUDED.updated_at_ms
-                        """, logger: logger)
-                } else {
-                    _ = try await connection.query(
-                        "DELETE FROM sealed_records WHERE tenant = \(tenant.rawValue) AND kind = \(change.kind) AND record_key = \(change.key)",
-                        logger: logger)
+            for write in batch {
+                let tenant = write.tenant.rawValue
+                for change in write.changes {
+                    if let sealed = change.sealed {
+                        _ = try await connection.query(
+                            """
+                            INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms)
+                            VALUES (\(tenant), \(change.kind), \(change.key), \(ByteBuffer(bytes: sealed)), \(now))
+                            ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at_ms = EXCLUDED.updated_at_ms
+                            """, logger: logger)
+                    } else {
+                        _ = try await connection.query(
+                            "DELETE FROM sealed_records WHERE tenant = \(tenant) AND kind = \(change.kind) AND record_key = \(change.key)",
+                            logger: logger)
+                    }
                 }
             }
         }

@@ -15,21 +15,23 @@ extension SQLiteSystemStore {
         }
     }
 
-    public func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError) {
-        guard !changes.isEmpty else { return }
+    public func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) {
+        guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
         let now = Date().milliseconds
         try await write { db in
-            for change in changes {
-                if let sealed = change.sealed {
-                    try db.execute(
-                        sql: """
-                            INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms) VALUES (?, ?, ?, ?, ?)
-                            ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms
-                            """, arguments: [tenant.rawValue, change.kind, change.key, Data(sealed), now])
-                } else {
-                    try db.execute(
-                        sql: "DELETE FROM sealed_records WHERE tenant = ? AND kind = ? AND record_key = ?",
-                        arguments: [tenant.rawValue, change.kind, change.key])
+            for write in batch {
+                let tenant = write.tenant.rawValue
+                for change in write.changes {
+                    if let sealed = change.sealed {
+                        try db.execute(
+                            sql: """
+                                INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms) VALUES (?, ?, ?, ?, ?)
+                                ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms
+                                """, arguments: [tenant, change.kind, change.key, Data(sealed), now])
+                    } else {
+                        try db.execute(
+                            sql: "DELETE FROM sealed_records WHERE tenant = ? AND kind = ? AND record_key = ?", arguments: [tenant, change.kind, change.key])
+                    }
                 }
             }
         }

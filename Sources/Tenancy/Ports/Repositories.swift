@@ -118,8 +118,26 @@ public struct SealedRecordChange: Sendable, Equatable {
 public protocol SealedRecordRepository: Sendable {
     /// The stored bytes of those of `keys` (of `kind`) that exist.
     func sealedRecords(of tenant: TenantName, kind: String, keys: [String]) async throws(RepositoryError) -> [String: [UInt8]]
-    /// Applies every change in one transaction; the tenant must exist.
-    func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError)
+    /// Applies every change of every tenant in one transaction (a group commit); each tenant must exist.
+    func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError)
+}
+
+extension SealedRecordRepository {
+    /// Applies one tenant's changes in one transaction; the tenant must exist.
+    public func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError) {
+        try await writeSealedRecords([SealedRecordWrite(tenant: tenant, changes: changes)])
+    }
+}
+
+/// One tenant's record changes in a batch.
+public struct SealedRecordWrite: Sendable {
+    public var tenant: TenantName
+    public var changes: [SealedRecordChange]
+
+    public init(tenant: TenantName, changes: [SealedRecordChange]) {
+        self.tenant = tenant
+        self.changes = changes
+    }
 }
 
 /// An event to append to a tenant's event log.
