@@ -214,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "AppTests",
             dependencies: [
-                "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI", "WhatsApp", "WABinary",
+                "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI", "WhatsApp", "WABinary", "WahostBasics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// `POST /tenants/{tenant}/messages` (and the alias `/session/messages`): sends a text from the tenant's account and
 /// answers 201 once WhatsApp acknowledged it; `Idempotency-Key` makes a repeat return the first answer.

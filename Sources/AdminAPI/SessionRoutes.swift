@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// The per-tenant `/session` endpoints: canonical `/tenants/{tenant}/session/…` and the seed's `/session/…` aliases.
 struct SessionRoutes {

@@ -1,6 +1,7 @@
 import Foundation
 import Tenancy
 import WABinary
+import WahostBasics
 import WhatsApp
 
 /// A tenant's received messages as `message` events in the durable event log (a redelivered id is stored once).
@@ -27,11 +28,10 @@ struct EventLogInbox: MessageInbox {
 
     /// The `receipt` event: `{"ids", "chat", "from", "type": "delivered"|"read"|"played", "timestamp"}`.
     static func event(_ receipt: ReceivedReceipt, of tenant: TenantName, at time: Date) -> NewTenantEvent {
-        let data: [String: Any] = [
-            "ids": receipt.ids, "chat": receipt.chat.description, "from": receipt.from.description, "type": receipt.kind.rawValue,
-            "timestamp": receipt.timestamp,
-        ]
-        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let json = JSONText.object([
+            "chat": .string(receipt.chat.description), "from": .string(receipt.from.description), "ids": .strings(receipt.ids),
+            "timestamp": .int(Int(clamping: receipt.timestamp)), "type": .string(receipt.kind.rawValue),
+        ])
         let key = "receipt:\(receipt.kind.rawValue):\(receipt.from):\(receipt.ids[0])"
         return NewTenantEvent(tenant: tenant, type: "receipt", at: time, data: json, dedupeKey: key)
     }
@@ -39,15 +39,19 @@ struct EventLogInbox: MessageInbox {
     /// The `message` event: `{"id", "chat", "from", "from_lid", "from_me", "group", "timestamp", "push_name", "type", "text"}`,
     /// and for content wahost does not read, `"type": "unsupported"` with the protobuf field names in `unsupported`.
     static func event(_ message: ReceivedMessage, of tenant: TenantName, at time: Date) -> NewTenantEvent {
-        var data: [String: Any] = [
-            "id": message.id, "chat": message.chat.description, "from": message.from.description, "from_me": message.fromMe,
-            "group": message.isGroup, "timestamp": message.timestamp, "type": message.kind,
-        ]
-        data["from_lid"] = message.fromLID?.description ?? NSNull()
-        data["push_name"] = message.pushName ?? NSNull()
-        data["text"] = message.text ?? NSNull()
-        if message.text == nil { data["unsupported"] = message.unsupported }
-        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let json =
+            message.text != nil
+            ? JSONText.object([
+                "chat": .string(message.chat.description), "from": .string(message.from.description), "from_lid": .string(message.fromLID?.description),
+                "from_me": .bool(message.fromMe), "group": .bool(message.isGroup), "id": .string(message.id), "push_name": .string(message.pushName),
+                "text": .string(message.text), "timestamp": .int(Int(clamping: message.timestamp)), "type": .string(message.kind),
+            ])
+            : JSONText.object([
+                "chat": .string(message.chat.description), "from": .string(message.from.description), "from_lid": .string(message.fromLID?.description),
+                "from_me": .bool(message.fromMe), "group": .bool(message.isGroup), "id": .string(message.id), "push_name": .string(message.pushName),
+                "text": .string(nil), "timestamp": .int(Int(clamping: message.timestamp)), "type": .string(message.kind),
+                "unsupported": .strings(message.unsupported),
+            ])
         return NewTenantEvent(tenant: tenant, type: "message", at: time, data: json, dedupeKey: "message:\(message.id)")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Tenancy
+import WahostBasics
 
 /// Status subscribers per tenant: each gets every change of its tenant's status, newest kept when slow.
 struct StatusSubscribers {
@@ -55,10 +56,9 @@ extension SessionPool {
 
     /// The `session` event of a state change: `{"state", "connected", "me", "last_error"}`.
     static func sessionEvent(_ status: SessionStatus, at time: Date) -> NewTenantEvent {
-        var data: [String: Any] = ["state": status.state.rawValue, "connected": status.connected]
-        data["me"] = status.me ?? NSNull()
-        data["last_error"] = status.lastError ?? NSNull()
-        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let json = JSONText.object([
+            "connected": .bool(status.connected), "last_error": .string(status.lastError), "me": .string(status.me), "state": .string(status.state.rawValue),
+        ])
         return NewTenantEvent(tenant: status.tenant, type: "session", at: time, data: json)
     }
 

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Testing
+import WahostBasics
 
 @testable import AdminAPI
 
@@ -13,12 +14,15 @@ import Testing
         "a\u{2028}b", String(repeating: "x", count: 10_000),
     ])
     func stringsRoundTrip(_ value: String) throws {
-        let body = JSONBody.object(["value": .string(value), "none": .string(nil), "flag": .bool(true), "count": .int(-42)])
+        let body = JSONBody.object([
+            "value": .string(value), "none": .string(nil), "flag": .bool(true), "count": .int(-42), "list": .strings([value, "b"]),
+        ])
         let parsed = try #require(try JSONSerialization.jsonObject(with: Data(body.string.utf8)) as? [String: Any])
         #expect(parsed["value"] as? String == value)
         #expect(parsed["none"] is NSNull)
         #expect(parsed["flag"] as? Bool == true)
         #expect(parsed["count"] as? Int == -42)
+        #expect(parsed["list"] as? [String] == [value, "b"])
         #expect(body.string.unicodeScalars.allSatisfy { $0.value >= 0x20 }, "no raw control characters")
     }
 

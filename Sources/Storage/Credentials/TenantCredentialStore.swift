@@ -72,6 +72,16 @@ public struct TenantCredentialStore: CredentialStore {
         }
     }
 
+    public func loadPreKeys(ids: Set<UInt32>) async throws -> [PreKey] {
+        guard !ids.isEmpty else { return [] }
+        guard let bytes = try files.read(file: Self.preKeyFileName, tenant: tenant, instanceID: try await instanceID()) else {
+            return try await loadPreKeys().filter { ids.contains($0.id) }  // the legacy JSON file
+        }
+        do { return try PreKey.deserialize(bytes, only: ids) } catch {
+            throw CredentialStoreError(.corrupt, "credential file '\(Self.preKeyFileName)' of tenant '\(tenant)': \(error)")
+        }
+    }
+
     public func savePreKeys(_ preKeys: [PreKey]) async throws {
         let kept = Array((try await loadPreKeys() + preKeys).suffix(Self.retainedPreKeys))
         try files.write(PreKey.serialize(kept), file: Self.preKeyFileName, tenant: tenant, instanceID: try await instanceID())

@@ -74,8 +74,9 @@ extension WhatsAppClient {
         if message.isGroup { keys.append(.senderKey(SenderKeyName(groupID: message.chat.description, sender: sender))) }
         if message.sender.isLIDSender { keys.append(.phoneNumberOfLID(message.sender.user)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
-        if message.payloads.contains(where: { $0.kind == .preKeyMessage }) {
-            for preKey in try await store.loadPreKeys() { records.preKeys[preKey.id] = preKey.keyPair }
+        let preKeyIDs = Set(message.payloads.compactMap(\.preKeyID))
+        if !preKeyIDs.isEmpty {
+            for preKey in try await store.loadPreKeys(ids: preKeyIDs) { records.preKeys[preKey.id] = preKey.keyPair }
         }
         let loaded = try await signalStore.load(keys)
         records.merge(loaded: loaded)

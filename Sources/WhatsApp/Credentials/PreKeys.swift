@@ -59,6 +59,27 @@ public struct PreKey: Codable, Sendable, Equatable {
         return keys
     }
 
+    /// Reads only the records of ``serialize(_:)``'s form whose id is in `ids` (a message needs one of 812).
+    public static func deserialize(_ bytes: [UInt8], only ids: Set<UInt32>) throws(PreKeyStorageError) -> [PreKey] {
+        guard let version = bytes.first else { throw PreKeyStorageError("empty prekey record") }
+        guard version == storageVersion else { throw PreKeyStorageError("unknown prekey record version \(version)") }
+        guard (bytes.count - 1) % storageRecordSize == 0 else {
+            throw PreKeyStorageError("prekey record length \(bytes.count - 1) is not a multiple of \(storageRecordSize)")
+        }
+        var keys: [PreKey] = []
+        var offset = 1
+        while offset < bytes.count {
+            let id = bytes[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            if ids.contains(id) {
+                let pair = Curve25519KeyPair(
+                    trustedPrivateKey: Array(bytes[offset + 4..<offset + 36]), publicKey: Array(bytes[offset + 36..<offset + 68]))
+                keys.append(PreKey(id: id, keyPair: pair))
+            }
+            offset += storageRecordSize
+        }
+        return keys
+    }
+
     private static let storageVersion: UInt8 = 1
     private static let storageRecordSize = 68
 }

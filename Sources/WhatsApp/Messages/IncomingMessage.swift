@@ -15,6 +15,17 @@ public struct EncryptedPayload: Sendable, Equatable {
         self.kind = kind
         self.bytes = bytes
     }
+
+    /// The one-time prekey a `pkmsg` names (field 1 of the PreKeySignalMessage after its version byte); nil when it
+    /// names none or is not a `pkmsg`.
+    public var preKeyID: UInt32? {
+        guard kind == .preKeyMessage, bytes.count > 1 else { return nil }
+        var reader = ProtobufFieldReader(Array(bytes.dropFirst()))
+        while let field = try? reader.nextField() {
+            if field.number == 1, let value = field.varint, let id = UInt32(exactly: value) { return id }
+        }
+        return nil
+    }
 }
 
 /// An incoming `<message>` stanza, read but not yet decrypted.

@@ -13,12 +13,17 @@ struct ProtobufFieldReader {
 
     /// The next field's number, or nil at the end.
     mutating func nextFieldNumber() throws(MessagePlaintextError) -> UInt64? {
+        try nextField()?.number
+    }
+
+    /// The next field's number and, for a varint field, its value; nil at the end.
+    mutating func nextField() throws(MessagePlaintextError) -> (number: UInt64, varint: UInt64?)? {
         guard offset < bytes.count else { return nil }
         let tag = try varint()
         let number = tag >> 3
         guard number > 0 else { throw MessagePlaintextError("protobuf field number 0") }
         switch tag & 7 {
-        case 0: _ = try varint()
+        case 0: return (number, try varint())
         case 1: try skip(8)
         case 2:
             let length = try varint()
@@ -27,7 +32,7 @@ struct ProtobufFieldReader {
         case 5: try skip(4)
         default: throw MessagePlaintextError("protobuf wire type \(tag & 7) not supported")
         }
-        return number
+        return (number, nil)
     }
 
     private mutating func varint() throws(MessagePlaintextError) -> UInt64 {
