@@ -52,7 +52,7 @@ import WhatsAppSimulator
         // Stored, but the ack never reached the server: after kill -9 the message comes again and is not logged twice.
         await rig.simulator.setIgnoringAcks(true, account: account)
         let unacked = try await rig.simulator.sendText(from: "15557770001", to: account, text: "stored, not acked")
-        try await eventually("unacked message logged") { try await messages(port, token).count == 4 }
+        try await eventually("unacked message logged") { try await messages(port, token).contains { $0["id"] as? String == unacked } }
         server.kill()
         await rig.simulator.setIgnoringAcks(false, account: account)
         (server, port) = try await rig.startServer()
@@ -68,7 +68,7 @@ import WhatsAppSimulator
         let database = rig.dataDirectory + "/system.db"
         _ = try runProcess("/usr/bin/sqlite3", [database, "DELETE FROM sealed_records WHERE kind = 'session';"])
         let retried = try await rig.simulator.sendText(from: "15557770001", to: account, text: "after a retry")
-        try await eventually("retried message logged") { try await messages(port, token).count == 7 }
+        try await eventually("retried message logged") { try await messages(port, token).contains { $0["id"] as? String == retried } }
         #expect(try await messages(port, token).last?["text"] as? String == "after a retry")
         #expect(try await messages(port, token).last?["id"] as? String == retried)
         #expect(await rig.simulator.observed.receipts["retry"] == 1)
@@ -137,7 +137,7 @@ import WhatsAppSimulator
         await rig.simulator.notifyDevicesChanged(of: "15557770002", toAccount: account)
         try await eventually("notification handled") {
             _ = try await send(#"{"to": "15557770002", "text": "asks again"}"#, port: port)
-            return await rig.simulator.observed.deviceListQueries == queries + 1
+            return await rig.simulator.observed.deviceListQueries >= queries + 1
         }
 
         // Errors.
