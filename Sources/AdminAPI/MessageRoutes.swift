@@ -35,7 +35,7 @@ struct MessageRoutes {
         let body = try await Self.decode(request)
         let sent = try await SessionActions(dependencies: dependencies).sendText(tenant, to: body.to ?? "", text: body.text ?? "", idempotencyKey: key)
         return JSONBody.object([
-            "id": .string(sent.id), "to": .string(sent.to), "timestamp": .int(Int(sent.timestamp)), "status": .string("sent"),
+            "id": .string(sent.id), "to": .string(sent.to), "timestamp": .int(Int(clamping: sent.timestamp)), "status": .string("sent"),
         ]).response(status: .created)
     }
 

@@ -38,7 +38,9 @@ struct EventLogInbox: MessageInbox {
 
     /// The `message` event: `{"id", "chat", "from", "from_lid", "from_me", "group", "timestamp", "push_name", "type", "text"}`,
     /// and for content wahost does not read, `"type": "unsupported"` with the protobuf field names in `unsupported`.
-    static func event(_ message: ReceivedMessage, of tenant: TenantName, at time: Date) -> NewTenantEvent {
+    /// A received message is deduplicated by its sender and id (ids are the sender's choice), one sent through the
+    /// API by its id alone (the idempotency lookup and retry receipts find it by id).
+    static func event(_ message: ReceivedMessage, of tenant: TenantName, at time: Date, sentByAPI: Bool = false) -> NewTenantEvent {
         let json =
             message.text != nil
             ? JSONText.object([
@@ -52,6 +54,7 @@ struct EventLogInbox: MessageInbox {
                 "text": .string(nil), "timestamp": .int(Int(clamping: message.timestamp)), "type": .string(message.kind),
                 "unsupported": .strings(message.unsupported),
             ])
-        return NewTenantEvent(tenant: tenant, type: "message", at: time, data: json, dedupeKey: "message:\(message.id)")
+        let key = sentByAPI ? "message:\(message.id)" : "message:\(message.fromLID ?? message.from):\(message.id)"
+        return NewTenantEvent(tenant: tenant, type: "message", at: time, data: json, dedupeKey: key)
     }
 }

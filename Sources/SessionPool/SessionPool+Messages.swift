@@ -46,7 +46,7 @@ extension SessionPool {
         let record = ReceivedMessage(
             id: sent.id, chat: sent.to, from: own?.withoutDevice ?? sent.to, fromMe: true, timestamp: sent.timestamp, text: text)
         // The sent message joins the log (`from_me`), which is also where a repeated key finds its first answer.
-        do { _ = try await eventLog?.append([EventLogInbox.event(record, of: tenant, at: configuration.clock.now())]) } catch {
+        do { _ = try await eventLog?.append([EventLogInbox.event(record, of: tenant, at: configuration.clock.now(), sentByAPI: true)]) } catch {
             logger.error("sent message not logged", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
         }
         return answer

@@ -5,10 +5,12 @@ public enum SimulatedRequest: String, Sendable, CaseIterable {
     case preKeyCount = "prekey_count"
     case preKeyUpload = "prekey_upload"
     case ping
+    case deviceList = "device_list"
 
     init?(_ node: Node) {
         switch node.attributes["xmlns"]?.string {
         case "w:p": self = .ping
+        case "usync": self = .deviceList
         case "encrypt" where node.child("count") != nil: self = .preKeyCount
         case "encrypt" where node.child("list") != nil: self = .preKeyUpload
         default: return nil

@@ -172,7 +172,11 @@ extension WhatsAppSimulator {
             if let jid = target.attributes["jid"]?.jid, let enc = target.child("enc") { perDevice[jid] = enc }
         }
         let groupPayload = node.child("enc")
-        let members = to.isGroup ? (Self.groupFixture.first { $0.id == to.description }?.participants ?? []).compactMap { try? JID(parsing: $0) } : [to]
+        // A group goes to its members; otherwise, as the server does, to every device the stanza lists.
+        let members =
+            to.isGroup
+            ? (Self.groupFixture.first { $0.id == to.description }?.participants ?? []).compactMap { try? JID(parsing: $0) }
+            : Array(Set(perDevice.keys.map(\.withoutDevice) + [to]))
         for member in members where member.user != user {
             guard var recipient = peer(member.user) else { continue }
             let encs = [perDevice[member.withoutDevice], groupPayload].compactMap { $0 }

@@ -227,4 +227,39 @@ import WhatsAppSimulator
         try await eventually("a real message after the junk") { try await messages(port, token).map { $0["text"] as? String } == ["still here"] }
         await rig.stopAll()
     }
+
+    @Test func aSendWaitingOnTheServerDoesNotHoldUpIncomingMessagesAndForeignRetriesAreRefused() async throws {
+        let rig = try await APIRig()
+        let (token, _) = try await rig.createTenant("acme")
+        let (_, port) = try await rig.startServer()
+        let account = try await pairByQR(rig, port: port, tenant: "acme", token: token)
+        try await eventually("prekeys uploaded") { await rig.simulator.observed.preKeys[account] ?? 0 > 0 }
+
+        // The device-list request of a send to a new contact is held; a message arriving meanwhile is still stored.
+        await rig.simulator.hold(.deviceList)
+        let send = Task {
+            try await http(
+                "POST", port, "/tenants/acme/messages", headers: ["x-admin-token": token], body: Data(#"{"to": "15557770006", "text": "waiting"}"#.utf8))
+        }
+        try await eventually("the send asked for devices") { await rig.simulator.observed.heldRequests["device_list"] == 1 }
+        _ = try await rig.simulator.sendText(from: "15557770007", to: account, text: "meanwhile")
+        try await eventually("the message is stored while the send waits") { try await messages(port, token).contains { $0["text"] as? String == "meanwhile" } }
+        await rig.simulator.release(.deviceList)
+        let sent = try await send.value
+        #expect(sent.status == 201, "\(sent.text)")
+        let id = try #require(sent.object["id"] as? String)
+        #expect(await rig.simulator.received(byPeer: "15557770006").map(\.text) == ["waiting"])
+
+        // A retry receipt for that message from someone outside its chat gets nothing; the recipient's own does.
+        let stranger = JID.phoneNumber("15557770008")
+        await rig.simulator.inject(
+            Node(tag: "receipt", attributes: ["id": .string(id), "from": .jid(stranger), "type": "retry"], children: [Node(tag: "retry", attributes: ["count": "1"])]),
+            toAccount: account)
+        await rig.simulator.forgetSession(ofPeer: "15557770006", withAccount: account)
+        #expect(try await http(
+            "POST", port, "/tenants/acme/messages", headers: ["x-admin-token": token], body: Data(#"{"to": "15557770006", "text": "again"}"#.utf8)).status == 201)
+        try await eventually("the recipient's retry answered") { await rig.simulator.received(byPeer: "15557770006").last?.text == "again" }
+        #expect(await rig.simulator.received(byPeer: "15557770008").isEmpty, "the stranger read nothing")
+        await rig.stopAll()
+    }
 }

@@ -19,12 +19,14 @@ extension WhatsAppClient {
         guard let number = connection?.number, connection?.machine.loggedIn == true else { throw WhatsAppClientError.notLoggedIn }
         var generator = SystemRandomNumberGenerator()
         let messageID = id ?? MessageStanzas.newMessageID(using: &generator)
-        // The Signal state is free again before the ack is awaited: the read loop needs it for what arrives meanwhile.
+        // Requests first, without the Signal state: the read loop needs the state for what arrives, and it is the read
+        // loop that delivers the answers. The state is free again before the ack is awaited, for the same reason.
+        let plan = try await sendPlan(to: chat, on: number)
         await acquireSignalState()
         let node: Node
         let keyHolders: [JID]
         do {
-            (node, keyHolders) = try await encryptedText(text, to: chat, id: messageID, on: number)
+            (node, keyHolders) = try await encryptedText(text, plan: plan, id: messageID)
             releaseSignalState()
         } catch {
             releaseSignalState()
@@ -40,40 +42,56 @@ extension WhatsAppClient {
         return SentMessage(id: messageID, to: chat.withoutDevice, timestamp: timestamp)
     }
 
-    /// The message stanza for `text`, encrypted for every device, and the devices it hands our group sender key to; the
-    /// Signal state it changed is stored before it returns.
-    private func encryptedText(_ text: String, to chat: JID, id messageID: String, on number: UInt64) async throws -> (Node, keyHolders: [JID]) {
-        guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
-        var generator = SystemRandomNumberGenerator()
-        let own = account.jid
+    /// Who a send goes to, learned by requests made without the Signal state: the devices, and the bundles of those
+    /// that need a payload and had no session when asked.
+    struct SendPlan {
+        var target: JID
+        var devices: [JID]
+        var bundles: [JID: SignalPreKeyBundle]
+    }
+
+    private func sendPlan(to chat: JID, on number: UInt64) async throws -> SendPlan {
+        guard let messaging, let own = credentials?.pairedAccount?.jid else { throw WhatsAppClientError.notLoggedIn }
         let target = chat.withoutDevice
         let members = chat.isGroup ? try await participants(of: target, except: own) : [target]
         let lists = try await deviceLists(of: members + [own.withoutDevice], on: number)
         let recipients = members.flatMap { lists[$0.withoutDevice] ?? [] }
         if !chat.isGroup, recipients.isEmpty { throw WhatsAppClientError.notOnWhatsApp(target.description) }
-        let ownDevices = (lists[own.withoutDevice] ?? []).filter { $0.device != own.device }
-        let devices = recipients + ownDevices
+        let devices = recipients + (lists[own.withoutDevice] ?? []).filter { $0.device != own.device }
+        let holders = chat.isGroup ? sendCaches.holders(of: target) : []
+        let needPayload = devices.filter { !holders.contains($0) }
+        let known = try await messaging.signalStore.load(needPayload.map { .session($0.signalAddress) })
+        let withoutSession = needPayload.filter { known[.session($0.signalAddress)] == nil }
+        let bundles = withoutSession.isEmpty ? [:] : try await preKeyBundles(for: withoutSession)
+        return SendPlan(target: target, devices: devices, bundles: bundles)
+    }
 
+    /// The message stanza for `text`, encrypted for every device of the plan, and the devices it hands our group
+    /// sender key to; the Signal state it changed is stored before it returns. Makes no request.
+    private func encryptedText(_ text: String, plan: SendPlan, id messageID: String) async throws -> (Node, keyHolders: [JID]) {
+        guard let messaging, let account = credentials?.pairedAccount, let credentials else { throw WhatsAppClientError.notLoggedIn }
+        var generator = SystemRandomNumberGenerator()
+        let own = account.jid
+        let (target, devices, bundles) = (plan.target, plan.devices, plan.bundles)
+        let isGroup = target.isGroup
         let senderKey = SenderKeyName(groupID: target.description, sender: own.signalAddress)
         var keys = devices.flatMap { [SignalRecordKey.session($0.signalAddress), .identity($0.signalAddress)] }
-        if chat.isGroup { keys.append(.senderKey(senderKey)) }
+        if isGroup { keys.append(.senderKey(senderKey)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
         records.merge(loaded: try await messaging.signalStore.load(keys))
         // A group's devices that hold our current sender key need no payload of their own.
-        if chat.isGroup, records.senderKeys[senderKey] == nil { sendCaches.forgetHolders(of: target) }
-        let holders = chat.isGroup ? sendCaches.holders(of: target) : []
+        if isGroup, records.senderKeys[senderKey] == nil { sendCaches.forgetHolders(of: target) }
+        let holders = isGroup ? sendCaches.holders(of: target) : []
         let needPayload = devices.filter { !holders.contains($0) }
-        let withoutSession = needPayload.filter { records.sessions[$0.signalAddress] == nil }
-        let bundles = withoutSession.isEmpty ? [:] : try await preKeyBundles(for: withoutSession)
         // A device the server has no bundle for cannot be reached now (whatsmeow and Baileys skip it too).
         let reachable = needPayload.filter { records.sessions[$0.signalAddress] != nil || bundles[$0] != nil }
         if reachable.count < needPayload.count {
-            logger.warning("devices without a prekey bundle skipped", metadata: ["count": "\(needPayload.count - reachable.count)"])
+            logger.warning("devices without a session or prekey bundle skipped", metadata: ["count": "\(needPayload.count - reachable.count)"])
         }
         let signal = try SignalProtocol(records: records)
         let node: Node
         do {
-            if chat.isGroup {
+            if isGroup {
                 let sealed = try OutboundEncryption.group(
                     text, to: target, from: own, needsSenderKey: reachable, bundles: bundles, with: signal, using: &generator)
                 node = MessageStanzas.fanOut(
@@ -90,7 +108,7 @@ extension WhatsAppClient {
         }
         // Stored before the stanza leaves: a crash after the send must not reuse a message key.
         try await messaging.signalStore.save(signal.records.pendingRecordChanges)
-        return (node, chat.isGroup ? reachable : [])
+        return (node, isGroup ? reachable : [])
     }
 
     /// How many sent texts are kept for early retry receipts.

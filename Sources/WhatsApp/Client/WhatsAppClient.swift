@@ -39,6 +39,9 @@ public actor WhatsAppClient {
     var signalStateWaiters: [CheckedContinuation<Void, Never>] = []
     /// The last few texts sent, for retry receipts that come before the send is logged (bounded; empty while idle).
     var recentSends: [(id: String, chat: JID, text: String)] = []
+    /// Retry receipts being answered, and how often each (message, device) was answered (bounded).
+    var retriesInFlight = 0
+    var retryAnswers: [String: Int] = [:]
     /// Device lists, group members and sender-key holders learned while sending (bounded).
     var sendCaches = SendCaches()
 
