@@ -18,12 +18,20 @@ struct EventLogInbox: MessageInbox {
     }
 
     func sentText(id: String) async throws -> (chat: JID, text: String)? {
-        guard let stored = try await log.event(of: tenant, dedupeKey: "message:\(id)"),
-            let object = try JSONSerialization.jsonObject(with: Data(stored.data.utf8)) as? [String: Any],
-            object["from_me"] as? Bool == true, let chat = (object["chat"] as? String).flatMap({ try? JID(parsing: $0) }),
-            let text = object["text"] as? String
+        guard let sent = try await Self.sentThroughAPI(id, of: tenant, in: log), let chat = try? JID(parsing: sent.chat), let text = sent.text
         else { return nil }
         return (chat, text)
+    }
+
+    /// The message this tenant sent through the API with this id, read back from its `from_me` event, if the log holds it.
+    static func sentThroughAPI(_ id: String, of tenant: TenantName, in log: EventLogWriter) async throws(RepositoryError)
+        -> (chat: String, text: String?, timestamp: UInt64)?
+    {
+        guard let stored = try await log.event(of: tenant, dedupeKey: "message:\(id)"),
+            let object = try? JSONSerialization.jsonObject(with: Data(stored.data.utf8)) as? [String: Any],
+            object["from_me"] as? Bool == true, let chat = object["chat"] as? String
+        else { return nil }
+        return (chat, object["text"] as? String, (object["timestamp"] as? NSNumber)?.uint64Value ?? 0)
     }
 
     /// The `receipt` event: `{"ids", "chat", "from", "type": "delivered"|"read"|"played", "timestamp"}`.

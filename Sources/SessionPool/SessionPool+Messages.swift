@@ -73,13 +73,11 @@ extension SessionPool {
     /// The answer of an earlier send of this message id, from the event log.
     private func sentEarlier(_ messageID: String, of tenant: TenantName) async throws(SessionPoolError) -> SentText? {
         guard let eventLog else { return nil }
-        let stored: StoredTenantEvent?
-        do { stored = try await eventLog.event(of: tenant, dedupeKey: "message:\(messageID)") } catch {
+        do {
+            guard let sent = try await EventLogInbox.sentThroughAPI(messageID, of: tenant, in: eventLog) else { return nil }
+            return SentText(id: messageID, to: sent.chat, timestamp: sent.timestamp)
+        } catch {
             throw SessionPoolError(.unavailable, "the event log cannot be read: \(error)")
         }
-        guard let stored, let object = try? JSONSerialization.jsonObject(with: Data(stored.data.utf8)) as? [String: Any],
-            object["from_me"] as? Bool == true, let chat = object["chat"] as? String
-        else { return nil }
-        return SentText(id: messageID, to: chat, timestamp: (object["timestamp"] as? NSNumber)?.uint64Value ?? 0)
     }
 }

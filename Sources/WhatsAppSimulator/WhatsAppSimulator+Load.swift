@@ -65,9 +65,7 @@ extension WhatsAppSimulator {
         for message in run.pending.prefix(count) {
             offlineQueue[message.user, default: []].append(QueuedMessage(id: message.id, peer: message.peer, text: message.text, group: nil, node: message.node))
             run.sentAt[message.id] = now
-            for (connectionID, connection) in connections {
-                if case .loggedIn(let user) = connection.phase, user == message.user { send(message.node, to: connectionID) }
-            }
+            inject(message.node, toAccount: message.user)
         }
         let taken = min(count, run.pending.count)
         run.pending.removeFirst(taken)

@@ -48,9 +48,7 @@ extension WhatsAppSimulator {
         peers[peerUser] = sender
         offlineQueue[accountUser, default: []].append(QueuedMessage(id: id, peer: peerUser, text: text, group: groupJID, node: node))
         counters.messagesSent += 1
-        for (connectionID, connection) in connections {
-            if case .loggedIn(let user) = connection.phase, user == accountUser { send(node, to: connectionID) }
-        }
+        inject(node, toAccount: accountUser)
         return id
     }
 
@@ -67,7 +65,7 @@ extension WhatsAppSimulator {
         peers[user]?.records.sessions[device.signalAddress] = nil
     }
 
-    /// Sends a stanza as it is to the account's connections (hostile or malformed input from the server side).
+    /// Sends a stanza as it is to every live connection of the account (its messages, and hostile input in tests).
     public func inject(_ node: Node, toAccount user: String) {
         for (connectionID, connection) in connections {
             if case .loggedIn(let loggedIn) = connection.phase, loggedIn == user { send(node, to: connectionID) }
