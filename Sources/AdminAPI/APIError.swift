@@ -16,6 +16,8 @@ public struct APIError: HTTPResponseError, Sendable {
     public let message: String
     /// Extra response headers (e.g. `Retry-After`).
     var headers: HTTPFields = [:]
+    /// Seconds until a refused request may be repeated, as `retry_after` in the body and `Retry-After`.
+    var retryAfter: Int?
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -23,9 +25,15 @@ public struct APIError: HTTPResponseError, Sendable {
         self.message = message
     }
 
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, retryAfter: Int) {
+        self.init(status, code, message)
+        self.retryAfter = retryAfter
+    }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let data = try JSONEncoder().encode(ErrorBody(error: .init(code: code, message: message)))
+        let data = try JSONEncoder().encode(ErrorBody(error: .init(code: code, message: message, retryAfter: retryAfter)))
         var fields = headers
+        if let retryAfter { fields[.retryAfter] = String(retryAfter) }
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
@@ -87,6 +95,10 @@ public struct APIError: HTTPResponseError, Sendable {
         case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
         case .hashing: APIError(.serviceUnavailable, "unavailable", "cannot hash the token right now")
         case .credentialsRemain: APIError(.conflict, "credentials_remain", error.description)
+        case .invalidNumber: APIError.badRequest("invalid_mfa_number", error.description)
+        case .mfaNotEnabled: APIError(.conflict, "mfa_not_enabled", error.description)
+        case .rateLimited(let seconds):
+            APIError(.tooManyRequests, "otp_rate_limited", error.description, retryAfter: seconds)
         }
     }
 }
@@ -96,6 +108,11 @@ private struct ErrorBody: Encodable {
     struct Detail: Encodable {
         let code: String
         let message: String
+        let retryAfter: Int?
+        enum CodingKeys: String, CodingKey {
+            case code, message
+            case retryAfter = "retry_after"
+        }
     }
     let error: Detail
 }

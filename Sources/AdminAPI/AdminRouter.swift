@@ -26,13 +26,17 @@ public struct AdminAPIDependencies: Sendable {
     public var trustedProxies: [IPNetwork]
     /// The per-tenant event log behind `/events` (nil: the routes answer 404).
     public var eventLog: EventLogWriter?
+    /// The operator's notifier session (`serve --otp-sender`): sends one-time codes for tenants whose own session is not connected.
+    public var otpSender: TenantName?
 
     public init(
         tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
-        demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil
+        demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil,
+        otpSender: TenantName? = nil
     ) {
+        self.otpSender = otpSender
         self.eventLog = eventLog
         self.trustedProxies = trustedProxies
         self.tenants = tenants
@@ -58,6 +62,7 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     SessionRoutes(dependencies: dependencies).register(on: router)
     EventRoutes(dependencies: dependencies).register(on: router)
     MessageRoutes(dependencies: dependencies).register(on: router)
+    OneTimeCodeRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
     try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router

@@ -6,7 +6,7 @@ import NIOCore
 import SessionPool
 import Tenancy
 
-/// Operator endpoints (operator token in `x-admin-token`): list, create and delete tenants, rotate tokens,
+/// Operator endpoints (operator token in `x-admin-token`): list, create, change and delete tenants, rotate tokens,
 /// reset OTP, restart sessions.
 struct OperatorRoutes {
     let dependencies: AdminAPIDependencies
@@ -16,6 +16,7 @@ struct OperatorRoutes {
     struct TenantSummary: ResponseEncodable {
         let tenant: String
         let mfa: Bool
+        let mfaNumber: String?
         let createdAt: String
         let state: String
         let connected: Bool
@@ -27,6 +28,7 @@ struct OperatorRoutes {
         enum CodingKeys: String, CodingKey {
             case tenant, mfa, state, connected, me
             case createdAt = "created_at"
+            case mfaNumber = "mfa_number"
             case ownerNode = "owner_node"
             case lastHeartbeat = "last_heartbeat"
             case lastError = "last_error"
@@ -36,6 +38,7 @@ struct OperatorRoutes {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(tenant, forKey: .tenant)
             try container.encode(mfa, forKey: .mfa)
+            try container.encode(mfaNumber, forKey: .mfaNumber)
             try container.encode(createdAt, forKey: .createdAt)
             try container.encode(state, forKey: .state)
             try container.encode(connected, forKey: .connected)
@@ -49,6 +52,31 @@ struct OperatorRoutes {
     struct CreateTenantRequest: Decodable {
         let name: String?
         let mfa: Bool?
+        let mfaNumber: String?
+        enum CodingKeys: String, CodingKey {
+            case name, mfa
+            case mfaNumber = "mfa_number"
+        }
+    }
+
+    /// `{"mfa_number": "15551234567"}`; null clears it. The only field that can change today.
+    struct UpdateTenantRequest: Decodable {
+        /// Nil when the field is absent; `.some(nil)` when it is null.
+        let mfaNumber: String??
+        enum CodingKeys: String, CodingKey { case mfaNumber = "mfa_number" }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            if !container.contains(.mfaNumber) {
+                mfaNumber = nil
+            } else if try container.decodeNil(forKey: .mfaNumber) {
+                mfaNumber = .some(nil)
+            } else if let text = try? container.decode(String.self, forKey: .mfaNumber) {
+                mfaNumber = .some(text)
+            } else {
+                throw APIError.badRequest("invalid_mfa_number", "mfa_number must be a string of digits or null")
+            }
+        }
     }
 
     struct CreatedTenant: ResponseEncodable {
@@ -111,7 +139,7 @@ struct OperatorRoutes {
             let issued: IssuedTenant
             do {
                 issued = try await dependencies.tenants.createTenant(
-                    name, mfa: body.mfa ?? true, actor: "operator", clientAddress: context.clientAddress)
+                    name, mfa: body.mfa ?? true, mfaNumber: body.mfaNumber, actor: "operator", clientAddress: context.clientAddress)
             } catch {
                 throw APIError.from(error)
             }
@@ -124,6 +152,19 @@ struct OperatorRoutes {
         router.get("tenants/:tenant") { request, context -> TenantSummary in
             try await authorize(request, context)
             return await summary(try await existingTenant(context))
+        }
+        router.patch("tenants/:tenant") { request, context -> TenantSummary in
+            try await authorize(request, context)
+            let body = try await request.decodeJSON(as: UpdateTenantRequest.self, context: context, example: #"{"mfa_number": "15551234567"}"#)
+            var tenant = try await existingTenant(context)
+            guard let number = body.mfaNumber else { throw APIError.badRequest("nothing_to_change", "send mfa_number (digits, or null to clear)") }
+            do {
+                tenant.mfaNumber = try await dependencies.tenants.setMFANumber(
+                    number, for: tenant.name, actor: "operator", clientAddress: context.clientAddress)
+            } catch {
+                throw APIError.from(error)
+            }
+            return await summary(tenant)
         }
         router.delete("tenants/:tenant") { request, context -> Done in
             try await authorize(request, context)
@@ -188,7 +229,8 @@ struct OperatorRoutes {
     private func summary(_ tenant: Tenant) async -> TenantSummary {
         let status = await dependencies.pool.status(of: tenant.name)
         return TenantSummary(
-            tenant: tenant.name.rawValue, mfa: tenant.mfaEnabled, createdAt: tenant.createdAt.iso8601, state: status.state.rawValue,
+            tenant: tenant.name.rawValue, mfa: tenant.mfaEnabled, mfaNumber: tenant.mfaNumber, createdAt: tenant.createdAt.iso8601,
+            state: status.state.rawValue,
             connected: status.connected, me: status.me, ownerNode: status.ownerNode, lastHeartbeat: status.lastHeartbeat?.iso8601,
             lastError: status.lastError)
     }

@@ -83,10 +83,11 @@ struct SessionActions: Sendable {
     }
 
     /// Writes one audit row; a failed write is logged, not raised (the action already happened).
-    func audit(_ action: String, tenant: TenantName?, by caller: ActionCaller) async {
+    func audit(_ action: String, tenant: TenantName?, by caller: ActionCaller, detail: String? = nil) async {
+        let detail = [caller.channel, detail].compactMap { $0 }.joined(separator: "; ")
         let event = AuditEvent(
             at: Date(), actor: caller.actor, action: action, tenant: tenant?.rawValue, clientAddress: caller.clientAddress,
-            detail: caller.channel)
+            detail: detail.isEmpty ? nil : detail)
         do { try await dependencies.audit.appendAudit(event) } catch {
             caller.logger.error("audit log write failed", metadata: ["action": "\(action)", "error": "\(error)"])
         }

@@ -26,6 +26,7 @@ public func buildApplication(
         background.append(LogRetention.audit(retention, services.store, logger: logger))
     }
     background.append(LogRetention.events(services.configuration.eventRetention, services.store, logger: logger))
+    background.append(LogRetention.whatsAppCodes(services.tenants, logger: logger))
     return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
@@ -60,7 +61,8 @@ public func buildRouter(
         },
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
-        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies, eventLog: services.eventLog)
+        demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies, eventLog: services.eventLog,
+        otpSender: services.configuration.otpSender)
     return try buildAdminRouter(dependencies)
 }
 

@@ -39,6 +39,13 @@ public struct LogRetention: Service {
         }
     }
 
+    /// Expired WhatsApp one-time codes: deleted (and audited as expired) every minute.
+    public static func whatsAppCodes(_ tenants: TenantDirectory, logger: Logger) -> LogRetention {
+        LogRetention(name: "WhatsApp one-time codes", retention: .zero, interval: .seconds(60), logger: logger) {
+            try await tenants.expireWhatsAppCodes(at: $0)
+        }
+    }
+
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

@@ -29,6 +29,9 @@ public struct WahostConfiguration: Sendable {
     public var auditRetention: Duration? = .seconds(90 * 86_400)
     /// How long the per-tenant event log keeps events (`WAHOST_EVENT_RETENTION_HOURS`, at least 24 h).
     public var eventRetention: Duration = .seconds(72 * 3600)
+    /// The operator's notifier session (`--otp-sender`, `WAHOST_OTP_SENDER`): sends WhatsApp one-time codes for tenants
+    /// whose own session is not connected.
+    public var otpSender: TenantName?
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,

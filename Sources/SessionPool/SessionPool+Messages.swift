@@ -16,9 +16,10 @@ public struct SentText: Sendable, Equatable {
 extension SessionPool {
     /// Sends a text from the tenant's connected account; with `idempotencyKey`, a key the log already holds returns
     /// the first answer and sends nothing. The message id derives from the key, so a send repeated after a crash
-    /// carries the same id and recipients show it once.
+    /// carries the same id and recipients show it once. With `logged` false (a one-time code) the text never enters
+    /// the event log, where anyone holding the tenant's token could read it.
     public func sendText(
-        _ text: String, to recipient: String, for tenant: TenantName, idempotencyKey: String? = nil
+        _ text: String, to recipient: String, for tenant: TenantName, idempotencyKey: String? = nil, logged: Bool = true
     ) async throws(SessionPoolError) -> SentText {
         let chat = try Self.recipientJID(recipient)
         let messageID = idempotencyKey.map { Self.messageID(tenant: tenant, idempotencyKey: $0) }
@@ -42,6 +43,7 @@ extension SessionPool {
             throw SessionPoolError(.unavailable, "sending failed: \(error)")
         }
         let answer = SentText(id: sent.id, to: sent.to.description, timestamp: sent.timestamp)
+        guard logged else { return answer }
         let own = await client.accountJID
         let record = ReceivedMessage(
             id: sent.id, chat: sent.to, from: own?.withoutDevice ?? sent.to, fromMe: true, timestamp: sent.timestamp, text: text)

@@ -11,6 +11,8 @@ public struct MasterKey: Sendable {
         case otpSecret = "wahost/otp-secret/v1"
         /// The tenant's Signal records (sessions, identities, sender keys) in the system database.
         case signalStore = "wahost/signal-store/v1"
+        /// The keyed hash of the tenant's WhatsApp one-time codes.
+        case whatsAppCode = "wahost/whatsapp-code/v1"
     }
 
     private let key: SymmetricKey

@@ -10,12 +10,15 @@ public struct Tenant: Hashable, Sendable, Codable {
     public var mfaEnabled: Bool
     /// Random id of this tenant (not of its name), mixed into its credential keys; nil for tenants made before it existed.
     public var instanceID: String?
+    /// Where WhatsApp one-time codes go (digits, country code first); nil: to the tenant's own account.
+    public var mfaNumber: String?
 
-    public init(name: TenantName, createdAt: Date, mfaEnabled: Bool, instanceID: String? = nil) {
+    public init(name: TenantName, createdAt: Date, mfaEnabled: Bool, instanceID: String? = nil, mfaNumber: String? = nil) {
         self.name = name
         self.createdAt = createdAt
         self.mfaEnabled = mfaEnabled
         self.instanceID = instanceID
+        self.mfaNumber = mfaNumber
     }
 
     /// A fresh random instance id: 128 bits, hex.
@@ -32,6 +35,25 @@ public struct StoredOTPSecret: Hashable, Sendable {
     public init(sealedSecret: [UInt8], lastAcceptedStep: Int64?) {
         self.sealedSecret = sealedSecret
         self.lastAcceptedStep = lastAcceptedStep
+    }
+}
+
+/// A one-time code sent on WhatsApp, as stored: its keyed hash, never the code.
+public struct StoredWhatsAppCode: Hashable, Sendable {
+    /// HMAC-SHA256 of the code under the tenant's code key, bound to the tenant and the issue time.
+    public var hash: [UInt8]
+    /// When it was issued (part of the hashed input).
+    public var issuedAt: Date
+    /// It is refused from this instant on.
+    public var expiresAt: Date
+    /// Wrong codes tried while it was live.
+    public var wrongTries: Int
+
+    public init(hash: [UInt8], issuedAt: Date, expiresAt: Date, wrongTries: Int = 0) {
+        self.hash = hash
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.wrongTries = wrongTries
     }
 }
 

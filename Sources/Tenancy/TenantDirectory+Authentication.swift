@@ -47,7 +47,7 @@ extension TenantDirectory {
         for key in keys { await lockout.recordSuccess(key) }
     }
 
-    /// Checks a TOTP code for an MFA tenant and uses it up; a tenant without MFA passes without a code.
+    /// Checks a TOTP code, or the code sent on WhatsApp, for an MFA tenant and uses it up; a tenant without MFA passes without one.
     public func verifyOTP(for tenant: TenantName, code: String?, clientAddress: String) async throws(AuthenticationError) {
         let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
         guard let code, !code.isEmpty else {
@@ -69,6 +69,11 @@ extension TenantDirectory {
             throw AuthenticationError(.unavailable)
         }
         guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
+            // Not the authenticator's code: perhaps the one sent on WhatsApp.
+            if try await useWhatsAppCode(code, for: tenant, clientAddress: clientAddress) == .used {
+                for key in keys { await lockout.recordSuccess(key) }
+                return
+            }
             await auditFailure("auth.otp_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.otpInvalid)
         }

@@ -41,6 +41,8 @@ public final class TenantDirectory: Sendable {
         /// How long ``TenantDirectory/exists(_:)`` trusts that a tenant it saw still exists; a deletion made by
         /// this process shows at once, one made by another node sharing the database within this time.
         public var knownTenantLifetime: Duration
+        /// Lifetime, wrong tries and request limits of WhatsApp one-time codes.
+        public var whatsAppCodes: WhatsAppCodePolicy = .standard
 
         public init(
             hashParameters: Argon2id.Parameters = .rfc9106LowMemory, lockoutPolicy: LockoutPolicy = .standard,
@@ -96,15 +98,17 @@ public final class TenantDirectory: Sendable {
 
     // MARK: Tenants
 
-    /// Creates a tenant with a fresh admin token and, unless `mfa` is false, a TOTP secret.
-    public func createTenant(_ name: TenantName, mfa: Bool, actor: String, clientAddress: String? = nil) async throws(TenancyError)
-        -> IssuedTenant
-    {
+    /// Creates a tenant with a fresh admin token and, unless `mfa` is false, a TOTP secret; `mfaNumber` is where
+    /// WhatsApp one-time codes go.
+    public func createTenant(
+        _ name: TenantName, mfa: Bool, mfaNumber: String? = nil, actor: String, clientAddress: String? = nil
+    ) async throws(TenancyError) -> IssuedTenant {
+        let digits = try Self.mfaDigits(mfaNumber)
         guard !credentialsRemain(name) else {
             throw TenancyError(
                 .credentialsRemain, "auth/\(name)/ still holds files of an earlier tenant '\(name)'; run `wahost tenant delete \(name)` to wipe them")
         }
-        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa, instanceID: Tenant.newInstanceID())
+        let tenant = Tenant(name: name, createdAt: now(), mfaEnabled: mfa, instanceID: Tenant.newInstanceID(), mfaNumber: digits)
         let token = AdminToken.generate(for: name)
         let tokenHash = try await hashToken(token)
         let secret = mfa ? TOTP.generateSecret() : nil
@@ -276,6 +280,12 @@ public struct TenancyError: Error, CustomStringConvertible {
         case hashing
         /// Credential files of an earlier tenant of this name remain; they must be wiped first.
         case credentialsRemain
+        /// A phone number that is not 7 to 15 digits, country code first.
+        case invalidNumber
+        /// The tenant has no MFA, so it has no use for a one-time code.
+        case mfaNotEnabled
+        /// Asked too often; the next request is allowed after this many seconds.
+        case rateLimited(retryAfter: Int)
     }
 
     /// What kind of failure.

@@ -29,6 +29,11 @@ struct Serve: AsyncParsableCommand {
         help: "On the first start, write the new secrets to this file (created 0600, must not exist) instead of stdout (env WAHOST_INIT_SECRETS_FILE).")
     var initSecretsFile: String?
 
+    @Option(
+        name: .customLong("otp-sender"),
+        help: "Tenant whose connected session sends WhatsApp one-time codes for tenants that cannot send their own (env WAHOST_OTP_SENDER).")
+    var otpSender: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = storage.configuration()
@@ -58,6 +63,10 @@ struct Serve: AsyncParsableCommand {
         if let text = environment["WAHOST_EVENT_RETENTION_HOURS"] {
             guard let hours = Int(text), (24...87_600).contains(hours) else { throw fail("WAHOST_EVENT_RETENTION_HOURS must be 24-87600", code: 2) }
             configuration.eventRetention = .seconds(hours * 3600)
+        }
+        if let text = otpSender ?? environment["WAHOST_OTP_SENDER"], !text.isEmpty {
+            guard let name = try? TenantName(text) else { throw fail("--otp-sender: '\(text)' is not a tenant name", code: 2) }
+            configuration.otpSender = name
         }
         if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
             guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }

@@ -7,7 +7,7 @@ struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenant",
         abstract: "Manage tenants and their secrets.",
-        subcommands: [Create.self, List.self, RotateToken.self, ResetOTP.self, Delete.self, QR.self]
+        subcommands: [Create.self, List.self, Change.self, RotateToken.self, ResetOTP.self, Delete.self, QR.self]
     )
 
     /// Validates a name from the command line; exit code 2 with the reason if it is not valid.
@@ -26,6 +26,8 @@ struct TenantCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Argument(help: "Tenant name: 1-64 of a-z, 0-9 and '-'.") var name: String
         @Flag(name: .customLong("no-mfa"), help: "Do not require a TOTP code for session actions.") var noMFA = false
+        @Option(name: .customLong("mfa-number"), help: "Where WhatsApp one-time codes go: digits, country code first (default: the tenant's own account).")
+        var mfaNumber: String?
 
         struct Output: Encodable {
             let tenant: String
@@ -38,7 +40,7 @@ struct TenantCommand: AsyncParsableCommand {
             let name = try TenantCommand.tenantName(name)
             try await withServices(storage) { services in
                 let issued: IssuedTenant
-                do { issued = try await services.tenants.createTenant(name, mfa: !noMFA, actor: "cli") } catch {
+                do { issued = try await services.tenants.createTenant(name, mfa: !noMFA, mfaNumber: mfaNumber, actor: "cli") } catch {
                     throw TenantCommand.failure(error)
                 }
                 try printJSON(
@@ -61,6 +63,7 @@ struct TenantCommand: AsyncParsableCommand {
             let tenant: String
             let created_at: String
             let mfa: Bool
+            let mfa_number: String?
         }
 
         func run() async throws {
@@ -68,7 +71,39 @@ struct TenantCommand: AsyncParsableCommand {
                 let tenants: [Tenant]
                 do { tenants = try await services.tenants.listTenants() } catch { throw TenantCommand.failure(error) }
                 let formatter = ISO8601DateFormatter()
-                try printJSON(tenants.map { Entry(tenant: $0.name.rawValue, created_at: formatter.string(from: $0.createdAt), mfa: $0.mfaEnabled) })
+                try printJSON(
+                    tenants.map {
+                        Entry(
+                            tenant: $0.name.rawValue, created_at: formatter.string(from: $0.createdAt), mfa: $0.mfaEnabled,
+                            mfa_number: $0.mfaNumber)
+                    })
+            }
+        }
+    }
+
+    struct Change: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Change a tenant's settings: where its WhatsApp one-time codes go.")
+
+        @OptionGroup var storage: StorageOptions
+        @Argument var name: String
+        @Option(name: .customLong("mfa-number"), help: "Digits, country code first; an empty string sends codes to the tenant's own account.")
+        var mfaNumber: String
+
+        struct Output: Encodable {
+            let tenant: String
+            let mfa_number: String?
+        }
+
+        func run() async throws {
+            let name = try TenantCommand.tenantName(name)
+            try await withServices(storage) { services in
+                do {
+                    let stored = try await services.tenants.setMFANumber(mfaNumber, for: name, actor: "cli")
+                    try printJSON(Output(tenant: name.rawValue, mfa_number: stored))
+                } catch {
+                    throw TenantCommand.failure(error)
+                }
             }
         }
     }

@@ -21,6 +21,9 @@ import WhatsAppSimulator
         let otpSecret = try #require(secret)
         let operatorResult = try await WahostBinary.runDetached(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
         let operatorToken = try #require(try WahostBinary.json(operatorResult)["operator_token"] as? String)
+        let set = try await WahostBinary.runDetached(
+            ["tenant", "set", "acme", "--mfa-number", "15557770010", "--data-dir", rig.dataDirectory], environment: rig.environment)
+        #expect(set.status == 0, "\(set.stderr)")
         let (_, port) = try await rig.startServer()
 
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("browser/dashboard_flow.py").path
@@ -32,6 +35,7 @@ import WhatsAppSimulator
         environment["WAHOST_OTP_SECRET"] = Base32.encode(otpSecret)
         environment["WAHOST_OPERATOR_TOKEN"] = operatorToken
         environment["WAHOST_SIM_CONTROL"] = control
+        environment["WAHOST_MFA_PEER"] = "15557770010"
         environment["WAHOST_FIXTURE_SUBJECTS"] = String(decoding: try JSONEncoder().encode(WhatsAppSimulator.groupFixture.map(\.subject)), as: UTF8.self)
         let result = try await runProcessDetached(python, [script], environment: environment)
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr.suffix(4000))")

@@ -66,6 +66,8 @@ struct DashboardRoutes {
         router.get("dashboard/static/:file") { _, context in try staticFile(context) }
         router.post("dashboard/sign-in") { request, context in try await signIn(request, context) }
         router.post("dashboard/sign-out") { request, context in try await signOut(request, context) }
+        router.post("dashboard/sign-in/code") { request, context in try await sendSignInCode(request, context) }
+        router.post("dashboard/otp/code") { request, context in try await sendTenantCode(request, context) }
         router.get("dashboard/tenant") { request, context in try await tenantPage(request, context) }
         router.get("dashboard/events") { request, context in try await events(request, context) }
         router.get("dashboard/groups") { request, context in try await groupsFragment(request, context) }

@@ -112,6 +112,29 @@ enum PostgresMigrations {
                 """,
             ]
         ),
+        (
+            "2026-12-05-1-whatsapp-codes",
+            [
+                "ALTER TABLE tenants ADD COLUMN mfa_number TEXT",
+                """
+                CREATE TABLE whatsapp_codes (
+                    tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    code_hash BYTEA NOT NULL,
+                    issued_at_ms BIGINT NOT NULL,
+                    expires_at_ms BIGINT NOT NULL,
+                    wrong_tries INTEGER NOT NULL DEFAULT 0
+                )
+                """,
+                "CREATE INDEX whatsapp_codes_expiry ON whatsapp_codes(expires_at_ms)",
+                """
+                CREATE TABLE whatsapp_code_requests (
+                    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    at_ms BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX whatsapp_code_requests_tenant ON whatsapp_code_requests(tenant, at_ms)",
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

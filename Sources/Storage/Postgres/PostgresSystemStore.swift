@@ -49,8 +49,10 @@ public final class PostgresSystemStore: SystemStore {
             let name = tenant.name.rawValue
             let created = tenant.createdAt.milliseconds
             try await connection.query(
-                "INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id) VALUES (\(name), \(created), \(tenant.mfaEnabled), \(tenant.instanceID))",
-                logger: logger)
+                """
+                INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id, mfa_number)
+                VALUES (\(name), \(created), \(tenant.mfaEnabled), \(tenant.instanceID), \(tenant.mfaNumber))
+                """, logger: logger)
             try await connection.query(
                 "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (\(name), \(adminTokenHash), \(created))", logger: logger)
             if let otpSecret {
@@ -61,12 +63,12 @@ public final class PostgresSystemStore: SystemStore {
     }
 
     public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
-        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants WHERE name = \(name.rawValue)").first
+        try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id, mfa_number FROM tenants WHERE name = \(name.rawValue)").first
     }
 
     public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
-        guard let limit else { return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name") }
-        return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name LIMIT \(Int64(max(0, limit)))")
+        guard let limit else { return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id, mfa_number FROM tenants ORDER BY name") }
+        return try await tenants(query: "SELECT name, created_at_ms, mfa_enabled, instance_id, mfa_number FROM tenants ORDER BY name LIMIT \(Int64(max(0, limit)))")
     }
 
     public func deleteTenant(named name: TenantName) async throws(RepositoryError) -> Bool {
@@ -272,11 +274,11 @@ public final class PostgresSystemStore: SystemStore {
 
     private func tenants(query: PostgresQuery) async throws(RepositoryError) -> [Tenant] {
         let rows = try await run { client, logger in
-            try await collectAll(try await client.query(query, logger: logger).decode((String, Int64, Bool, String?).self))
+            try await collectAll(try await client.query(query, logger: logger).decode((String, Int64, Bool, String?, String?).self))
         }
-        return try rows.map { (name, created, mfa, instance) throws(RepositoryError) in
+        return try rows.map { (name, created, mfa, instance, mfaNumber) throws(RepositoryError) in
             guard let tenantName = try? TenantName(name) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
-            return Tenant(name: tenantName, createdAt: Date(milliseconds: created), mfaEnabled: mfa, instanceID: instance)
+            return Tenant(name: tenantName, createdAt: Date(milliseconds: created), mfaEnabled: mfa, instanceID: instance, mfaNumber: mfaNumber)
         }
     }
 
@@ -297,9 +299,10 @@ public final class PostgresSystemStore: SystemStore {
         do { return try await body(client, logger) } catch { throw Self.map(error) }
     }
 
-    func transaction(_ body: (PostgresConnection, Logger) async throws -> Void) async throws(RepositoryError) {
+    @discardableResult
+    func transaction<T: Sendable>(_ body: (PostgresConnection, Logger) async throws -> T) async throws(RepositoryError) -> T {
         let logger = self.logger
-        do { try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) } } catch {
+        do { return try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) } } catch {
             throw Self.map(error)
         }
     }

@@ -92,6 +92,26 @@ enum SQLiteMigrations {
                     );
                     """)
         }
+        migrator.registerMigration("2026-12-05-1-whatsapp-codes") { db in
+            // WhatsApp one-time codes: where they go, the live code's keyed hash, and when codes were asked for.
+            try db.execute(
+                sql: """
+                    ALTER TABLE tenants ADD COLUMN mfa_number TEXT;
+                    CREATE TABLE whatsapp_codes (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        code_hash BLOB NOT NULL,
+                        issued_at_ms INTEGER NOT NULL,
+                        expires_at_ms INTEGER NOT NULL,
+                        wrong_tries INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE INDEX whatsapp_codes_expiry ON whatsapp_codes(expires_at_ms);
+                    CREATE TABLE whatsapp_code_requests (
+                        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        at_ms INTEGER NOT NULL
+                    );
+                    CREATE INDEX whatsapp_code_requests_tenant ON whatsapp_code_requests(tenant, at_ms);
+                    """)
+        }
         return migrator
     }
 }

@@ -38,8 +38,8 @@ public final class SQLiteSystemStore: SystemStore {
     public func createTenant(_ tenant: Tenant, adminTokenHash: String, otpSecret: [UInt8]?) async throws(RepositoryError) {
         try await write { db in
             try db.execute(
-                sql: "INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id) VALUES (?, ?, ?, ?)",
-                arguments: [tenant.name.rawValue, tenant.createdAt.milliseconds, tenant.mfaEnabled, tenant.instanceID])
+                sql: "INSERT INTO tenants (name, created_at_ms, mfa_enabled, instance_id, mfa_number) VALUES (?, ?, ?, ?, ?)",
+                arguments: [tenant.name.rawValue, tenant.createdAt.milliseconds, tenant.mfaEnabled, tenant.instanceID, tenant.mfaNumber])
             try db.execute(
                 sql: "INSERT INTO admin_tokens (tenant, phc, updated_at_ms) VALUES (?, ?, ?)",
                 arguments: [tenant.name.rawValue, adminTokenHash, tenant.createdAt.milliseconds])
@@ -54,14 +54,14 @@ public final class SQLiteSystemStore: SystemStore {
     public func tenant(named name: TenantName) async throws(RepositoryError) -> Tenant? {
         try await read { db in
             try Row.fetchOne(
-                db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants WHERE name = ?", arguments: [name.rawValue]
+                db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id, mfa_number FROM tenants WHERE name = ?", arguments: [name.rawValue]
             ).map(Self.tenant(from:))
         }
     }
 
     public func listTenants(limit: Int?) async throws(RepositoryError) -> [Tenant] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id FROM tenants ORDER BY name LIMIT ?", arguments: [limit ?? -1])
+            try Row.fetchAll(db, sql: "SELECT name, created_at_ms, mfa_enabled, instance_id, mfa_number FROM tenants ORDER BY name LIMIT ?", arguments: [limit ?? -1])
                 .map(Self.tenant(from:))
         }
     }
@@ -292,7 +292,8 @@ public final class SQLiteSystemStore: SystemStore {
     private static func tenant(from row: Row) throws -> Tenant {
         guard let name = try? TenantName(row["name"] as String) else { throw RepositoryError(.corrupt, "invalid tenant name in tenants") }
         return Tenant(
-            name: name, createdAt: Date(milliseconds: row["created_at_ms"]), mfaEnabled: row["mfa_enabled"], instanceID: row["instance_id"])
+            name: name, createdAt: Date(milliseconds: row["created_at_ms"]), mfaEnabled: row["mfa_enabled"], instanceID: row["instance_id"],
+            mfaNumber: row["mfa_number"])
     }
 
     private static func lease(from row: Row) throws(RepositoryError) -> SessionLease {

@@ -39,6 +39,25 @@ public protocol OTPSecretRepository: Sendable {
     func consumeOTPStep(for tenant: TenantName, step: Int64) async throws(RepositoryError) -> Bool
 }
 
+/// WhatsApp one-time codes: the number they go to, at most one live code per tenant, and when codes were asked for.
+public protocol WhatsAppCodeRepository: Sendable {
+    /// Sets (or with nil, clears) the tenant's `mfa_number`; `.notFound` for an unknown tenant.
+    func setMFANumber(_ number: String?, for tenant: TenantName) async throws(RepositoryError)
+    /// Atomically records a request at `now` if `policy` allows one (``WhatsAppCodePolicy/nextAllowed(after:now:)``);
+    /// otherwise records nothing and returns the instant the next one is allowed.
+    func recordWhatsAppCodeRequest(for tenant: TenantName, now: Date, policy: WhatsAppCodePolicy) async throws(RepositoryError) -> Date?
+    /// Stores the tenant's live code, replacing any earlier one.
+    func replaceWhatsAppCode(_ code: StoredWhatsAppCode, for tenant: TenantName) async throws(RepositoryError)
+    /// The tenant's live code, if any.
+    func whatsAppCode(for tenant: TenantName) async throws(RepositoryError) -> StoredWhatsAppCode?
+    /// Deletes the code with this hash; false if it is gone (used, replaced, voided or expired).
+    func deleteWhatsAppCode(for tenant: TenantName, hash: [UInt8]) async throws(RepositoryError) -> Bool
+    /// Counts a wrong try against the code with this hash and deletes it at `limit`; the tries so far, nil if it is gone.
+    func countWrongTry(onWhatsAppCode hash: [UInt8], for tenant: TenantName, limit: Int) async throws(RepositoryError) -> Int?
+    /// Deletes every code expired at `now`; the tenants they belonged to.
+    func deleteExpiredWhatsAppCodes(at now: Date) async throws(RepositoryError) -> [TenantName]
+}
+
 /// Desired session state and the lease/heartbeat rows that give each session one owner.
 public protocol SessionRecordRepository: Sendable {
     /// Records whether the tenant's session should run; `.notFound` for an unknown tenant.
@@ -68,7 +87,7 @@ public protocol AuditLogRepository: Sendable {
 }
 
 /// Every repository the system database offers, as one value.
-public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & SealedRecordRepository & EventLogRepository
+public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & SealedRecordRepository & EventLogRepository
     & SessionRecordRepository & AuditLogRepository
 
 /// The error vocabulary every repository adapter promises.

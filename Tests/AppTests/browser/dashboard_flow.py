@@ -5,6 +5,7 @@ argument comes from the environment it sets. Exits non-zero with a message on th
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ OPERATOR_TOKEN = os.environ["WAHOST_OPERATOR_TOKEN"]
 CONTROL = os.environ["WAHOST_SIM_CONTROL"]
 SHOTS = os.environ.get("WAHOST_SCREENSHOT_DIR")
 FIXTURE_SUBJECTS = json.loads(os.environ["WAHOST_FIXTURE_SUBJECTS"])
+MFA_PEER = os.environ["WAHOST_MFA_PEER"]
 used_steps = set()
 
 
@@ -92,6 +94,17 @@ def run(driver, wait):
     check("one-time code" in error, "wrong OTP at sign-in should explain itself, got: " + error)
     shot(driver, "dashboard-sign-in-error")
 
+    # "Send me a code on WhatsApp" checks the token first; an unlinked tenant without a notifier has no channel yet.
+    driver.get(BASE + "/dashboard/")
+    form = driver.find_element(By.ID, "tenant-sign-in")
+    form.find_element(By.NAME, "tenant").send_keys(TENANT)
+    form.find_element(By.NAME, "token").send_keys(TOKEN)
+    driver.find_element(By.ID, "send-sign-in-code").click()
+    wait.until(lambda d: d.find_elements(By.ID, "error"))
+    error = driver.find_element(By.ID, "error").text
+    check("No code sent" in error and "no connected session" in error, "a code without a channel should explain itself, got: " + error)
+    check(driver.find_element(By.NAME, "tenant").get_attribute("value") == TENANT, "the tenant stays filled in")
+
     sign_in(driver, fresh_otp())
     wait.until(lambda d: d.find_elements(By.ID, "status-card"))
     cookie = driver.get_cookie("wahost_session")
@@ -153,12 +166,22 @@ def run(driver, wait):
     wait.until(lambda d: d.find_element(By.ID, "state").get_attribute("data-state") == "connected")
     driver.find_element(By.ID, "logout-otp").send_keys("000000")
     driver.find_element(By.ID, "logout-confirm").click()
-    driver.find_element(By.CSS_SELECTOR, "#logout-form button").click()
+    driver.find_element(By.CSS_SELECTOR, "#logout-form button.danger").click()
     wait.until(lambda d: d.find_elements(By.ID, "error"))
     check("one-time code" in driver.find_element(By.ID, "error").text, "wrong OTP at logout should show an error")
-    driver.find_element(By.ID, "logout-otp").send_keys(fresh_otp())
+    # The code comes on WhatsApp this time: the tenant's own session sends it to its mfa_number, a simulator peer.
+    driver.find_element(By.ID, "send-logout-code").click()
+    wait.until(lambda d: d.find_elements(By.ID, "notice"))
+    notice = driver.find_element(By.ID, "notice").text
+    check("sent on WhatsApp to +1" in notice and MFA_PEER[-4:] in notice and MFA_PEER not in notice, "code notice: %r" % notice)
+    texts = [m["text"] or "" for m in http("GET", CONTROL + "/peers/%s/messages" % MFA_PEER)[1]["messages"]]
+    found = [re.search(r"wahost: (\d{3}) (\d{3}) is your code for tenant %s\." % TENANT, text) for text in texts]
+    codes = [match.group(1) + match.group(2) for match in found if match]
+    check(len(codes) == 1, "the peer should have read one code, got %r" % texts)
+    shot(driver, "dashboard-logout-whatsapp-code")
+    driver.find_element(By.ID, "logout-otp").send_keys(codes[0])
     driver.find_element(By.ID, "logout-confirm").click()
-    driver.find_element(By.CSS_SELECTOR, "#logout-form button").click()
+    driver.find_element(By.CSS_SELECTOR, "#logout-form button.danger").click()
     wait.until(lambda d: d.find_elements(By.ID, "notice"))
     check("Logged out" in driver.find_element(By.ID, "notice").text, "logout notice missing")
     status, body = http("GET", "%s/tenants/%s/session/status" % (BASE, TENANT))
