@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System libraries (Debian -dev packages, found through pkg-config).
@@ -117,10 +118,25 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // Webhook delivery: the tenant's URL checked, every event posted signed, retried, dead-lettered.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "Tenancy", "WahostBasics",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "AdminAPI",
             dependencies: [
-                "Tenancy", "SessionPool", "CQREncode", "WahostBasics",
+                "Tenancy", "SessionPool", "Webhooks", "CQREncode", "WahostBasics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -132,7 +148,7 @@ let package = Package(
         .target(
             name: "App",
             dependencies: [
-                "Tenancy", "Storage", "SessionPool", "AdminAPI", "WhatsApp", "CQREncode",
+                "Tenancy", "Storage", "SessionPool", "AdminAPI", "Webhooks", "WhatsApp", "CQREncode",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -214,7 +230,7 @@ let package = Package(
         .testTarget(
             name: "AppTests",
             dependencies: [
-                "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI", "WhatsApp", "WABinary", "WahostBasics",
+                "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI", "WhatsApp", "WABinary", "WahostBasics", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

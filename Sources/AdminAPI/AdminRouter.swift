@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import SessionPool
 import Tenancy
+import Webhooks
 
 /// What the HTTP surface needs from the rest of wahost; `App` fills it in.
 public struct AdminAPIDependencies: Sendable {
@@ -26,6 +27,8 @@ public struct AdminAPIDependencies: Sendable {
     public var trustedProxies: [IPNetwork]
     /// The per-tenant event log behind `/events` (nil: the routes answer 404).
     public var eventLog: EventLogWriter?
+    /// Webhook configuration and its delivery queue (nil: the routes answer 404).
+    public var webhooks: WebhookSettings?
     /// The operator's notifier session (`serve --otp-sender`): sends one-time codes for tenants whose own session is not connected.
     public var otpSender: TenantName?
 
@@ -34,8 +37,9 @@ public struct AdminAPIDependencies: Sendable {
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
         demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil,
-        otpSender: TenantName? = nil
+        otpSender: TenantName? = nil, webhooks: WebhookSettings? = nil
     ) {
+        self.webhooks = webhooks
         self.otpSender = otpSender
         self.eventLog = eventLog
         self.trustedProxies = trustedProxies
@@ -63,6 +67,7 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     EventRoutes(dependencies: dependencies).register(on: router)
     MessageRoutes(dependencies: dependencies).register(on: router)
     OneTimeCodeRoutes(dependencies: dependencies).register(on: router)
+    WebhookRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
     try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router

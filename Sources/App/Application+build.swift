@@ -6,6 +6,7 @@ import ServiceLifecycle
 import SessionPool
 import Storage
 import Tenancy
+import Webhooks
 import WhatsApp
 
 /// Builds the pool and the HTTP application over opened services; the pool runs as a service of the application,
@@ -27,6 +28,10 @@ public func buildApplication(
     }
     background.append(LogRetention.events(services.configuration.eventRetention, services.store, logger: logger))
     background.append(LogRetention.whatsAppCodes(services.tenants, logger: logger))
+    background.append(
+        WebhookDeliverer(
+            repository: services.store, settings: services.webhooks, policy: services.configuration.webhookPolicy,
+            delivers: { tenant in await pool.deliversWebhooks(of: tenant) }, logger: logger))
     return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),
@@ -62,7 +67,7 @@ public func buildRouter(
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
         demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies, eventLog: services.eventLog,
-        otpSender: services.configuration.otpSender)
+        otpSender: services.configuration.otpSender, webhooks: services.webhooks)
     return try buildAdminRouter(dependencies)
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Tenancy
+import Webhooks
 
 /// Everything `wahost` reads from flags and environment (docs/operations.md).
 public struct WahostConfiguration: Sendable {
@@ -32,6 +33,21 @@ public struct WahostConfiguration: Sendable {
     /// The operator's notifier session (`--otp-sender`, `WAHOST_OTP_SENDER`): sends WhatsApp one-time codes for tenants
     /// whose own session is not connected.
     public var otpSender: TenantName?
+    /// Webhooks may reach loopback, private and link-local addresses (`--allow-private-webhooks`,
+    /// `WAHOST_ALLOW_PRIVATE_WEBHOOKS=1`).
+    public var allowPrivateWebhooks = false
+    /// How long a failing webhook delivery is retried before it is dead-lettered (`WAHOST_WEBHOOK_RETRY_HOURS`).
+    public var webhookRetryFor: Duration = WebhookPolicy.standard.retryFor
+    /// The longest wait between two attempts (`WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS`).
+    public var webhookBackoffCap: Duration = WebhookPolicy.standard.backoffCap
+
+    /// The delivery policy these settings make.
+    public var webhookPolicy: WebhookPolicy {
+        var policy = WebhookPolicy.standard
+        policy.retryFor = webhookRetryFor
+        policy.backoffCap = webhookBackoffCap
+        return policy
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String = ".", databaseURL: String? = nil,

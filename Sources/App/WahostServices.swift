@@ -3,6 +3,7 @@ import SessionPool
 import Logging
 import Storage
 import Tenancy
+import Webhooks
 
 /// The opened parts every command needs: the system database, tenants and credential files.
 public struct WahostServices: Sendable {
@@ -18,6 +19,11 @@ public struct WahostServices: Sendable {
     public let eventLog: EventLogWriter
     /// The master key the tenants' data keys derive from.
     let masterKey: MasterKey
+
+    /// Webhook configuration over this database and master key.
+    public var webhooks: WebhookSettings {
+        WebhookSettings(repository: store, masterKey: masterKey, allowPrivate: configuration.allowPrivateWebhooks)
+    }
     /// Group-commits the tenants' Signal record writes (one per process).
     let sealedRecordWriter: SealedRecordWriter
 

@@ -22,7 +22,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         bytes = raw.prefix(10).allSatisfy { $0 == 0 } && raw[10] == 0xFF && raw[11] == 0xFF ? Array(raw.suffix(4)) : raw
     }
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    package init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// True for IPv4.
     public var isIPv4: Bool { bytes.count == 4 }

@@ -13,6 +13,8 @@ public struct MasterKey: Sendable {
         case signalStore = "wahost/signal-store/v1"
         /// The keyed hash of the tenant's WhatsApp one-time codes.
         case whatsAppCode = "wahost/whatsapp-code/v1"
+        /// The tenant's webhook signing secret in the system database.
+        case webhookSecret = "wahost/webhook-secret/v1"
     }
 
     private let key: SymmetricKey

@@ -34,6 +34,11 @@ struct Serve: AsyncParsableCommand {
         help: "Tenant whose connected session sends WhatsApp one-time codes for tenants that cannot send their own (env WAHOST_OTP_SENDER).")
     var otpSender: String?
 
+    @Flag(
+        name: .customLong("allow-private-webhooks"),
+        help: "Let webhooks reach loopback, private and link-local addresses (env WAHOST_ALLOW_PRIVATE_WEBHOOKS=1).")
+    var allowPrivateWebhooks = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = storage.configuration()
@@ -67,6 +72,15 @@ struct Serve: AsyncParsableCommand {
         if let text = otpSender ?? environment["WAHOST_OTP_SENDER"], !text.isEmpty {
             guard let name = try? TenantName(text) else { throw fail("--otp-sender: '\(text)' is not a tenant name", code: 2) }
             configuration.otpSender = name
+        }
+        configuration.allowPrivateWebhooks = allowPrivateWebhooks || environment["WAHOST_ALLOW_PRIVATE_WEBHOOKS"] == "1"
+        if let text = environment["WAHOST_WEBHOOK_RETRY_HOURS"] {
+            guard let hours = Double(text), hours > 0, hours <= 720 else { throw fail("WAHOST_WEBHOOK_RETRY_HOURS must be 0-720 (fractions allowed)", code: 2) }
+            configuration.webhookRetryFor = .milliseconds(Int64(hours * 3_600_000))
+        }
+        if let text = environment["WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS"] {
+            guard let seconds = Int(text), (1...3600).contains(seconds) else { throw fail("WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS must be 1-3600", code: 2) }
+            configuration.webhookBackoffCap = .seconds(seconds)
         }
         if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
             guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }

@@ -135,6 +135,37 @@ enum PostgresMigrations {
                 "CREATE INDEX whatsapp_code_requests_tenant ON whatsapp_code_requests(tenant, at_ms)",
             ]
         ),
+        (
+            "2026-12-05-2-webhooks",
+            [
+                """
+                CREATE TABLE webhooks (
+                    tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    sealed_secret BYTEA NOT NULL,
+                    cursor_seq BIGINT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    first_failure_at_ms BIGINT,
+                    next_attempt_at_ms BIGINT NOT NULL DEFAULT 0,
+                    last_error TEXT
+                )
+                """,
+                """
+                CREATE TABLE webhook_parked (
+                    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                    seq BIGINT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    first_failure_at_ms BIGINT,
+                    next_attempt_at_ms BIGINT NOT NULL,
+                    last_error TEXT,
+                    parked_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (tenant, seq)
+                )
+                """,
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

@@ -74,7 +74,15 @@ extension PostgresSystemStore {
 
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await run { client, logger in
-            let rows = try await client.query("DELETE FROM tenant_events WHERE at_ms < \(cutoff.milliseconds) RETURNING seq", logger: logger)
+            // Events a webhook has not delivered yet stay, however old: the log is the webhooks' outbox.
+            let rows = try await client.query(
+                """
+                DELETE FROM tenant_events WHERE at_ms < \(cutoff.milliseconds)
+                AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant = tenant_events.tenant AND tenant_events.seq > w.cursor_seq)
+                AND NOT EXISTS (
+                    SELECT 1 FROM webhook_parked p WHERE p.tenant = tenant_events.tenant AND p.seq = tenant_events.seq AND p.status = 'queued')
+                RETURNING seq
+                """, logger: logger)
             return try await collectAll(rows.decode(Int64.self)).count
         }
     }

@@ -112,6 +112,34 @@ enum SQLiteMigrations {
                     CREATE INDEX whatsapp_code_requests_tenant ON whatsapp_code_requests(tenant, at_ms);
                     """)
         }
+        migrator.registerMigration("2026-12-05-2-webhooks") { db in
+            // A webhook per tenant with its cursor into the event log (the outbox), and deliveries taken out of the stream.
+            try db.execute(
+                sql: """
+                    CREATE TABLE webhooks (
+                        tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        url TEXT NOT NULL,
+                        events TEXT NOT NULL,
+                        sealed_secret BLOB NOT NULL,
+                        cursor_seq INTEGER NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        first_failure_at_ms INTEGER,
+                        next_attempt_at_ms INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT
+                    );
+                    CREATE TABLE webhook_parked (
+                        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+                        seq INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        first_failure_at_ms INTEGER,
+                        next_attempt_at_ms INTEGER NOT NULL,
+                        last_error TEXT,
+                        parked_at_ms INTEGER NOT NULL,
+                        PRIMARY KEY (tenant, seq)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 }

@@ -61,7 +61,14 @@ extension SQLiteSystemStore {
 
     public func trimEvents(olderThan cutoff: Date) async throws(RepositoryError) -> Int {
         try await write { db in
-            try db.execute(sql: "DELETE FROM tenant_events WHERE at_ms < ?", arguments: [cutoff.milliseconds])
+            // Events a webhook has not delivered yet stay, however old: the log is the webhooks' outbox.
+            try db.execute(
+                sql: """
+                    DELETE FROM tenant_events WHERE at_ms < ?
+                    AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant = tenant_events.tenant AND tenant_events.seq > w.cursor_seq)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM webhook_parked p WHERE p.tenant = tenant_events.tenant AND p.seq = tenant_events.seq AND p.status = 'queued')
+                    """, arguments: [cutoff.milliseconds])
             return db.changesCount
         }
     }

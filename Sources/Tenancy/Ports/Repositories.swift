@@ -87,7 +87,7 @@ public protocol AuditLogRepository: Sendable {
 }
 
 /// Every repository the system database offers, as one value.
-public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & SealedRecordRepository & EventLogRepository
+public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & WebhookRepository & SealedRecordRepository & EventLogRepository
     & SessionRecordRepository & AuditLogRepository
 
 /// The error vocabulary every repository adapter promises.

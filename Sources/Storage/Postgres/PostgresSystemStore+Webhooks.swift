@@ -1,0 +1,198 @@
+import Foundation
+import PostgresNIO
+import Tenancy
+
+extension PostgresSystemStore {
+    private typealias WebhookRow = (String, String, String, ByteBuffer, Int64, Int32, Int64?, Int64, String?)
+    private static let webhookColumns =
+        "tenant, url, events, sealed_secret, cursor_seq, attempts, first_failure_at_ms, next_attempt_at_ms, last_error"
+
+    public func putWebhook(for tenant: TenantName, url: String, events: [String], sealedSecret: [UInt8]) async throws(RepositoryError) -> Bool {
+        let name = tenant.rawValue
+        let types = events.joined(separator: ",")
+        let secret = ByteBuffer(bytes: sealedSecret)
+        return try await transaction { connection, logger in
+            let updated = try await connection.query(
+                "UPDATE webhooks SET url = \(url), events = \(types) WHERE tenant = \(name) RETURNING tenant", logger: logger
+            ).collect()
+            if !updated.isEmpty { return false }
+            // A new webhook starts after the newest event: it delivers what happens from now on (`redeliver` replays).
+            try await connection.query(
+                """
+                INSERT INTO webhooks (tenant, url, events, sealed_secret, cursor_seq)
+                VALUES (\(name), \(url), \(types), \(secret),
+                        COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(name)), 0))
+                """, logger: logger)
+            return true
+        }
+    }
+
+    public func webhook(for tenant: TenantName) async throws(RepositoryError) -> StoredWebhook? {
+        try await webhooks(PostgresQuery(unsafeSQL: "SELECT \(Self.webhookColumns) FROM webhooks WHERE tenant = $1", binds: binds(tenant.rawValue))).first
+    }
+
+    public func deleteWebhook(for tenant: TenantName) async throws(RepositoryError) -> Bool {
+        try await transaction { connection, logger in
+            try await connection.query("DELETE FROM webhook_parked WHERE tenant = \(tenant.rawValue)", logger: logger)
+            return try await !connection.query("DELETE FROM webhooks WHERE tenant = \(tenant.rawValue) RETURNING tenant", logger: logger).collect().isEmpty
+        }
+    }
+
+    public func replaceWebhookSecret(for tenant: TenantName, sealedSecret: [UInt8]) async throws(RepositoryError) -> Bool {
+        let secret = ByteBuffer(bytes: sealedSecret)
+        return try await run { client, logger in
+            try await !client.query(
+                "UPDATE webhooks SET sealed_secret = \(secret) WHERE tenant = \(tenant.rawValue) RETURNING tenant", logger: logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func dueWebhooks(at now: Date, limit: Int) async throws(RepositoryError) -> [StoredWebhook] {
+        var query = PostgresQuery(
+            unsafeSQL: """
+                SELECT \(Self.webhookColumns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                FROM webhooks w
+                WHERE (w.next_attempt_at_ms <= $1 AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
+                   OR EXISTS (SELECT 1 FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= $1)
+                LIMIT $2
+                """)
+        query.binds.append(now.milliseconds)
+        query.binds.append(Int64(limit))
+        return try await webhooks(query)
+    }
+
+    public func advanceWebhook(for tenant: TenantName, from expected: Int64, to: Int64) async throws(RepositoryError) -> Bool {
+        try await run { client, logger in
+            try await !client.query(
+                """
+                UPDATE webhooks SET cursor_seq = \(to), attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                WHERE tenant = \(tenant.rawValue) AND cursor_seq = \(expected) RETURNING tenant
+                """, logger: logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func recordWebhookFailure(
+        for tenant: TenantName, at expected: Int64, attempts: Int, firstFailureAt: Date, nextAttemptAt: Date, error: String
+    ) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                """
+                UPDATE webhooks SET attempts = \(Int32(clamping: attempts)), first_failure_at_ms = \(firstFailureAt.milliseconds),
+                    next_attempt_at_ms = \(nextAttemptAt.milliseconds), last_error = \(error)
+                WHERE tenant = \(tenant.rawValue) AND cursor_seq = \(expected)
+                """, logger: logger)
+        }
+    }
+
+    public func deadLetterWebhookHead(
+        for tenant: TenantName, from expected: Int64, eventID: Int64, attempts: Int, firstFailureAt: Date, error: String, now: Date
+    ) async throws(RepositoryError) -> Bool {
+        let name = tenant.rawValue
+        return try await transaction { connection, logger in
+            let moved = try await connection.query(
+                """
+                UPDATE webhooks SET cursor_seq = \(eventID), attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                WHERE tenant = \(name) AND cursor_seq = \(expected) RETURNING tenant
+                """, logger: logger
+            ).collect()
+            guard !moved.isEmpty else { return false }
+            try await connection.query(
+                """
+                INSERT INTO webhook_parked (tenant, seq, status, attempts, first_failure_at_ms, next_attempt_at_ms, last_error, parked_at_ms)
+                VALUES (\(name), \(eventID), 'dead', \(Int32(clamping: attempts)), \(firstFailureAt.milliseconds), 0, \(error), \(now.milliseconds))
+                ON CONFLICT (tenant, seq) DO UPDATE SET status = 'dead', attempts = excluded.attempts, last_error = excluded.last_error,
+                    parked_at_ms = excluded.parked_at_ms
+                """, logger: logger)
+            return true
+        }
+    }
+
+    public func parkedWebhookDeliveries(for tenant: TenantName, status: String, limit: Int) async throws(RepositoryError)
+        -> [ParkedWebhookDelivery]
+    {
+        let rows = try await run { client, logger in
+            try await collectAll(
+                try await client.query(
+                    """
+                    SELECT seq, status, attempts, first_failure_at_ms, next_attempt_at_ms, last_error, parked_at_ms FROM webhook_parked
+                    WHERE tenant = \(tenant.rawValue) AND status = \(status) ORDER BY seq LIMIT \(Int64(limit))
+                    """, logger: logger
+                ).decode((Int64, String, Int32, Int64?, Int64, String?, Int64).self))
+        }
+        return rows.map {
+            ParkedWebhookDelivery(
+                tenant: tenant, eventID: $0.0, status: $0.1, attempts: Int($0.2), firstFailureAt: $0.3.map(Date.init(milliseconds:)),
+                nextAttemptAt: Date(milliseconds: $0.4), lastError: $0.5, parkedAt: Date(milliseconds: $0.6))
+        }
+    }
+
+    public func updateParkedWebhookDelivery(_ delivery: ParkedWebhookDelivery, delivered: Bool) async throws(RepositoryError) {
+        let name = delivery.tenant.rawValue
+        let seq = delivery.eventID
+        try await run { client, logger in
+            if delivered {
+                try await client.query("DELETE FROM webhook_parked WHERE tenant = \(name) AND seq = \(seq)", logger: logger)
+                return
+            }
+            try await client.query(
+                """
+                UPDATE webhook_parked SET status = \(delivery.status), attempts = \(Int32(clamping: delivery.attempts)),
+                    first_failure_at_ms = \(delivery.firstFailureAt?.milliseconds), next_attempt_at_ms = \(delivery.nextAttemptAt.milliseconds),
+                    last_error = \(delivery.lastError), parked_at_ms = \(delivery.parkedAt.milliseconds)
+                WHERE tenant = \(name) AND seq = \(seq)
+                """, logger: logger)
+        }
+    }
+
+    public func requeueWebhookDelivery(for tenant: TenantName, eventID: Int64, now: Date) async throws(RepositoryError) -> Bool {
+        try await run { client, logger in
+            try await !client.query(
+                """
+                UPDATE webhook_parked SET status = 'queued', attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = \(now.milliseconds),
+                    parked_at_ms = \(now.milliseconds)
+                WHERE tenant = \(tenant.rawValue) AND seq = \(eventID) AND status = 'dead' RETURNING seq
+                """, logger: logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func rewindWebhook(for tenant: TenantName, after: Int64) async throws(RepositoryError) -> Bool {
+        try await run { client, logger in
+            try await !client.query(
+                """
+                UPDATE webhooks SET cursor_seq = \(max(0, after)), attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                WHERE tenant = \(tenant.rawValue) RETURNING tenant
+                """, logger: logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func webhookBacklog() async throws(RepositoryError) -> (depth: Int, oldest: Date?) {
+        let rows = try await run { client, logger in
+            try await collectAll(
+                try await client.query(
+                    "SELECT COUNT(*), MIN(e.at_ms) FROM webhooks w JOIN tenant_events e ON e.tenant = w.tenant AND e.seq > w.cursor_seq",
+                    logger: logger
+                ).decode((Int64, Int64?).self))
+        }
+        return (Int(rows.first?.0 ?? 0), rows.first?.1.map(Date.init(milliseconds:)))
+    }
+
+    private func binds(_ text: String) -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(text)
+        return bindings
+    }
+
+    private func webhooks(_ query: PostgresQuery) async throws(RepositoryError) -> [StoredWebhook] {
+        let rows = try await run { client, logger in try await collectAll(try await client.query(query, logger: logger).decode(WebhookRow.self)) }
+        return try rows.map { row throws(RepositoryError) in
+            guard let tenant = try? TenantName(row.0) else { throw RepositoryError(.corrupt, "invalid tenant name in webhooks") }
+            return StoredWebhook(
+                tenant: tenant, url: row.1, events: row.2.split(separator: ",").map(String.init), sealedSecret: Array(row.3.readableBytesView),
+                cursor: row.4, attempts: Int(row.5), firstFailureAt: row.6.map(Date.init(milliseconds:)), nextAttemptAt: Date(milliseconds: row.7),
+                lastError: row.8)
+        }
+    }
+}

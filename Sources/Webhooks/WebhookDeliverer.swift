@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+import Tenancy
+import WahostBasics
+
+/// Delivers every tenant's webhook events from the event log: one tenant's deliveries in log order, one at a time (a
+/// failing one holds back that tenant's later ones, not other tenants'), retried with backoff, dead-lettered after
+/// the policy's time; only for tenants this node should deliver (it runs the session, or nobody holds its lease).
+public final class WebhookDeliverer: Service, Sendable {
+    let repository: any WebhookRepository & EventLogRepository
+    let settings: WebhookSettings
+    let sender: WebhookSender
+    let policy: WebhookPolicy
+    let delivers: @Sendable (TenantName) async -> Bool
+    let logger: Logger
+    let now: @Sendable () -> Date
+    /// How often the queue is looked at when nothing is due.
+    let pollInterval: Duration
+    /// Tenants delivered at once.
+    let concurrency: Int
+    private let inFlight = Mutex<Set<TenantName>>([])
+
+    public init(
+        repository: any WebhookRepository & EventLogRepository, settings: WebhookSettings, policy: WebhookPolicy = .standard,
+        delivers: @escaping @Sendable (TenantName) async -> Bool, logger: Logger, pollInterval: Duration = .milliseconds(100),
+        concurrency: Int = 256, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.repository = repository
+        self.settings = settings
+        self.sender = WebhookSender(allowPrivate: settings.allowPrivate, timeout: policy.timeout)
+        self.policy = policy
+        self.delivers = delivers
+        self.logger = logger
+        self.pollInterval = pollInterval
+        self.concurrency = concurrency
+        self.now = now
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                var lastGauges = ContinuousClock.now - .seconds(60)
+                while !Task.isCancelled {
+                    if ContinuousClock.now - lastGauges >= .seconds(10) {
+                        lastGauges = ContinuousClock.now
+                        await self.updateGauges()
+                    }
+                    for webhook in await self.dueWebhooks() {
+                        group.addTask {
+                            await self.deliver(webhook)
+                            _ = self.inFlight.withLock { $0.remove(webhook.tenant) }
+                        }
+                    }
+                    try? await Task.sleep(for: self.pollInterval)
+                }
+            }
+        }
+        await sender.shutdown()
+    }
+
+    /// Due webhooks of tenants this node delivers and is not delivering already, marked in flight.
+    private func dueWebhooks() async -> [StoredWebhook] {
+        let free = concurrency - inFlight.withLock { $0.count }
+        guard free > 0 else { return [] }
+        let due: [StoredWebhook]
+        do { due = try await repository.dueWebhooks(at: now(), limit: free + inFlight.withLock { $0.count }) } catch {
+            logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
+            return []
+        }
+        var chosen: [StoredWebhook] = []
+        for webhook in due where chosen.count < free {
+            guard await delivers(webhook.tenant), inFlight.withLock({ $0.insert(webhook.tenant).inserted }) else { continue }
+            chosen.append(webhook)
+        }
+        return chosen
+    }
+
+    /// One turn for one tenant: its re-queued deliveries, then up to 100 events of its stream.
+    func deliver(_ webhook: StoredWebhook) async {
+        guard let secret = settings.secret(of: webhook), let url = try? WebhookURL(webhook.url, allowPrivate: true) else {
+            logger.error("webhook cannot be delivered: its secret does not open or its URL is invalid", metadata: ["tenant": "\(webhook.tenant)"])
+            return
+        }
+        do {
+            try await deliverQueued(webhook, secret: secret, url: url)
+            if webhook.nextAttemptAt <= now() { try await deliverStream(webhook, secret: secret, url: url) }
+        } catch {
+            logger.warning("webhook delivery state not stored", metadata: ["tenant": "\(webhook.tenant)", "error": "\(error)"])
+        }
+    }
+
+    private func deliverStream(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
+        var cursor = webhook.cursor
+        var attempts = webhook.attempts
+        var firstFailure = webhook.firstFailureAt
+        var budget = 100
+        while budget > 0 {
+            let events = try await repository.events(of: webhook.tenant, after: cursor, limit: min(budget, 100))
+            guard let last = events.last else { return }
+            for event in events {
+                guard webhook.events.contains(event.type) else { continue }
+                budget -= 1
+                let outcome = await sender.post(WebhookRequest(event: event, tenant: webhook.tenant, secret: secret, now: now()), to: url)
+                if outcome == .delivered {
+                    Self.count("success")
+                    guard try await repository.advanceWebhook(for: webhook.tenant, from: cursor, to: event.id) else { return }
+                    (cursor, attempts, firstFailure) = (event.id, 0, nil)
+                    continue
+                }
+                let reason = Self.reason(outcome)
+                attempts += 1
+                let first = firstFailure ?? now()
+                if policy.givesUp(firstFailure: first, now: now()) {
+                    Self.count("dead")
+                    logger.warning("webhook delivery dead-lettered", metadata: ["tenant": "\(webhook.tenant)", "event": "\(event.id)", "error": "\(reason)"])
+                    guard
+                        try await repository.deadLetterWebhookHead(
+                            for: webhook.tenant, from: cursor, eventID: event.id, attempts: attempts, firstFailureAt: first, error: reason, now: now())
+                    else { return }
+                    (cursor, attempts, firstFailure) = (event.id, 0, nil)
+                    continue
+                }
+                Self.count("failure")
+                let wait = policy.backoff(afterAttempts: attempts, random: Double.random(in: 0...1))
+                try await repository.recordWebhookFailure(
+                    for: webhook.tenant, at: cursor, attempts: attempts, firstFailureAt: first, nextAttemptAt: now().addingTimeInterval(wait.timeInterval),
+                    error: reason)
+                return
+            }
+            // Only other types remained: move past them so the queue does not look due again.
+            if cursor < last.id, events.allSatisfy({ $0.id <= cursor || !webhook.events.contains($0.type) }) {
+                guard try await repository.advanceWebhook(for: webhook.tenant, from: cursor, to: last.id) else { return }
+                cursor = last.id
+            }
+            if events.count < 100 { return }
+        }
+    }
+
+    private func deliverQueued(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
+        for var parked in try await repository.parkedWebhookDeliveries(for: webhook.tenant, status: "queued", limit: 20) where parked.nextAttemptAt <= now() {
+            let found = try await repository.events(of: webhook.tenant, after: parked.eventID - 1, limit: 1).first
+            guard let event = found, event.id == parked.eventID else {
+                parked.status = "dead"
+                parked.lastError = "the event is no longer in the log"
+                try await repository.updateParkedWebhookDelivery(parked, delivered: false)
+                continue
+            }
+            let outcome = await sender.post(WebhookRequest(event: event, tenant: webhook.tenant, secret: secret, now: now()), to: url)
+            if outcome == .delivered {
+                Self.count("success")
+                try await repository.updateParkedWebhookDelivery(parked, delivered: true)
+                continue
+            }
+            parked.attempts += 1
+            parked.lastError = Self.reason(outcome)
+            let first = parked.firstFailureAt ?? now()
+            parked.firstFailureAt = first
+            if policy.givesUp(firstFailure: first, now: now()) {
+                Self.count("dead")
+                parked.status = "dead"
+                parked.parkedAt = now()
+            } else {
+                Self.count("failure")
+                parked.nextAttemptAt = now().addingTimeInterval(policy.backoff(afterAttempts: parked.attempts, random: Double.random(in: 0...1)).timeInterval)
+            }
+            try await repository.updateParkedWebhookDelivery(parked, delivered: false)
+        }
+    }
+
+    private func updateGauges() async {
+        guard let backlog = try? await repository.webhookBacklog() else { return }
+        Gauge(label: "wahost_webhook_queue_depth").record(backlog.depth)
+        Gauge(label: "wahost_webhook_oldest_pending_seconds").record(backlog.oldest.map { max(0, now().timeIntervalSince($0)) } ?? 0)
+    }
+
+    private static func count(_ result: String) { Counter(label: "wahost_webhook_deliveries_total", dimensions: [("result", result)]).increment() }
+
+    private static func reason(_ outcome: WebhookOutcome) -> String {
+        if case .failed(let text) = outcome { return text }
+        return "delivered"
+    }
+}

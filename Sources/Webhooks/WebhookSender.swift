@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Tenancy
+
+/// What one delivery attempt came to.
+public enum WebhookOutcome: Sendable, Equatable {
+    /// The receiver answered 2xx.
+    case delivered
+    /// Anything else; the text says what (status, timeout, refused, forbidden address), never the body or the secret.
+    case failed(String)
+}
+
+/// Posts webhook requests. Unless private addresses are allowed it resolves the host itself, refuses every forbidden
+/// address, and connects to the address it checked (TLS still verifies the host name), so a DNS answer that changes
+/// between the check and the connection cannot point a delivery inside the network. Redirects are not followed.
+public actor WebhookSender {
+    private let allowPrivate: Bool
+    private let timeout: Duration
+    private let direct: HTTPClient
+    /// Clients pinned to a checked address, by `host|address`; dropped together when there are too many.
+    private var pinned: [String: HTTPClient] = [:]
+    private static let maximumPinned = 256
+
+    public init(allowPrivate: Bool, timeout: Duration) {
+        self.allowPrivate = allowPrivate
+        self.timeout = timeout
+        direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: [:]))
+    }
+
+    /// Sends `request` to `url`; `.delivered` only for a 2xx within the timeout.
+    public func post(_ request: WebhookRequest, to url: WebhookURL) async -> WebhookOutcome {
+        let client: HTTPClient
+        do { client = try await self.client(for: url) } catch { return .failed(error.description) }
+        var outgoing = HTTPClientRequest(url: url.text)
+        outgoing.method = .POST
+        for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
+        outgoing.body = .bytes(ByteBuffer(bytes: request.body))
+        do {
+            let response = try await client.execute(outgoing, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return (200..<300).contains(Int(response.status.code)) ? .delivered : .failed("HTTP \(response.status.code)")
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+            return .failed("no answer within \(timeout.components.seconds) s")
+        } catch {
+            return .failed(Self.describe(error))
+        }
+    }
+
+    /// Closes every connection.
+    public func shutdown() async {
+        for client in pinned.values { try? await client.shutdown() }
+        pinned = [:]
+        try? await direct.shutdown()
+    }
+
+    private func client(for url: WebhookURL) async throws(WebhookURLError) -> HTTPClient {
+        if allowPrivate || IPAddress(url.host) != nil { return direct }
+        let addresses = try await Self.resolve(url.host, port: url.port)
+        for address in addresses { try ForbiddenAddresses.check(address) }
+        let chosen = addresses[0].description
+        let key = url.host + "|" + chosen
+        if let client = pinned[key] { return client }
+        if pinned.count >= Self.maximumPinned {
+            let old = Array(pinned.values)
+            pinned = [:]
+            Task { for client in old { try? await client.shutdown() } }
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: [url.host: chosen]))
+        pinned[key] = client
+        return client
+    }
+
+    private static func configuration(dnsOverride: [String: String]) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(10)))
+        configuration.dnsOverride = dnsOverride
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 8)
+        return configuration
+    }
+
+    /// Every address `host` resolves to (getaddrinfo on NIO's thread pool).
+    static func resolve(_ host: String, port: Int) async throws(WebhookURLError) -> [IPAddress] {
+        let result: [IPAddress]?
+        do {
+            result = try await NIOThreadPool.singleton.runIfActive { () -> [IPAddress]? in
+                var hints = addrinfo()
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                var list: UnsafeMutablePointer<addrinfo>?
+                guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
+                defer { freeaddrinfo(first) }
+                var addresses: [IPAddress] = []
+                var cursor: UnsafeMutablePointer<addrinfo>? = first
+                while let info = cursor {
+                    if info.pointee.ai_family == AF_INET, let raw = info.pointee.ai_addr {
+                        let address = raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                        addresses.append(IPAddress(bytes: withUnsafeBytes(of: address) { Array($0) }))
+                    } else if info.pointee.ai_family == AF_INET6, let raw = info.pointee.ai_addr {
+                        let address = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                        let bytes = withUnsafeBytes(of: address) { Array($0) }
+                        addresses.append(IPAddress(IPAddress(bytes: bytes).description) ?? IPAddress(bytes: bytes))
+                    }
+                    cursor = info.pointee.ai_next
+                }
+                return addresses
+            }
+        } catch {
+            throw WebhookURLError(.unresolvable, "cannot resolve \(host): \(error)")
+        }
+        guard let result, !result.isEmpty else { throw WebhookURLError(.unresolvable, "\(host) does not resolve") }
+        return result
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError { return "cannot connect: \(error.connectionErrors.first.map { "\($0.error)" } ?? "\(error)")" }
+        if let error = error as? ChannelError, case .connectTimeout = error { return "connect timed out" }
+        let text = "\(error)"
+        return text.count > 200 ? String(text.prefix(200)) : text
+    }
+}
