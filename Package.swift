@@ -172,9 +172,10 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy", "Webhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Benchmarks/wahost-bench"
         ),

@@ -124,10 +124,11 @@ final class BenchRig: @unchecked Sendable {
     }
 
     /// Starts `wahost serve` on a free port (under `wrapper`, e.g. heaptrack, when given) and waits for `/healthz`.
-    func startServer(wrapper: [String] = []) async throws -> (process: ChildProcess, port: Int) {
+    func startServer(wrapper: [String] = [], extraEnvironment: [String: String] = [:]) async throws -> (process: ChildProcess, port: Int) {
         let port = try freeLoopbackPort()
         let command = wrapper + [binary, "serve", "--port", "\(port)", "--data-dir", directory]
         var environment = ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"]
+        environment.merge(extraEnvironment) { $1 }
         environment["WAHOST_WA_CA_FILE"] = certificateFile
         let server = try ChildProcess(command[0], Array(command.dropFirst()), environment: environment)
         servers.append(server)

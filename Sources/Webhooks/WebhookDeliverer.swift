@@ -92,24 +92,36 @@ public final class WebhookDeliverer: Service, Sendable {
         }
     }
 
+    /// Delivers the tenant's stream in order; the cursor is stored once per turn (and before a failure is recorded),
+    /// so a crash in between only sends again what was already sent.
     private func deliverStream(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
-        var cursor = webhook.cursor
+        var stored = webhook.cursor
+        var position = webhook.cursor
         var attempts = webhook.attempts
         var firstFailure = webhook.firstFailureAt
         var budget = 100
-        while budget > 0 {
-            let events = try await repository.events(of: webhook.tenant, after: cursor, limit: min(budget, 100))
-            guard let last = events.last else { return }
+        func store() async throws(RepositoryError) -> Bool {
+            guard position > stored else { return true }
+            guard try await repository.advanceWebhook(for: webhook.tenant, from: stored, to: position) else { return false }
+            stored = position
+            return true
+        }
+        reading: while budget > 0 {
+            let events = try await repository.events(of: webhook.tenant, after: position, limit: 100)
             for event in events {
-                guard webhook.events.contains(event.type) else { continue }
+                guard webhook.events.contains(event.type) else {
+                    position = event.id
+                    continue
+                }
+                guard budget > 0 else { break reading }
                 budget -= 1
                 let outcome = await sender.post(WebhookRequest(event: event, tenant: webhook.tenant, secret: secret, now: now()), to: url)
                 if outcome == .delivered {
                     Self.count("success")
-                    guard try await repository.advanceWebhook(for: webhook.tenant, from: cursor, to: event.id) else { return }
-                    (cursor, attempts, firstFailure) = (event.id, 0, nil)
+                    (position, attempts, firstFailure) = (event.id, 0, nil)
                     continue
                 }
+                guard try await store() else { return }
                 let reason = Self.reason(outcome)
                 attempts += 1
                 let first = firstFailure ?? now()
@@ -118,25 +130,21 @@ public final class WebhookDeliverer: Service, Sendable {
                     logger.warning("webhook delivery dead-lettered", metadata: ["tenant": "\(webhook.tenant)", "event": "\(event.id)", "error": "\(reason)"])
                     guard
                         try await repository.deadLetterWebhookHead(
-                            for: webhook.tenant, from: cursor, eventID: event.id, attempts: attempts, firstFailureAt: first, error: reason, now: now())
+                            for: webhook.tenant, from: stored, eventID: event.id, attempts: attempts, firstFailureAt: first, error: reason, now: now())
                     else { return }
-                    (cursor, attempts, firstFailure) = (event.id, 0, nil)
+                    (stored, position, attempts, firstFailure) = (event.id, event.id, 0, nil)
                     continue
                 }
                 Self.count("failure")
                 let wait = policy.backoff(afterAttempts: attempts, random: Double.random(in: 0...1))
                 try await repository.recordWebhookFailure(
-                    for: webhook.tenant, at: cursor, attempts: attempts, firstFailureAt: first, nextAttemptAt: now().addingTimeInterval(wait.timeInterval),
+                    for: webhook.tenant, at: stored, attempts: attempts, firstFailureAt: first, nextAttemptAt: now().addingTimeInterval(wait.timeInterval),
                     error: reason)
                 return
             }
-            // Only other types remained: move past them so the queue does not look due again.
-            if cursor < last.id, events.allSatisfy({ $0.id <= cursor || !webhook.events.contains($0.type) }) {
-                guard try await repository.advanceWebhook(for: webhook.tenant, from: cursor, to: last.id) else { return }
-                cursor = last.id
-            }
-            if events.count < 100 { return }
+            if events.count < 100 { break }
         }
+        _ = try await store()
     }
 
     private func deliverQueued(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {

@@ -141,10 +141,14 @@ final class WebhookReceiver: Sendable {
         receiver.mode.withLock { $0 = .fail }
         let doomed = try await rig.simulator.sendText(from: "15557770001", to: account, text: "dead letter")
         var deadID = 0
+        try await eventually("the doomed message logged") {
+            let log = try await http("GET", port, "/tenants/acme/events?limit=1000", headers: auth.merging(["accept": "application/json"]) { $1 })
+            deadID = (log.object["events"] as? [[String: Any]])?.first { ($0["data"] as? [String: Any])?["id"] as? String == doomed }?["id"] as? Int ?? 0
+            return deadID > 0
+        }
         try await eventually(timeout: .seconds(30), "dead-lettered") {
             let dead = try await http("GET", port, "/tenants/acme/webhook/deliveries?status=dead", headers: auth)
-            deadID = ((dead.object["deliveries"] as? [[String: Any]])?.first?["id"] as? Int) ?? 0
-            return deadID > 0
+            return (dead.object["deliveries"] as? [[String: Any]])?.contains { $0["id"] as? Int == deadID } == true
         }
         receiver.mode.withLock { $0 = .accept }
         let later = try await rig.simulator.sendText(from: "15557770001", to: account, text: "after the dead one")
@@ -159,7 +163,9 @@ final class WebhookReceiver: Sendable {
         let replay = try await http("POST", port, "/tenants/acme/webhook/redeliver?after=\(deadID - 1)", headers: auth)
         #expect(replay.status == 202)
         try await eventually("replayed") { receiver.deliveries.count > before }
-        #expect(!server.output.contains(secret), "the secret is never logged")
+        let metrics = try await http("GET", port, "/metrics").text
+        #expect(metrics.contains(#"wahost_webhook_deliveries_total{result="success"}"#) && metrics.contains(#"wahost_webhook_deliveries_total{result="dead"}"#))
+        #expect(!server.output.contains(secret) && !metrics.contains(secret), "the secret is never logged")
         #expect(try await http("DELETE", port, "/tenants/acme/webhook", headers: auth).status == 200)
         #expect(try await http("GET", port, "/tenants/acme/webhook", headers: auth).status == 404)
         await receiver.stop()
