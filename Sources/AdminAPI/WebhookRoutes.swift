@@ -27,8 +27,12 @@ struct WebhookRoutes {
         }
     }
 
+    /// The webhook settings; without them (a router built without webhooks) the routes answer 404.
     private var settings: WebhookSettings {
-        get throws { guard let settings = dependencies.webhooks else { throw APIError(.notFound, "not_found", "no such route") }; return settings }
+        get throws {
+            guard let settings = dependencies.webhooks else { throw APIError(.notFound, "not_found", "no such route") }
+            return settings
+        }
     }
 
     private func tenant(_ request: Request, _ context: AdminRequestContext, fromPath: Bool, otp: Bool) async throws -> TenantName {

@@ -88,12 +88,17 @@ public final class EventLogWriter: Sendable {
     /// Waits at most `limit` until every event recorded before the call is stored (or given up on); false if some
     /// were still pending then (a shutdown with the database away).
     public func flushed(within limit: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while !shared.state.withLock({ $0.pending.isEmpty && $0.inFlight == 0 }) {
-            guard ContinuousClock.now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return true
+        let shared = self.shared
+        // Shutdown calls this from a cancelled task, where `Task.sleep` returns at once: the wait runs detached so it
+        // sleeps instead of spinning.
+        return await Task.detached {
+            let deadline = ContinuousClock.now + limit
+            while !shared.state.withLock({ $0.pending.isEmpty && $0.inFlight == 0 }) {
+                guard ContinuousClock.now < deadline else { return false }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return true
+        }.value
     }
 
     /// Up to `limit` stored events of `tenant` after id `after`, oldest first.
