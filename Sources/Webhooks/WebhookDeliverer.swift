@@ -79,7 +79,15 @@ public final class WebhookDeliverer: Service, Sendable {
     }
 
     /// One turn for one tenant: its re-queued deliveries, then up to 100 events of its stream.
-    func deliver(_ webhook: StoredWebhook) async {
+    func deliver(_ due: StoredWebhook) async {
+        // The row is read again now that this turn holds the tenant: the due list can predate the last turn's cursor,
+        // and starting from a stale cursor would send again what that turn delivered.
+        let current: StoredWebhook?
+        do { current = try await repository.webhook(for: due.tenant) } catch {
+            logger.warning("webhook not readable", metadata: ["tenant": "\(due.tenant)", "error": "\(error)"])
+            return
+        }
+        guard let webhook = current else { return }
         guard let secret = settings.secret(of: webhook), let url = try? WebhookURL(webhook.url, allowPrivate: true) else {
             logger.error("webhook cannot be delivered: its secret does not open or its URL is invalid", metadata: ["tenant": "\(webhook.tenant)"])
             return
