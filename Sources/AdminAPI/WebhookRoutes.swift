@@ -111,7 +111,8 @@ struct WebhookRoutes {
     }
 
     private func redeliver(_ request: Request, _ context: AdminRequestContext, fromPath: Bool) async throws -> Response {
-        let tenant = try await tenant(request, context, fromPath: fromPath, otp: false)
+        // A replay moves the queue like a configuration change does (an `after` beyond the log would skip what comes).
+        let tenant = try await tenant(request, context, fromPath: fromPath, otp: true)
         guard let text = request.uri.queryParameters.get("after"), let after = Int64(text), after >= 0 else {
             throw APIError.badRequest("invalid_after", "after must be an event id (0 replays the whole log)")
         }

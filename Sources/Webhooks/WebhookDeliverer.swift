@@ -40,22 +40,22 @@ public final class WebhookDeliverer: Service, Sendable {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                var lastGauges = ContinuousClock.now - .seconds(60)
-                while !Task.isCancelled {
-                    if ContinuousClock.now - lastGauges >= .seconds(10) {
-                        lastGauges = ContinuousClock.now
-                        await self.updateGauges()
-                    }
-                    for webhook in await self.dueWebhooks() {
-                        group.addTask {
-                            await self.deliver(webhook)
-                            _ = self.inFlight.withLock { $0.remove(webhook.tenant) }
-                        }
-                    }
-                    try? await Task.sleep(for: self.pollInterval)
+        // A graceful shutdown stops the polling and lets the turns in flight finish and store their cursors (a
+        // cancelled turn could not store it, and everything it had delivered would be sent again).
+        await withDiscardingTaskGroup { group in
+            var lastGauges = ContinuousClock.now - .seconds(60)
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                if ContinuousClock.now - lastGauges >= .seconds(10) {
+                    lastGauges = ContinuousClock.now
+                    await self.updateGauges()
                 }
+                for webhook in await self.dueWebhooks() {
+                    group.addTask {
+                        await self.deliver(webhook)
+                        _ = self.inFlight.withLock { $0.remove(webhook.tenant) }
+                    }
+                }
+                try? await Task.sleep(for: self.pollInterval)
             }
         }
         await sender.shutdown()
@@ -121,7 +121,7 @@ public final class WebhookDeliverer: Service, Sendable {
                     position = event.id
                     continue
                 }
-                guard budget > 0 else { break reading }
+                guard budget > 0, !Task.isShuttingDownGracefully, !Task.isCancelled else { break reading }
                 budget -= 1
                 let outcome = await sender.post(WebhookRequest(event: event, tenant: webhook.tenant, secret: secret, now: now()), to: url)
                 if outcome == .delivered {
@@ -140,7 +140,9 @@ public final class WebhookDeliverer: Service, Sendable {
                         try await repository.deadLetterWebhookHead(
                             for: webhook.tenant, from: stored, eventID: event.id, attempts: attempts, firstFailureAt: first, error: reason, now: now())
                     else { return }
-                    (stored, position, attempts, firstFailure) = (event.id, event.id, 0, nil)
+                    // The receiver has failed since `first`: later events die on their first failure until one is
+                    // taken, so a dead receiver cannot hold the tenant's log past retention one day per event.
+                    (stored, position, attempts, firstFailure) = (event.id, event.id, 0, first)
                     continue
                 }
                 Self.count("failure")

@@ -57,7 +57,12 @@ public actor WebhookSender {
     }
 
     private func client(for url: WebhookURL) async throws(WebhookURLError) -> HTTPClient {
-        if allowPrivate || IPAddress(url.host) != nil { return direct }
+        if let address = IPAddress(url.host) {
+            // A literal address stored while private ones were allowed is checked again now.
+            if !allowPrivate { try ForbiddenAddresses.check(address) }
+            return direct
+        }
+        if allowPrivate { return direct }
         let addresses = try await Self.resolve(url.host, port: url.port)
         for address in addresses { try ForbiddenAddresses.check(address) }
         let chosen = addresses[0].description
@@ -68,7 +73,9 @@ public actor WebhookSender {
             pinned = [:]
             Task { for client in old { try? await client.shutdown() } }
         }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: [url.host: chosen]))
+        var overrides = [url.host: chosen]
+        if let seen = URL(string: url.text)?.host, seen != url.host { overrides[seen] = chosen }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: overrides))
         pinned[key] = client
         return client
     }

@@ -25,10 +25,17 @@ public struct WebhookURL: Sendable, Equatable, CustomStringConvertible {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host.hasSuffix(".") { host.removeLast() }
         guard !host.isEmpty else { throw WebhookURLError(.invalid, "url must name a host") }
-        self.text = text
+        let port = components.port ?? (scheme == "https" ? 443 : 80)
+        guard (1...65535).contains(port) else { throw WebhookURLError(.invalid, "url port must be 1 to 65535") }
         self.scheme = scheme
         self.host = host.lowercased()
-        self.port = components.port ?? (scheme == "https" ? 443 : 80)
+        self.port = port
+        // The request goes to the URL rebuilt with the normalised host, so the host the HTTP client connects to is
+        // exactly the one whose addresses were checked (and pinned).
+        var rebuilt = components
+        if IPAddress(self.host) == nil { rebuilt.host = self.host }
+        guard let normalised = rebuilt.string else { throw WebhookURLError(.invalid, "url cannot be normalised") }
+        self.text = normalised
         // A name is checked by what it resolves to (`localhost` included), when configured and again on every delivery.
         if !allowPrivate, let address = IPAddress(self.host) { try ForbiddenAddresses.check(address) }
     }

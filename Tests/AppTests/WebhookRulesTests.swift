@@ -40,10 +40,12 @@ import Webhooks
         #expect(try WebhookURL("https://example.com/hook", allowPrivate: false).port == 443)
         #expect(try WebhookURL("http://example.com:8080/h?x=1", allowPrivate: false).port == 8080)
         #expect(try WebhookURL("http://127.0.0.1:9/h", allowPrivate: true).host == "127.0.0.1", "allowed with the flag")
+        // The request goes to the normalised host, the one whose addresses are checked and pinned.
+        #expect(try WebhookURL("https://Hooks.Example.COM./a?b=1", allowPrivate: false).text == "https://hooks.example.com/a?b=1")
         for (url, kind) in [
             ("http://10.0.0.1/", WebhookURLError.Kind.forbidden), ("http://[fe80::1]/", .forbidden), ("http://100.64.0.1/", .forbidden),
             ("gopher://example.com/", .invalid), ("https://a:b@example.com/", .invalid), ("", .invalid),
-            ("https://" + String(repeating: "a", count: 2100) + ".com/", .invalid),
+            ("https://" + String(repeating: "a", count: 2100) + ".com/", .invalid), ("http://93.184.216.34:70000/h", .invalid),
         ] {
             #expect(throws: WebhookURLError.self, "\(url)") { try WebhookURL(url, allowPrivate: false) }
             do { _ = try WebhookURL(url, allowPrivate: false) } catch { #expect(error.kind == kind, "\(url)") }
@@ -58,6 +60,10 @@ import Webhooks
         let outcome = await sender.post(request, to: try WebhookURL("http://localhost:9/h", allowPrivate: false))
         guard case .failed(let reason) = outcome else { Issue.record("delivered to loopback"); return }
         #expect(reason.contains("127.0.0.1") && reason.contains("may not reach"), "\(reason)")
+        // A literal private address stored while the flag was on is refused once it is off.
+        let literal = await sender.post(request, to: try WebhookURL("http://10.9.8.7:9/h", allowPrivate: true))
+        guard case .failed(let literalReason) = literal else { Issue.record("delivered to a private address"); return }
+        #expect(literalReason.contains("may not reach"), "\(literalReason)")
         await sender.shutdown()
     }
 }

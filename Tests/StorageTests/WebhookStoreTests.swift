@@ -61,6 +61,8 @@ import Testing
         // Undelivered events outlive the retention; a rewind replays; deleting the webhook frees them.
         #expect(try await store.trimEvents(olderThan: Date().addingTimeInterval(3600)) == 3, "only the events at or before the cursor")
         #expect(try await store.events(of: acme, after: 0, limit: 10).map(\.id) == [ids[2]])
+        #expect(try await store.rewindWebhook(for: acme, after: 1_000_000))
+        #expect(try await store.webhook(for: acme)?.cursor == ids[2], "a rewind beyond the log stops at its newest event")
         #expect(try await store.rewindWebhook(for: acme, after: 0))
         #expect(try await store.webhook(for: acme)?.cursor == 0)
         #expect(try await store.replaceWebhookSecret(for: acme, sealedSecret: [7]))

@@ -161,7 +161,9 @@ extension PostgresSystemStore {
         try await run { client, logger in
             try await !client.query(
                 """
-                UPDATE webhooks SET cursor_seq = \(max(0, after)), attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                UPDATE webhooks
+                SET cursor_seq = LEAST(\(max(0, after)), COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(tenant.rawValue)), 0)),
+                    attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
                 WHERE tenant = \(tenant.rawValue) RETURNING tenant
                 """, logger: logger
             ).collect().isEmpty

@@ -148,9 +148,10 @@ extension SQLiteSystemStore {
         try await write { db in
             try db.execute(
                 sql: """
-                    UPDATE webhooks SET cursor_seq = ?, attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                    UPDATE webhooks SET cursor_seq = MIN(?, COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = ?), 0)),
+                        attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
                     WHERE tenant = ?
-                    """, arguments: [max(0, after), tenant.rawValue])
+                    """, arguments: [max(0, after), tenant.rawValue, tenant.rawValue])
             return db.changesCount > 0
         }
     }

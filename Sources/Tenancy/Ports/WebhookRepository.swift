@@ -94,7 +94,8 @@ public protocol WebhookRepository: Sendable {
     func updateParkedWebhookDelivery(_ delivery: ParkedWebhookDelivery, delivered: Bool) async throws(RepositoryError)
     /// Puts a dead delivery back in the queue with fresh attempts; false if there is no dead delivery of that event.
     func requeueWebhookDelivery(for tenant: TenantName, eventID: Int64, now: Date) async throws(RepositoryError) -> Bool
-    /// Sets the cursor to `after` (replaying the log from there) and clears the failure state; false without a webhook.
+    /// Sets the cursor to `after`, at most the newest event (replaying the log from there), and clears the failure
+    /// state; false without a webhook.
     func rewindWebhook(for tenant: TenantName, after: Int64) async throws(RepositoryError) -> Bool
     /// Events queued for every webhook (after each cursor, any type) and the oldest one's time, for metrics.
     func webhookBacklog() async throws(RepositoryError) -> (depth: Int, oldest: Date?)
