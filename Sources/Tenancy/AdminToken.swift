@@ -37,11 +37,7 @@ public struct AdminToken: Sendable {
         return AdminToken(tenant: tenant, text: text)
     }
 
-    private static func randomSecret() -> String {
-        Data(SecureRandom.bytes(32)).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    private static func randomSecret() -> String { SecureRandom.base64URL(32) }
 
     private static func isSecret(_ text: Substring) -> Bool {
         text.utf8.count == secretLength

@@ -13,12 +13,16 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, String(text), &v4) == 1 {
-            bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            self.init(bytes: withUnsafeBytes(of: &v4) { Array($0) })
             return
         }
         var v6 = in6_addr()
         guard inet_pton(AF_INET6, String(text), &v6) == 1 else { return nil }
-        let raw = withUnsafeBytes(of: &v6) { Array($0) }
+        self.init(ipv6Bytes: withUnsafeBytes(of: &v6) { Array($0) })
+    }
+
+    /// An IPv6 address from its 16 bytes; an IPv4-mapped one becomes its IPv4 address.
+    package init(ipv6Bytes raw: [UInt8]) {
         bytes = raw.prefix(10).allSatisfy { $0 == 0 } && raw[10] == 0xFF && raw[11] == 0xFF ? Array(raw.suffix(4)) : raw
     }
 

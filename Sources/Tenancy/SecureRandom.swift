@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// Cryptographically secure random bytes.
 public enum SecureRandom {
@@ -6,5 +7,11 @@ public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    /// `count` random bytes as unpadded base64url (tokens, secrets).
+    public static func base64URL(_ count: Int) -> String {
+        Data(bytes(count)).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }

@@ -66,7 +66,8 @@ public final class WebhookDeliverer: Service, Sendable {
         let free = concurrency - inFlight.withLock { $0.count }
         guard free > 0 else { return [] }
         let due: [StoredWebhook]
-        do { due = try await repository.dueWebhooks(at: now(), limit: free + inFlight.withLock { $0.count }) } catch {
+        // The due list includes the tenants in flight (they stay due while delivered): ask for enough to fill the free slots.
+        do { due = try await repository.dueWebhooks(at: now(), limit: concurrency) } catch {
             logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
             return []
         }
@@ -133,7 +134,8 @@ public final class WebhookDeliverer: Service, Sendable {
                 let reason = Self.reason(outcome)
                 attempts += 1
                 let first = firstFailure ?? now()
-                if policy.givesUp(firstFailure: first, now: now()) {
+                switch policy.afterFailure(attempts: attempts, firstFailure: first, now: now(), random: Double.random(in: 0...1)) {
+                case .deadLetter:
                     Self.count("dead")
                     logger.warning("webhook delivery dead-lettered", metadata: ["tenant": "\(webhook.tenant)", "event": "\(event.id)", "error": "\(reason)"])
                     guard
@@ -144,13 +146,12 @@ public final class WebhookDeliverer: Service, Sendable {
                     // taken, so a dead receiver cannot hold the tenant's log past retention one day per event.
                     (stored, position, attempts, firstFailure) = (event.id, event.id, 0, first)
                     continue
+                case .retry(let next):
+                    Self.count("failure")
+                    try await repository.recordWebhookFailure(
+                        for: webhook.tenant, at: stored, attempts: attempts, firstFailureAt: first, nextAttemptAt: next, error: reason)
+                    return
                 }
-                Self.count("failure")
-                let wait = policy.backoff(afterAttempts: attempts, random: Double.random(in: 0...1))
-                try await repository.recordWebhookFailure(
-                    for: webhook.tenant, at: stored, attempts: attempts, firstFailureAt: first, nextAttemptAt: now().addingTimeInterval(wait.timeInterval),
-                    error: reason)
-                return
             }
             if events.count < 100 { break }
         }
@@ -176,13 +177,14 @@ public final class WebhookDeliverer: Service, Sendable {
             parked.lastError = Self.reason(outcome)
             let first = parked.firstFailureAt ?? now()
             parked.firstFailureAt = first
-            if policy.givesUp(firstFailure: first, now: now()) {
+            switch policy.afterFailure(attempts: parked.attempts, firstFailure: first, now: now(), random: Double.random(in: 0...1)) {
+            case .deadLetter:
                 Self.count("dead")
                 parked.status = "dead"
                 parked.parkedAt = now()
-            } else {
+            case .retry(let next):
                 Self.count("failure")
-                parked.nextAttemptAt = now().addingTimeInterval(policy.backoff(afterAttempts: parked.attempts, random: Double.random(in: 0...1)).timeInterval)
+                parked.nextAttemptAt = next
             }
             try await repository.updateParkedWebhookDelivery(parked, delivered: false)
         }

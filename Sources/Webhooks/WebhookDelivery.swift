@@ -30,10 +30,25 @@ public struct WebhookPolicy: Sendable {
         return .milliseconds(Int64((ceiling * min(max(random, 0), 1) * 1000).rounded()))
     }
 
+    /// After a failed attempt (the `attempts`th, the first at `firstFailure`): dead-letter it once the policy's time has
+    /// passed, else when to try again.
+    public func afterFailure(attempts: Int, firstFailure: Date, now: Date, random: Double) -> WebhookRetry {
+        givesUp(firstFailure: firstFailure, now: now)
+            ? .deadLetter : .retry(at: now.addingTimeInterval(backoff(afterAttempts: attempts, random: random).timeInterval))
+    }
+
     /// True once a delivery first failed at `firstFailure` should stop being retried at `now`.
     public func givesUp(firstFailure: Date, now: Date) -> Bool {
         now.timeIntervalSince(firstFailure) >= retryFor.timeInterval
     }
+}
+
+/// What follows a failed delivery attempt.
+public enum WebhookRetry: Sendable, Equatable {
+    /// Its time is up: park it as dead.
+    case deadLetter
+    /// Try again at this instant.
+    case retry(at: Date)
 }
 
 /// One POST as sent: the body and the headers, signed.

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Tenancy
+import WahostBasics
 
 /// What one delivery attempt came to.
 public enum WebhookOutcome: Sendable, Equatable {
@@ -39,7 +40,7 @@ public actor WebhookSender {
         for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
         outgoing.body = .bytes(ByteBuffer(bytes: request.body))
         do {
-            let response = try await client.execute(outgoing, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            let response = try await client.execute(outgoing, timeout: .milliseconds(timeout.wholeMilliseconds))
             _ = try? await response.body.collect(upTo: 64 * 1024)
             return (200..<300).contains(Int(response.status.code)) ? .delivered : .failed("HTTP \(response.status.code)")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
@@ -106,8 +107,7 @@ public actor WebhookSender {
                         addresses.append(IPAddress(bytes: withUnsafeBytes(of: address) { Array($0) }))
                     } else if info.pointee.ai_family == AF_INET6, let raw = info.pointee.ai_addr {
                         let address = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                        let bytes = withUnsafeBytes(of: address) { Array($0) }
-                        addresses.append(IPAddress(IPAddress(bytes: bytes).description) ?? IPAddress(bytes: bytes))
+                        addresses.append(IPAddress(ipv6Bytes: withUnsafeBytes(of: address) { Array($0) }))
                     }
                     cursor = info.pointee.ai_next
                 }

@@ -8,9 +8,6 @@ public struct WebhookView: Sendable, Equatable {
     public let events: [String]
     /// Shown once: when the webhook is created and when the secret is rotated.
     public let secret: String?
-    /// Failed attempts at the delivery that holds the queue, and why the last one failed.
-    public let failingAttempts: Int
-    public let lastError: String?
 }
 
 /// One delivery as `GET …/webhook/deliveries` lists it.
@@ -51,14 +48,14 @@ public struct WebhookSettings: Sendable {
         do { created = try await repository.putWebhook(for: tenant, url: url.text, events: types, sealedSecret: seal(secret, for: tenant)) } catch {
             throw WebhookSettingsError.storage(error)
         }
-        return WebhookView(url: url.text, events: types, secret: created ? secret : nil, failingAttempts: 0, lastError: nil)
+        return WebhookView(url: url.text, events: types, secret: created ? secret : nil)
     }
 
     /// The tenant's webhook without its secret, or nil.
     public func get(for tenant: TenantName) async throws(WebhookSettingsError) -> WebhookView? {
         let stored: StoredWebhook?
         do { stored = try await repository.webhook(for: tenant) } catch { throw WebhookSettingsError.storage(error) }
-        return stored.map { WebhookView(url: $0.url, events: $0.events, secret: nil, failingAttempts: $0.attempts, lastError: $0.lastError) }
+        return stored.map { WebhookView(url: $0.url, events: $0.events, secret: nil) }
     }
 
     /// Deletes the webhook and its parked deliveries; false if there was none.
@@ -146,13 +143,7 @@ public struct WebhookSettings: Sendable {
     }
 
     /// `whsec_` and 32 random bytes in URL-safe base64; receivers use the whole string as the HMAC key.
-    static func newSecret() -> String {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var generator = SystemRandomNumberGenerator()
-        for index in bytes.indices { bytes[index] = generator.next() }
-        let text = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-        return "whsec_" + text.replacingOccurrences(of: "=", with: "")
-    }
+    static func newSecret() -> String { "whsec_" + SecureRandom.base64URL(32) }
 
     private func seal(_ secret: String, for tenant: TenantName) -> [UInt8] {
         // A 32-byte key and a fresh nonce: sealing cannot fail.

@@ -18,6 +18,8 @@ import Webhooks
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(!policy.givesUp(firstFailure: start, now: start.addingTimeInterval(86_399)))
         #expect(policy.givesUp(firstFailure: start, now: start.addingTimeInterval(86_400)))
+        #expect(policy.afterFailure(attempts: 4, firstFailure: start, now: start.addingTimeInterval(10), random: 1) == .retry(at: start.addingTimeInterval(18)))
+        #expect(policy.afterFailure(attempts: 4, firstFailure: start, now: start.addingTimeInterval(86_400), random: 1) == .deadLetter)
     }
 
     @Test(.enabled(if: ExternalTools.pythonEnabled)) func theSignatureIsPythonsHMAC() throws {

@@ -100,12 +100,7 @@ actor DashboardSessions {
     }
 
     /// 256 random bits, base64url.
-    static func randomToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    static func randomToken() -> String { SecureRandom.base64URL(32) }
 
     /// Constant-time comparison of two tokens.
     static func same(_ a: String, _ b: String) -> Bool {
