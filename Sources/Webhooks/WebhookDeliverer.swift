@@ -8,13 +8,16 @@ import WahostBasics
 
 /// Delivers every tenant's webhook events from the event log: one tenant's deliveries in log order, one at a time (a
 /// failing one holds back that tenant's later ones, not other tenants'), retried with backoff, dead-lettered after
-/// the policy's time; only for tenants this node should deliver (it runs the session, or nobody holds its lease).
+/// the policy's time; only for tenants this node should deliver (it runs the session, or nobody holds its lease), and
+/// only while this node holds the webhook's claim, so two nodes never send the same tenant's deliveries at once.
 public final class WebhookDeliverer: Service, Sendable {
     let repository: any WebhookRepository & EventLogRepository
     let settings: WebhookSettings
     let sender: WebhookSender
     let policy: WebhookPolicy
     let delivers: @Sendable (TenantName) async -> Bool
+    /// This node's id, the holder named in its claims.
+    let node: String
     let logger: Logger
     let now: @Sendable () -> Date
     /// How often the queue is looked at when nothing is due.
@@ -25,7 +28,7 @@ public final class WebhookDeliverer: Service, Sendable {
 
     public init(
         repository: any WebhookRepository & EventLogRepository, settings: WebhookSettings, policy: WebhookPolicy = .standard,
-        delivers: @escaping @Sendable (TenantName) async -> Bool, logger: Logger, pollInterval: Duration = .milliseconds(100),
+        node: String, delivers: @escaping @Sendable (TenantName) async -> Bool, logger: Logger, pollInterval: Duration = .milliseconds(100),
         concurrency: Int = 256, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.repository = repository
@@ -33,6 +36,7 @@ public final class WebhookDeliverer: Service, Sendable {
         self.sender = WebhookSender(allowPrivate: settings.allowPrivate, timeout: policy.timeout)
         self.policy = policy
         self.delivers = delivers
+        self.node = node
         self.logger = logger
         self.pollInterval = pollInterval
         self.concurrency = concurrency
@@ -66,7 +70,7 @@ public final class WebhookDeliverer: Service, Sendable {
         let free = concurrency - inFlight.withLock { $0.count }
         guard free > 0 else { return [] }
         let due: [StoredWebhook]
-        // The due list includes the tenants in flight (they stay due while delivered): ask for enough to fill the free slots.
+        // The due list leaves out claimed webhooks but can include tenants another node delivers: ask for a full window.
         do { due = try await repository.dueWebhooks(at: now(), limit: concurrency) } catch {
             logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
             return []
@@ -79,31 +83,63 @@ public final class WebhookDeliverer: Service, Sendable {
         return chosen
     }
 
-    /// One turn for one tenant: its re-queued deliveries, then up to 100 events of its stream.
+    /// How long a turn's claim lasts: a turn sends nothing it could not finish within it.
+    var claimDuration: Duration { policy.timeout * 3 }
+
+    /// One turn for one tenant, under this node's claim: its re-queued deliveries, then up to 100 events of its stream.
     func deliver(_ due: StoredWebhook) async {
-        // The row is read again now that this turn holds the tenant: the due list can predate the last turn's cursor,
-        // and starting from a stale cursor would send again what that turn delivered.
-        let current: StoredWebhook?
-        do { current = try await repository.webhook(for: due.tenant) } catch {
+        // The row is read again by the claim: the due list can predate the last turn's cursor, and starting from a
+        // stale cursor would send again what that turn delivered.
+        let claimedUntil = now().addingTimeInterval(claimDuration.timeInterval)
+        let claimed: StoredWebhook?
+        do { claimed = try await repository.claimWebhook(for: due.tenant, node: node, until: claimedUntil, now: now()) } catch {
             logger.warning("webhook not readable", metadata: ["tenant": "\(due.tenant)", "error": "\(error)"])
             return
         }
-        guard let webhook = current else { return }
+        guard let webhook = claimed else { return }
+        let restUntil = await deliver(Turn(webhook: webhook, claimedUntil: claimedUntil))
+        do { try await repository.releaseWebhook(for: webhook.tenant, node: node, until: restUntil) } catch {
+            logger.warning("webhook claim not released", metadata: ["tenant": "\(webhook.tenant)", "error": "\(error)"])
+        }
+    }
+
+    /// The claimed turn; returns when the webhook is next due (now, or later to rest a broken one).
+    private func deliver(_ turn: Turn) async -> Date {
+        let webhook = turn.webhook
         guard let secret = settings.secret(of: webhook), let url = try? WebhookURL(webhook.url, allowPrivate: true) else {
+            // Another master key, or a row changed by hand: rest it instead of failing on every poll.
+            let restUntil = now().addingTimeInterval(policy.backoffCap.timeInterval)
             logger.error("webhook cannot be delivered: its secret does not open or its URL is invalid", metadata: ["tenant": "\(webhook.tenant)"])
-            return
+            try? await repository.recordWebhookFailure(
+                for: webhook.tenant, at: webhook.cursor, attempts: webhook.attempts, firstFailureAt: webhook.firstFailureAt ?? now(),
+                nextAttemptAt: restUntil, error: "the webhook's secret does not open with this master key, or its URL is invalid")
+            return restUntil
         }
         do {
-            try await deliverQueued(webhook, secret: secret, url: url)
-            if webhook.nextAttemptAt <= now() { try await deliverStream(webhook, secret: secret, url: url) }
+            try await deliverQueued(turn, secret: secret, url: url)
+            if webhook.nextAttemptAt <= now() { try await deliverStream(turn, secret: secret, url: url) }
         } catch {
             logger.warning("webhook delivery state not stored", metadata: ["tenant": "\(webhook.tenant)", "error": "\(error)"])
         }
+        return now()
+    }
+
+    /// A claimed webhook and until when the claim holds.
+    struct Turn {
+        let webhook: StoredWebhook
+        let claimedUntil: Date
+    }
+
+    /// True while an attempt started now would end (answer or timeout) before the claim does.
+    private func mayStartAttempt(in turn: Turn) -> Bool {
+        !Task.isShuttingDownGracefully && !Task.isCancelled
+            && now().addingTimeInterval(policy.timeout.timeInterval + 2) < turn.claimedUntil
     }
 
     /// Delivers the tenant's stream in order; the cursor is stored once per turn (and before a failure is recorded),
     /// so a crash in between only sends again what was already sent.
-    private func deliverStream(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
+    private func deliverStream(_ turn: Turn, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
+        let webhook = turn.webhook
         var stored = webhook.cursor
         var position = webhook.cursor
         var attempts = webhook.attempts
@@ -122,7 +158,7 @@ public final class WebhookDeliverer: Service, Sendable {
                     position = event.id
                     continue
                 }
-                guard budget > 0, !Task.isShuttingDownGracefully, !Task.isCancelled else { break reading }
+                guard budget > 0, mayStartAttempt(in: turn) else { break reading }
                 budget -= 1
                 let outcome = await sender.post(WebhookRequest(event: event, tenant: webhook.tenant, secret: secret, now: now()), to: url)
                 if outcome == .delivered {
@@ -158,8 +194,10 @@ public final class WebhookDeliverer: Service, Sendable {
         _ = try await store()
     }
 
-    private func deliverQueued(_ webhook: StoredWebhook, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
-        for var parked in try await repository.parkedWebhookDeliveries(for: webhook.tenant, status: "queued", limit: 20) where parked.nextAttemptAt <= now() {
+    private func deliverQueued(_ turn: Turn, secret: [UInt8], url: WebhookURL) async throws(RepositoryError) {
+        let webhook = turn.webhook
+        for var parked in try await repository.parkedWebhookDeliveries(for: webhook.tenant, status: "queued", dueBy: now(), limit: 20) {
+            guard mayStartAttempt(in: turn) else { return }
             let found = try await repository.events(of: webhook.tenant, after: parked.eventID - 1, limit: 1).first
             guard let event = found, event.id == parked.eventID else {
                 parked.status = "dead"

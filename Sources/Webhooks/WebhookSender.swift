@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 import Tenancy
 import WahostBasics
 
@@ -70,9 +71,14 @@ public actor WebhookSender {
         let key = url.host + "|" + chosen
         if let client = pinned[key] { return client }
         if pinned.count >= Self.maximumPinned {
+            // Requests may still be in flight on the dropped clients: close them once every one has timed out.
             let old = Array(pinned.values)
             pinned = [:]
-            Task { for client in old { try? await client.shutdown() } }
+            let grace = timeout + .seconds(5)
+            Task {
+                try? await Task.sleep(for: grace)
+                for client in old { try? await client.shutdown() }
+            }
         }
         var overrides = [url.host: chosen]
         if let seen = URL(string: url.text)?.host, seen != url.host { overrides[seen] = chosen }
@@ -89,11 +95,32 @@ public actor WebhookSender {
         return configuration
     }
 
-    /// Every address `host` resolves to (getaddrinfo on NIO's thread pool).
-    static func resolve(_ host: String, port: Int) async throws(WebhookURLError) -> [IPAddress] {
+    /// Every address `host` resolves to (getaddrinfo on NIO's thread pool), or an error after `deadline`.
+    static func resolve(_ host: String, port: Int, deadline: Duration = .seconds(5)) async throws(WebhookURLError) -> [IPAddress] {
+        // getaddrinfo cannot be cancelled: after the deadline the lookup is left to finish on its thread, unwaited.
+        let waiter = LookupWaiter()
         let result: [IPAddress]?
         do {
-            result = try await NIOThreadPool.singleton.runIfActive { () -> [IPAddress]? in
+            result = try await withCheckedThrowingContinuation { continuation in
+                waiter.set(continuation)
+                let timer = Task {
+                    try await Task.sleep(for: deadline)
+                    waiter.finish(.failure(WebhookURLError(.unresolvable, "no answer within \(deadline.components.seconds) s")))
+                }
+                Task {
+                    do { waiter.finish(.success(try await lookUp(host, port: port))) } catch { waiter.finish(.failure(error)) }
+                    timer.cancel()
+                }
+            }
+        } catch {
+            throw WebhookURLError(.unresolvable, "cannot resolve \(host): \(error)")
+        }
+        guard let result, !result.isEmpty else { throw WebhookURLError(.unresolvable, "\(host) does not resolve") }
+        return result
+    }
+
+    private static func lookUp(_ host: String, port: Int) async throws -> [IPAddress]? {
+        try await NIOThreadPool.singleton.runIfActive { () -> [IPAddress]? in
                 var hints = addrinfo()
                 hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
                 var list: UnsafeMutablePointer<addrinfo>?
@@ -112,12 +139,7 @@ public actor WebhookSender {
                     cursor = info.pointee.ai_next
                 }
                 return addresses
-            }
-        } catch {
-            throw WebhookURLError(.unresolvable, "cannot resolve \(host): \(error)")
         }
-        guard let result, !result.isEmpty else { throw WebhookURLError(.unresolvable, "\(host) does not resolve") }
-        return result
     }
 
     private static func describe(_ error: any Error) -> String {
@@ -126,4 +148,13 @@ public actor WebhookSender {
         let text = "\(error)"
         return text.count > 200 ? String(text.prefix(200)) : text
     }
+}
+
+/// Resumes a lookup's waiter once: with the answer or with the deadline, whichever comes first.
+private final class LookupWaiter: Sendable {
+    private let continuation = Mutex<CheckedContinuation<[IPAddress]?, any Error>?>(nil)
+
+    func set(_ waiting: CheckedContinuation<[IPAddress]?, any Error>) { continuation.withLock { $0 = waiting } }
+
+    func finish(_ result: Result<[IPAddress]?, any Error>) { continuation.withLock { $0.take() }?.resume(with: result) }
 }

@@ -71,16 +71,19 @@ public struct WebhookSettings: Sendable {
         }
     }
 
+    /// Every tenant's webhook delivery state, by tenant name, for the operator.
+    public func health() async throws(RepositoryError) -> [WebhookHealth] { try await repository.webhookHealth() }
+
     /// Deliveries with this status (`pending`, `failed`, `dead`), at most `limit`, oldest event first; nil without a webhook.
     public func deliveries(for tenant: TenantName, status: String, limit: Int = 100) async throws(WebhookSettingsError) -> [WebhookDeliveryView]? {
         do {
             guard let webhook = try await repository.webhook(for: tenant) else { return nil }
             if status == "dead" {
-                return try await repository.parkedWebhookDeliveries(for: tenant, status: "dead", limit: limit).map {
+                return try await repository.parkedWebhookDeliveries(for: tenant, status: "dead", dueBy: nil, limit: limit).map {
                     WebhookDeliveryView(id: $0.eventID, type: nil, status: "dead", attempts: $0.attempts, lastError: $0.lastError, nextAttemptAt: nil)
                 }
             }
-            let queued = try await repository.parkedWebhookDeliveries(for: tenant, status: "queued", limit: limit).map {
+            let queued = try await repository.parkedWebhookDeliveries(for: tenant, status: "queued", dueBy: nil, limit: limit).map {
                 WebhookDeliveryView(
                     id: $0.eventID, type: nil, status: $0.attempts > 0 ? "failed" : "pending", attempts: $0.attempts, lastError: $0.lastError,
                     nextAttemptAt: $0.nextAttemptAt)

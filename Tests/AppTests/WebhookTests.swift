@@ -23,6 +23,10 @@ final class WebhookReceiver: Sendable {
     let port: Int
     let mode = Mutex(Mode.accept)
     let received = Mutex<[Delivery]>([])
+    /// How long an accepted request takes to answer.
+    let delay = Mutex(Duration.zero)
+    /// Requests being answered per tenant, and the most one tenant ever had at once.
+    let inFlight = Mutex<(now: [String: Int], peak: Int)>(([:], 0))
     private let running = Mutex<Task<Void, any Error>?>(nil)
 
     init() throws { port = try freePort() }
@@ -37,6 +41,14 @@ final class WebhookReceiver: Sendable {
             while mode == .hang, self.mode.withLock({ $0 }) == .hang { try await Task.sleep(for: .milliseconds(100)) }
             let body = try await request.body.collect(upTo: 1 << 20)
             guard mode == .accept else { return Response(status: .internalServerError) }
+            let tenant = ((try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any])?["tenant"] as? String ?? ""
+            self.inFlight.withLock { state in
+                state.now[tenant, default: 0] += 1
+                state.peak = max(state.peak, state.now[tenant] ?? 0)
+            }
+            defer { self.inFlight.withLock { $0.now[tenant, default: 1] -= 1 } }
+            let delay = self.delay.withLock { $0 }
+            if delay > .zero { try await Task.sleep(for: delay) }
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             self.received.withLock { $0.append(Delivery(headers: headers, body: Data(body.readableBytesView))) }

@@ -47,15 +47,15 @@ import Testing
         // Dead: parked, and the cursor moves past it in the same transaction; re-queued by hand, then delivered.
         #expect(try await store.deadLetterWebhookHead(for: acme, from: ids[0], eventID: ids[1], attempts: 7, firstFailureAt: now, error: "x", now: now))
         #expect(try await store.webhook(for: acme)?.cursor == ids[1])
-        var dead = try await store.parkedWebhookDeliveries(for: acme, status: "dead", limit: 10)
+        var dead = try await store.parkedWebhookDeliveries(for: acme, status: "dead", dueBy: nil, limit: 10)
         #expect(dead.map(\.eventID) == [ids[1]] && dead[0].attempts == 7)
         #expect(try await store.requeueWebhookDelivery(for: acme, eventID: ids[1], now: now))
         #expect(try await store.requeueWebhookDelivery(for: acme, eventID: ids[1], now: now) == false, "only a dead one is re-queued")
-        let queued = try #require(try await store.parkedWebhookDeliveries(for: acme, status: "queued", limit: 10).first)
+        let queued = try #require(try await store.parkedWebhookDeliveries(for: acme, status: "queued", dueBy: nil, limit: 10).first)
         #expect(queued.attempts == 0)
         try await store.updateParkedWebhookDelivery(queued, delivered: true)
-        dead = try await store.parkedWebhookDeliveries(for: acme, status: "dead", limit: 10)
-        let stillQueued = try await store.parkedWebhookDeliveries(for: acme, status: "queued", limit: 10)
+        dead = try await store.parkedWebhookDeliveries(for: acme, status: "dead", dueBy: nil, limit: 10)
+        let stillQueued = try await store.parkedWebhookDeliveries(for: acme, status: "queued", dueBy: nil, limit: 10)
         #expect(dead.isEmpty && stillQueued.isEmpty)
 
         // Undelivered events outlive the retention; a rewind replays; deleting the webhook frees them.
@@ -70,6 +70,73 @@ import Testing
         #expect(try await store.deleteWebhook(for: acme))
         #expect(try await store.deleteWebhook(for: acme) == false)
         #expect(try await store.trimEvents(olderThan: Date().addingTimeInterval(3600)) == 1)
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func oneNodeHoldsAWebhookAtATimeAndTheLongestWaitingIsServedFirst(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let names = try ["acme", "beta", "gamma"].map(TenantName.init)
+        for name in names {
+            try await store.createTenant(Tenant(name: name, createdAt: Date(), mfaEnabled: false), adminTokenHash: "$argon2id$x", otpSecret: nil)
+            _ = try await store.putWebhook(for: name, url: "https://\(name).example/h", events: ["message"], sealedSecret: [1])
+            _ = try await append(store, name, ["message"])
+        }
+        let (acme, beta, gamma) = (names[0], names[1], names[2])
+        let now = Date()
+        let until = now.addingTimeInterval(30)
+        let claimed = try #require(try await store.claimWebhook(for: acme, node: "node-a", until: until, now: now))
+        #expect(claimed.tenant == acme && claimed.cursor == 0, "the claim returns the row as it stands")
+        #expect(try await store.claimWebhook(for: acme, node: "node-b", until: until, now: now) == nil, "another node cannot claim a held webhook")
+        #expect(try await store.claimWebhook(for: acme, node: "node-a", until: until, now: now) != nil, "the holder claims again (a restart)")
+        #expect(try await store.dueWebhooks(at: now, limit: 10).map(\.tenant).contains(acme) == false, "a claimed webhook is not due")
+        #expect(try await store.claimWebhook(for: acme, node: "node-b", until: until.addingTimeInterval(30), now: until) != nil, "an expired claim is free")
+
+        // Released webhooks go to the back of the queue: the due list is served longest-waiting first.
+        try await store.releaseWebhook(for: acme, node: "node-a", until: now)
+        #expect(try await store.claimWebhook(for: acme, node: "node-a", until: until, now: now) == nil, "only the holder's release counts")
+        try await store.releaseWebhook(for: acme, node: "node-b", until: now.addingTimeInterval(1))
+        _ = try await store.claimWebhook(for: beta, node: "node-a", until: now.addingTimeInterval(2), now: now)
+        try await store.releaseWebhook(for: beta, node: "node-a", until: now.addingTimeInterval(2))
+        let later = now.addingTimeInterval(3)
+        #expect(try await store.dueWebhooks(at: later, limit: 10).map(\.tenant) == [gamma, acme, beta])
+        #expect(try await store.dueWebhooks(at: later, limit: 1).map(\.tenant) == [gamma])
+        // A release in the future rests the webhook until then.
+        _ = try await store.claimWebhook(for: gamma, node: "node-a", until: later, now: later)
+        try await store.releaseWebhook(for: gamma, node: "node-a", until: later.addingTimeInterval(300))
+        #expect(try await store.dueWebhooks(at: later, limit: 10).map(\.tenant) == [acme, beta])
+
+        // Re-queued deliveries are read by due time, so a later one cannot hide a due one behind the limit.
+        let betaEvents = try await append(store, beta, ["message", "message"])
+        let betaCursor = try #require(try await store.webhook(for: beta)).cursor
+        #expect(try await store.deadLetterWebhookHead(for: beta, from: betaCursor, eventID: betaEvents[0], attempts: 1, firstFailureAt: now, error: "x", now: now))
+        #expect(try await store.requeueWebhookDelivery(for: beta, eventID: betaEvents[0], now: now.addingTimeInterval(600)))
+        #expect(try await store.parkedWebhookDeliveries(for: beta, status: "queued", dueBy: later, limit: 1).isEmpty)
+        #expect(try await store.parkedWebhookDeliveries(for: beta, status: "queued", dueBy: now.addingTimeInterval(600), limit: 1).count == 1)
+
+        // The operator's view: every webhook with its pending, dead and failure state.
+        try await store.recordWebhookFailure(
+            for: acme, at: 0, attempts: 3, firstFailureAt: now, nextAttemptAt: now.addingTimeInterval(9), error: "HTTP 503")
+        let health = try await store.webhookHealth()
+        #expect(health.map(\.tenant) == [acme, beta, gamma])
+        #expect(health[0].attempts == 3 && health[0].lastError == "HTTP 503" && health[0].firstFailureAt != nil && health[0].pending == 1)
+        #expect(health[1].dead == 0 && health[1].pending == 1 && health[1].firstFailureAt == nil, "a re-queued delivery is not dead")
+        #expect(health[2].dead == 0 && health[2].attempts == 0 && health[2].url == "https://gamma.example/h")
+        try await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func concurrentFirstPutsBothSucceedAndOneCreates(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let acme = try TenantName("acme")
+        try await store.createTenant(Tenant(name: acme, createdAt: Date(), mfaEnabled: false), adminTokenHash: "$argon2id$x", otpSecret: nil)
+        let created = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<8 {
+                group.addTask { try await store.putWebhook(for: acme, url: "https://\(index).example/h", events: ["message"], sealedSecret: [UInt8(index)]) }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(created.filter { $0 }.count == 1, "exactly one of the concurrent first PUTs creates the webhook")
         try await store.close()
     }
 }

@@ -340,14 +340,18 @@ struct DashboardRoutes {
         values["created"] = created
         let tenants: [Tenant]
         do { tenants = try await dependencies.tenants.listTenants() } catch { throw APIError.from(error) }
+        let webhooks = try await webhookHealth()
         var rows: [[String: Any]] = []
         for tenant in tenants {
             let status = await dependencies.pool.status(of: tenant.name)
-            rows.append([
+            let row: [String: Any] = [
                 "name": tenant.name.rawValue, "state": Self.label(status.state), "owner": status.ownerNode ?? "—",
                 "heartbeat": status.lastHeartbeat?.iso8601 ?? "—", "lastError": status.lastError ?? "", "csrf": session.csrfToken,
-            ])
+            ]
+            rows.append(row.merging(Self.webhookCell(webhooks[tenant.name], now: Date())) { first, _ in first })
         }
+        let failing = rows.filter { $0["webhookFailing"] != nil }.count
+        values["failingWebhooks"] = failing == 0 ? nil : "\(failing) tenant\(failing == 1 ? "" : "s") with failing webhooks"
         values["hasTenants"] = rows.isEmpty ? nil : true
         values["tenants"] = rows
         return try page("operator", values)

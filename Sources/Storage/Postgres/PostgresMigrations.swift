@@ -166,6 +166,13 @@ enum PostgresMigrations {
                 """,
             ]
         ),
+        (
+            "2026-12-06-1-webhook-claims",
+            [
+                "ALTER TABLE webhooks ADD COLUMN claimed_by TEXT",
+                "ALTER TABLE webhooks ADD COLUMN claimed_until_ms BIGINT NOT NULL DEFAULT 0",
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

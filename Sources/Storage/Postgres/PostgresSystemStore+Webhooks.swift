@@ -11,20 +11,21 @@ extension PostgresSystemStore {
         let name = tenant.rawValue
         let types = events.joined(separator: ",")
         let secret = ByteBuffer(bytes: sealedSecret)
-        return try await transaction { connection, logger in
-            let updated = try await connection.query(
-                "UPDATE webhooks SET url = \(url), events = \(types) WHERE tenant = \(name) RETURNING tenant", logger: logger
-            ).collect()
-            if !updated.isEmpty { return false }
-            // A new webhook starts after the newest event: it delivers what happens from now on (`redeliver` replays).
-            try await connection.query(
-                """
-                INSERT INTO webhooks (tenant, url, events, sealed_secret, cursor_seq)
-                VALUES (\(name), \(url), \(types), \(secret),
-                        COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(name)), 0))
-                """, logger: logger)
-            return true
+        // One statement, so two first `PUT`s at once both succeed (one creates, the other changes what it created).
+        // A new webhook starts after the newest event: it delivers what happens from now on (`redeliver` replays).
+        let rows = try await run { client, logger in
+            try await collectAll(
+                try await client.query(
+                    """
+                    INSERT INTO webhooks (tenant, url, events, sealed_secret, cursor_seq)
+                    VALUES (\(name), \(url), \(types), \(secret),
+                            COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(name)), 0))
+                    ON CONFLICT (tenant) DO UPDATE SET url = excluded.url, events = excluded.events
+                    RETURNING (xmax = 0)
+                    """, logger: logger
+                ).decode(Bool.self))
         }
+        return rows.first ?? false
     }
 
     public func webhook(for tenant: TenantName) async throws(RepositoryError) -> StoredWebhook? {
@@ -52,13 +53,36 @@ extension PostgresSystemStore {
             unsafeSQL: """
                 SELECT \(Self.webhookColumns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
                 FROM webhooks w
-                WHERE (w.next_attempt_at_ms <= $1 AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
-                   OR EXISTS (SELECT 1 FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= $1)
+                WHERE w.claimed_until_ms <= $1 AND (
+                      (w.next_attempt_at_ms <= $1 AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
+                   OR EXISTS (SELECT 1 FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= $1))
+                ORDER BY w.claimed_until_ms
                 LIMIT $2
                 """)
         query.binds.append(now.milliseconds)
         query.binds.append(Int64(limit))
         return try await webhooks(query)
+    }
+
+    public func claimWebhook(for tenant: TenantName, node: String, until: Date, now: Date) async throws(RepositoryError) -> StoredWebhook? {
+        var query = PostgresQuery(
+            unsafeSQL: """
+                UPDATE webhooks SET claimed_by = $1, claimed_until_ms = $2
+                WHERE tenant = $3 AND (claimed_until_ms <= $4 OR claimed_by = $1) RETURNING \(Self.webhookColumns)
+                """)
+        query.binds.append(node)
+        query.binds.append(until.milliseconds)
+        query.binds.append(tenant.rawValue)
+        query.binds.append(now.milliseconds)
+        return try await webhooks(query).first
+    }
+
+    public func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError) {
+        try await run { client, logger in
+            try await client.query(
+                "UPDATE webhooks SET claimed_until_ms = \(until.milliseconds) WHERE tenant = \(tenant.rawValue) AND claimed_by = \(node)",
+                logger: logger)
+        }
     }
 
     public func advanceWebhook(for tenant: TenantName, from expected: Int64, to: Int64) async throws(RepositoryError) -> Bool {
@@ -108,7 +132,7 @@ extension PostgresSystemStore {
         }
     }
 
-    public func parkedWebhookDeliveries(for tenant: TenantName, status: String, limit: Int) async throws(RepositoryError)
+    public func parkedWebhookDeliveries(for tenant: TenantName, status: String, dueBy: Date?, limit: Int) async throws(RepositoryError)
         -> [ParkedWebhookDelivery]
     {
         let rows = try await run { client, logger in
@@ -116,7 +140,8 @@ extension PostgresSystemStore {
                 try await client.query(
                     """
                     SELECT seq, status, attempts, first_failure_at_ms, next_attempt_at_ms, last_error, parked_at_ms FROM webhook_parked
-                    WHERE tenant = \(tenant.rawValue) AND status = \(status) ORDER BY seq LIMIT \(Int64(limit))
+                    WHERE tenant = \(tenant.rawValue) AND status = \(status) AND next_attempt_at_ms <= \(dueBy?.milliseconds ?? Int64.max)
+                    ORDER BY seq LIMIT \(Int64(limit))
                     """, logger: logger
                 ).decode((Int64, String, Int32, Int64?, Int64, String?, Int64).self))
         }
@@ -179,6 +204,26 @@ extension PostgresSystemStore {
                 ).decode((Int64, Int64?).self))
         }
         return (Int(rows.first?.0 ?? 0), rows.first?.1.map(Date.init(milliseconds:)))
+    }
+
+    public func webhookHealth() async throws(RepositoryError) -> [WebhookHealth] {
+        let rows = try await run { client, logger in
+            try await collectAll(
+                try await client.query(
+                    """
+                    SELECT w.tenant, w.url, w.attempts, w.first_failure_at_ms, w.last_error,
+                        (SELECT COUNT(*) FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq),
+                        (SELECT COUNT(*) FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'dead')
+                    FROM webhooks w ORDER BY w.tenant
+                    """, logger: logger
+                ).decode((String, String, Int32, Int64?, String?, Int64, Int64).self))
+        }
+        return try rows.map { row throws(RepositoryError) in
+            guard let tenant = try? TenantName(row.0) else { throw RepositoryError(.corrupt, "invalid tenant name in webhooks") }
+            return WebhookHealth(
+                tenant: tenant, url: row.1, pending: Int(row.5), dead: Int(row.6), attempts: Int(row.2),
+                firstFailureAt: row.3.map(Date.init(milliseconds:)), lastError: row.4)
+        }
     }
 
     private func binds(_ text: String) -> PostgresBindings {

@@ -140,6 +140,15 @@ enum SQLiteMigrations {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("2026-12-06-1-webhook-claims") { db in
+            // The node delivering a webhook holds it until `claimed_until_ms`; released rows keep their release time,
+            // so ordering by it serves the longest-waiting webhook first.
+            try db.execute(
+                sql: """
+                    ALTER TABLE webhooks ADD COLUMN claimed_by TEXT;
+                    ALTER TABLE webhooks ADD COLUMN claimed_until_ms INTEGER NOT NULL DEFAULT 0;
+                    """)
+        }
         return migrator
     }
 }

@@ -43,13 +43,32 @@ extension SQLiteSystemStore {
                 db.cachedStatement(
                     sql: """
                         SELECT w.* FROM webhooks w
-                        WHERE (w.next_attempt_at_ms <= ?1
+                        WHERE w.claimed_until_ms <= ?1 AND ((w.next_attempt_at_ms <= ?1
                                AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
                            OR EXISTS (SELECT 1 FROM webhook_parked p
-                                      WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= ?1)
+                                      WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= ?1))
+                        ORDER BY w.claimed_until_ms
                         LIMIT ?2
                         """), arguments: [now.milliseconds, limit]
             ).map(Self.webhook(from:))
+        }
+    }
+
+    public func claimWebhook(for tenant: TenantName, node: String, until: Date, now: Date) async throws(RepositoryError) -> StoredWebhook? {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE webhooks SET claimed_by = ?, claimed_until_ms = ? WHERE tenant = ? AND (claimed_until_ms <= ? OR claimed_by = ?)",
+                arguments: [node, until.milliseconds, tenant.rawValue, now.milliseconds, node])
+            guard db.changesCount > 0 else { return nil }
+            return try Row.fetchOne(db, sql: "SELECT * FROM webhooks WHERE tenant = ?", arguments: [tenant.rawValue]).map(Self.webhook(from:))
+        }
+    }
+
+    public func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError) {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE webhooks SET claimed_until_ms = ? WHERE tenant = ? AND claimed_by = ?",
+                arguments: [until.milliseconds, tenant.rawValue, node])
         }
     }
 
@@ -98,13 +117,13 @@ extension SQLiteSystemStore {
         }
     }
 
-    public func parkedWebhookDeliveries(for tenant: TenantName, status: String, limit: Int) async throws(RepositoryError)
+    public func parkedWebhookDeliveries(for tenant: TenantName, status: String, dueBy: Date?, limit: Int) async throws(RepositoryError)
         -> [ParkedWebhookDelivery]
     {
         try await read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM webhook_parked WHERE tenant = ? AND status = ? ORDER BY seq LIMIT ?",
-                arguments: [tenant.rawValue, status, limit]
+                db, sql: "SELECT * FROM webhook_parked WHERE tenant = ? AND status = ? AND next_attempt_at_ms <= ? ORDER BY seq LIMIT ?",
+                arguments: [tenant.rawValue, status, dueBy?.milliseconds ?? Int64.max, limit]
             ).map { row in
                 ParkedWebhookDelivery(
                     tenant: tenant, eventID: row["seq"], status: row["status"], attempts: row["attempts"],
@@ -165,6 +184,25 @@ extension SQLiteSystemStore {
                     JOIN tenant_events e ON e.tenant = w.tenant AND e.seq > w.cursor_seq
                     """)
             return (row?["depth"] ?? 0, (row?["oldest"] as Int64?).map(Date.init(milliseconds:)))
+        }
+    }
+
+    public func webhookHealth() async throws(RepositoryError) -> [WebhookHealth] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT w.tenant, w.url, w.attempts, w.first_failure_at_ms, w.last_error,
+                        (SELECT COUNT(*) FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq) AS pending,
+                        (SELECT COUNT(*) FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'dead') AS dead
+                    FROM webhooks w ORDER BY w.tenant
+                    """
+            ).map { row in
+                guard let tenant = try? TenantName(row["tenant"] as String) else { throw RepositoryError(.corrupt, "invalid tenant name in webhooks") }
+                return WebhookHealth(
+                    tenant: tenant, url: row["url"], pending: row["pending"], dead: row["dead"], attempts: row["attempts"],
+                    firstFailureAt: (row["first_failure_at_ms"] as Int64?).map(Date.init(milliseconds:)), lastError: row["last_error"])
+            }
         }
     }
 

@@ -75,8 +75,14 @@ public protocol WebhookRepository: Sendable {
     func deleteWebhook(for tenant: TenantName) async throws(RepositoryError) -> Bool
     /// Replaces the sealed secret; false if there is no webhook.
     func replaceWebhookSecret(for tenant: TenantName, sealedSecret: [UInt8]) async throws(RepositoryError) -> Bool
-    /// Up to `limit` webhooks with something to deliver at `now`: an event after the cursor, or a queued parked one.
+    /// Up to `limit` unclaimed webhooks with something to deliver at `now` (an event after the cursor, or a queued parked
+    /// one), the longest unserved first.
     func dueWebhooks(at now: Date, limit: Int) async throws(RepositoryError) -> [StoredWebhook]
+    /// Claims the webhook for `node` until `until` if no other node holds it at `now`, and returns it as it stands;
+    /// nil if another node holds it or there is none. Only the holder sends, so no delivery goes out twice at once.
+    func claimWebhook(for tenant: TenantName, node: String, until: Date, now: Date) async throws(RepositoryError) -> StoredWebhook?
+    /// Ends `node`'s claim; the webhook is not due again before `until` (now, or later to rest a broken one).
+    func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError)
     /// Moves the cursor from `expected` to `to` (delivered or skipped) and clears the failure state; false if the
     /// cursor is no longer `expected` (another node, a rewind).
     func advanceWebhook(for tenant: TenantName, from expected: Int64, to: Int64) async throws(RepositoryError) -> Bool
@@ -88,8 +94,9 @@ public protocol WebhookRepository: Sendable {
     func deadLetterWebhookHead(
         for tenant: TenantName, from expected: Int64, eventID: Int64, attempts: Int, firstFailureAt: Date, error: String, now: Date
     ) async throws(RepositoryError) -> Bool
-    /// The tenant's parked deliveries with this status, oldest event first.
-    func parkedWebhookDeliveries(for tenant: TenantName, status: String, limit: Int) async throws(RepositoryError) -> [ParkedWebhookDelivery]
+    /// The tenant's parked deliveries with this status (and, given `dueBy`, a next attempt not after it), oldest event first.
+    func parkedWebhookDeliveries(for tenant: TenantName, status: String, dueBy: Date?, limit: Int) async throws(RepositoryError)
+        -> [ParkedWebhookDelivery]
     /// Updates a parked delivery after an attempt: `delivered` deletes it; otherwise its new status and failure state.
     func updateParkedWebhookDelivery(_ delivery: ParkedWebhookDelivery, delivered: Bool) async throws(RepositoryError)
     /// Puts a dead delivery back in the queue with fresh attempts; false if there is no dead delivery of that event.
@@ -99,4 +106,30 @@ public protocol WebhookRepository: Sendable {
     func rewindWebhook(for tenant: TenantName, after: Int64) async throws(RepositoryError) -> Bool
     /// Events queued for every webhook (after each cursor, any type) and the oldest one's time, for metrics.
     func webhookBacklog() async throws(RepositoryError) -> (depth: Int, oldest: Date?)
+    /// Every tenant's webhook with its delivery state, for the operator, by tenant name.
+    func webhookHealth() async throws(RepositoryError) -> [WebhookHealth]
+}
+
+/// Where one tenant's webhook deliveries stand, as the operator sees them.
+public struct WebhookHealth: Sendable, Equatable {
+    public var tenant: TenantName
+    public var url: String
+    /// Events after the cursor (any type), not yet delivered or skipped.
+    public var pending: Int
+    /// Deliveries dead-lettered and not re-queued.
+    public var dead: Int
+    /// Failed attempts at the head of the stream, its first failure and why the last one failed.
+    public var attempts: Int
+    public var firstFailureAt: Date?
+    public var lastError: String?
+
+    public init(tenant: TenantName, url: String, pending: Int, dead: Int, attempts: Int, firstFailureAt: Date?, lastError: String?) {
+        self.tenant = tenant
+        self.url = url
+        self.pending = pending
+        self.dead = dead
+        self.attempts = attempts
+        self.firstFailureAt = firstFailureAt
+        self.lastError = lastError
+    }
 }
