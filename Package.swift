@@ -172,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy", "Webhooks",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "App", "Tenancy", "Webhooks", "WahostBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -185,14 +185,14 @@ let package = Package(
         .testTarget(
             name: "WABinaryTests",
             dependencies: [
-                "WABinary",
+                "WABinary", "WahostBasics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
         .testTarget(
             name: "WAProtoTests",
-            dependencies: ["WAProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["WAProto", "WahostBasics", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "WhatsAppTests",

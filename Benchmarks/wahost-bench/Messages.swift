@@ -23,7 +23,7 @@ struct Messages: AsyncParsableCommand {
         let server = try await rig.startServer()
         _ = try await rig.pairAll(port: server.port, concurrency: concurrency)
         _ = try await rig.waitConnected()
-        try await waitForPreKeys(rig)
+        try await rig.waitForPreKeys()
 
         // Inbound: the ack reaches the simulator only after the event is stored, so send→ack bounds the event latency.
         let (status, started) = try await request("POST", rig.control + "/load", body: ["perAccount": perSession, "rate": rate])
@@ -53,17 +53,6 @@ struct Messages: AsyncParsableCommand {
             "outbound_per_second": outboundSeconds > 0 ? (Double(sent) / outboundSeconds).rounded() : 0,
             "rss_bytes": memory.rss, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
         ])
-    }
-
-    /// Waits until the simulator holds uploaded prekeys for every account (peers need them to start sessions).
-    private func waitForPreKeys(_ rig: BenchRig) async throws {
-        let deadline = ContinuousClock.now + .seconds(600)
-        while ContinuousClock.now < deadline {
-            let (_, state) = try await request("GET", rig.control + "/state")
-            if (state["preKeys"] as? [String: Int] ?? [:]).values.filter({ $0 > 0 }).count >= rig.tokens.count { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw BenchError("prekeys were not uploaded for every account")
     }
 
     /// Sends `outboundPerSession` texts from every session to its load peer; returns how many were acknowledged.

@@ -78,6 +78,8 @@ final class BenchRig: @unchecked Sendable {
     let rootKey: String
     let control: String
     var tokens: [(String, String)] = []
+    /// Each paired tenant's account user (the phone number's digits), by tenant name.
+    var accounts: [String: String] = [:]
     var servers: [ChildProcess] = []
 
     /// The simulator's self-signed certificate when the sessions connect over TLS (`wss://`).
@@ -141,8 +143,9 @@ final class BenchRig: @unchecked Sendable {
         let start = ContinuousClock.now
         let tokens = self.tokens
         let control = self.control
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        accounts = try await withThrowingTaskGroup(of: (String, String).self) { group in
             var next = 0
+            var accounts: [String: String] = [:]
             func add() {
                 guard next < tokens.count else { return }
                 let (name, token) = tokens[next]
@@ -151,21 +154,26 @@ final class BenchRig: @unchecked Sendable {
                     let (status, body) = try await request("GET", "http://127.0.0.1:\(port)/tenants/\(name)/session/qr", headers: ["x-admin-token": token])
                     guard status == 200, let qr = body["qr"] as? String else { throw BenchError("qr for \(name): \(status) \(body)") }
                     let (scanned, answer) = try await request("POST", control + "/scan", body: ["qr": qr])
-                    guard scanned == 200 else { throw BenchError("scan for \(name): \(answer)") }
+                    guard scanned == 200, let jid = answer["jid"] as? String else { throw BenchError("scan for \(name): \(answer)") }
+                    return (name, String(jid.prefix { $0 != ":" && $0 != "@" }))
                 }
             }
             for _ in 0..<concurrency { add() }
-            while try await group.next() != nil { add() }
+            while let (name, account) = try await group.next() {
+                accounts[name] = account
+                add()
+            }
+            return accounts
         }
         _ = try await waitConnected()
         return seconds(ContinuousClock.now - start)
     }
 
-    /// Waits (up to 10 minutes) until the simulator sees `expected` (default: every) account connected.
-    func waitConnected(expected: Int? = nil) async throws -> Int {
+    /// Waits (up to `timeout`) until the simulator sees `expected` (default: every) account connected.
+    func waitConnected(expected: Int? = nil, timeout: Duration = .seconds(600)) async throws -> Int {
         let target = expected ?? tokens.count
         var connected = -1
-        let deadline = ContinuousClock.now + .seconds(600)
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let (_, state) = try await request("GET", control + "/state")
             connected = (state["liveConnections"] as? [String: Int] ?? [:]).values.filter { $0 > 0 }.count
@@ -174,6 +182,20 @@ final class BenchRig: @unchecked Sendable {
         }
         return connected
     }
+
+    /// Waits until the simulator holds uploaded prekeys for every account (peers need them to start sessions).
+    func waitForPreKeys() async throws {
+        let deadline = ContinuousClock.now + .seconds(600)
+        while ContinuousClock.now < deadline {
+            let (_, state) = try await request("GET", control + "/state")
+            if (state["preKeys"] as? [String: Int] ?? [:]).values.filter({ $0 > 0 }).count >= tokens.count { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw BenchError("prekeys were not uploaded for every account")
+    }
+
+    /// The simulator's counters (`/control/state`).
+    func simulatorState() async throws -> [String: Any] { try await request("GET", control + "/state").1 }
 
     func stop() {
         for server in servers { server.stop() }

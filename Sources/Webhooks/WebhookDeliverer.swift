@@ -70,8 +70,9 @@ public final class WebhookDeliverer: Service, Sendable {
         let free = concurrency - inFlight.withLock { $0.count }
         guard free > 0 else { return [] }
         let due: [StoredWebhook]
-        // The due list leaves out claimed webhooks but can include tenants another node delivers: ask for a full window.
-        do { due = try await repository.dueWebhooks(at: now(), limit: concurrency) } catch {
+        // The due list leaves out webhooks claimed elsewhere and tenants whose session another node runs, but includes
+        // this node's own claims (in flight, or left by a crash before a restart): ask for a full window.
+        do { due = try await repository.dueWebhooks(at: now(), node: node, limit: concurrency) } catch {
             logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
             return []
         }
@@ -83,8 +84,10 @@ public final class WebhookDeliverer: Service, Sendable {
         return chosen
     }
 
-    /// How long a turn's claim lasts: a turn sends nothing it could not finish within it.
-    var claimDuration: Duration { policy.timeout * 3 }
+    /// The longest one attempt can take: the address lookup, then the request and its answer.
+    var attemptBound: Duration { WebhookSender.lookupDeadline + policy.timeout + .seconds(3) }
+    /// How long a turn's claim lasts: a turn starts no attempt that could outlast it.
+    var claimDuration: Duration { attemptBound * 2 }
 
     /// One turn for one tenant, under this node's claim: its re-queued deliveries, then up to 100 events of its stream.
     func deliver(_ due: StoredWebhook) async {
@@ -133,7 +136,7 @@ public final class WebhookDeliverer: Service, Sendable {
     /// True while an attempt started now would end (answer or timeout) before the claim does.
     private func mayStartAttempt(in turn: Turn) -> Bool {
         !Task.isShuttingDownGracefully && !Task.isCancelled
-            && now().addingTimeInterval(policy.timeout.timeInterval + 2) < turn.claimedUntil
+            && now().addingTimeInterval(attemptBound.timeInterval) < turn.claimedUntil
     }
 
     /// Delivers the tenant's stream in order; the cursor is stored once per turn (and before a failure is recorded),

@@ -25,6 +25,15 @@ public actor WebhookSender {
     /// Clients pinned to a checked address, by `host|address`; dropped together when there are too many.
     private var pinned: [String: HTTPClient] = [:]
     private static let maximumPinned = 256
+    /// Address lookups run here, for the process's life, not on NIO's shared pool: a slow resolver cannot hold up the
+    /// rest of the process, and lookups left past their deadline occupy at most these threads.
+    private static let lookups: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 8)
+        pool.start()
+        return pool
+    }()
+    /// A lookup not answered by then fails the attempt.
+    static let lookupDeadline: Duration = .seconds(5)
 
     public init(allowPrivate: Bool, timeout: Duration) {
         self.allowPrivate = allowPrivate
@@ -32,7 +41,7 @@ public actor WebhookSender {
         direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: [:]))
     }
 
-    /// Sends `request` to `url`; `.delivered` only for a 2xx within the timeout.
+    /// Sends `request` to `url`; `.delivered` only for a 2xx whose answer, body included, came within the timeout.
     public func post(_ request: WebhookRequest, to url: WebhookURL) async -> WebhookOutcome {
         let client: HTTPClient
         do { client = try await self.client(for: url) } catch { return .failed(error.description) }
@@ -40,14 +49,28 @@ public actor WebhookSender {
         outgoing.method = .POST
         for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
         outgoing.body = .bytes(ByteBuffer(bytes: request.body))
-        do {
-            let response = try await client.execute(outgoing, timeout: .milliseconds(timeout.wholeMilliseconds))
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            return (200..<300).contains(Int(response.status.code)) ? .delivered : .failed("HTTP \(response.status.code)")
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
-            return .failed("no answer within \(timeout.components.seconds) s")
-        } catch {
-            return .failed(Self.describe(error))
+        let (timeout, prepared) = (self.timeout, outgoing)
+        // The client's deadline ends at the answer's head; a body trickled slowly would outlast it, so the whole
+        // exchange runs under one deadline (a delivery must end within its turn's claim).
+        return await withTaskGroup(of: WebhookOutcome?.self) { group in
+            group.addTask {
+                do {
+                    let response = try await client.execute(prepared, timeout: .milliseconds(timeout.wholeMilliseconds))
+                    _ = try? await response.body.collect(upTo: 64 * 1024)
+                    return (200..<300).contains(Int(response.status.code)) ? .delivered : .failed("HTTP \(response.status.code)")
+                } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .cancelled {
+                    return nil
+                } catch {
+                    return .failed(Self.describe(error))
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failed("no answer within \(timeout.components.seconds) s")
         }
     }
 
@@ -95,8 +118,8 @@ public actor WebhookSender {
         return configuration
     }
 
-    /// Every address `host` resolves to (getaddrinfo on NIO's thread pool), or an error after `deadline`.
-    static func resolve(_ host: String, port: Int, deadline: Duration = .seconds(5)) async throws(WebhookURLError) -> [IPAddress] {
+    /// Every address `host` resolves to (getaddrinfo on the lookup threads), or an error after `deadline`.
+    static func resolve(_ host: String, port: Int, deadline: Duration = lookupDeadline) async throws(WebhookURLError) -> [IPAddress] {
         // getaddrinfo cannot be cancelled: after the deadline the lookup is left to finish on its thread, unwaited.
         let waiter = LookupWaiter()
         let result: [IPAddress]?
@@ -120,7 +143,7 @@ public actor WebhookSender {
     }
 
     private static func lookUp(_ host: String, port: Int) async throws -> [IPAddress]? {
-        try await NIOThreadPool.singleton.runIfActive { () -> [IPAddress]? in
+        try await lookups.runIfActive { () -> [IPAddress]? in
                 var hints = addrinfo()
                 hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
                 var list: UnsafeMutablePointer<addrinfo>?

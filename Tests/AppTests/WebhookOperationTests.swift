@@ -65,7 +65,7 @@ import Webhooks
         try await eventually("the failure recorded") { try await store.webhook(for: acme)?.lastError?.contains("does not open") == true }
         let webhook = try #require(try await store.webhook(for: acme))
         #expect(webhook.nextAttemptAt > Date().addingTimeInterval(200), "rested for the backoff cap, not retried every poll")
-        #expect(try await store.dueWebhooks(at: Date(), limit: 10).isEmpty)
+        #expect(try await store.dueWebhooks(at: Date(), node: "node-a", limit: 10).isEmpty)
         #expect(try await store.webhookHealth().first?.firstFailureAt != nil, "the operator sees it failing")
         running.cancel()
         _ = await running.result

@@ -19,7 +19,7 @@ import Testing
         #expect(try await store.putWebhook(for: acme, url: "https://a.example/h", events: ["message"], sealedSecret: [1, 2]) == true)
         var webhook = try #require(try await store.webhook(for: acme))
         #expect(webhook.cursor == before.last && webhook.events == ["message"] && webhook.sealedSecret == [1, 2], "a new webhook starts after the log")
-        #expect(try await store.dueWebhooks(at: Date(), limit: 10).isEmpty)
+        #expect(try await store.dueWebhooks(at: Date(), node: "node-c", limit: 10).isEmpty)
 
         // Changing it keeps the position and the secret.
         #expect(try await store.putWebhook(for: acme, url: "https://b.example/h", events: ["message", "receipt"], sealedSecret: [9]) == false)
@@ -27,14 +27,14 @@ import Testing
         #expect(webhook.url == "https://b.example/h" && webhook.sealedSecret == [1, 2] && webhook.cursor == before.last)
 
         let ids = try await append(store, acme, ["message", "receipt", "message"])
-        #expect(try await store.dueWebhooks(at: Date(), limit: 10).map(\.tenant) == [acme])
+        #expect(try await store.dueWebhooks(at: Date(), node: "node-c", limit: 10).map(\.tenant) == [acme])
         let now = Date()
         try await store.recordWebhookFailure(
             for: acme, at: webhook.cursor, attempts: 1, firstFailureAt: now, nextAttemptAt: now.addingTimeInterval(60), error: "HTTP 500")
         webhook = try #require(try await store.webhook(for: acme))
         #expect(webhook.attempts == 1 && webhook.lastError == "HTTP 500")
-        #expect(try await store.dueWebhooks(at: now, limit: 10).isEmpty, "not due before its next attempt")
-        #expect(try await store.dueWebhooks(at: now.addingTimeInterval(61), limit: 10).count == 1)
+        #expect(try await store.dueWebhooks(at: now, node: "node-c", limit: 10).isEmpty, "not due before its next attempt")
+        #expect(try await store.dueWebhooks(at: now.addingTimeInterval(61), node: "node-c", limit: 10).count == 1)
         let backlog = try await store.webhookBacklog()
         #expect(backlog.depth == 3 && backlog.oldest != nil)
 
@@ -89,7 +89,13 @@ import Testing
         #expect(claimed.tenant == acme && claimed.cursor == 0, "the claim returns the row as it stands")
         #expect(try await store.claimWebhook(for: acme, node: "node-b", until: until, now: now) == nil, "another node cannot claim a held webhook")
         #expect(try await store.claimWebhook(for: acme, node: "node-a", until: until, now: now) != nil, "the holder claims again (a restart)")
-        #expect(try await store.dueWebhooks(at: now, limit: 10).map(\.tenant).contains(acme) == false, "a claimed webhook is not due")
+        #expect(try await store.dueWebhooks(at: now, node: "node-c", limit: 10).map(\.tenant).contains(acme) == false, "a claimed webhook is not due")
+        #expect(try await store.dueWebhooks(at: now, node: "node-a", limit: 10).map(\.tenant).contains(acme), "but due for its holder (a restart)")
+        // A tenant whose session another node runs is that node's to deliver.
+        _ = try await store.acquireLease(for: gamma, nodeID: "node-b", ttl: .seconds(2), now: now)
+        #expect(try await store.dueWebhooks(at: now, node: "node-c", limit: 10).map(\.tenant).contains(gamma) == false)
+        #expect(try await store.dueWebhooks(at: now, node: "node-b", limit: 10).map(\.tenant).contains(gamma))
+        #expect(try await store.dueWebhooks(at: now.addingTimeInterval(2.5), node: "node-c", limit: 10).map(\.tenant).contains(gamma), "a lapsed lease")
         #expect(try await store.claimWebhook(for: acme, node: "node-b", until: until.addingTimeInterval(30), now: until) != nil, "an expired claim is free")
 
         // Released webhooks go to the back of the queue: the due list is served longest-waiting first.
@@ -99,12 +105,19 @@ import Testing
         _ = try await store.claimWebhook(for: beta, node: "node-a", until: now.addingTimeInterval(2), now: now)
         try await store.releaseWebhook(for: beta, node: "node-a", until: now.addingTimeInterval(2))
         let later = now.addingTimeInterval(3)
-        #expect(try await store.dueWebhooks(at: later, limit: 10).map(\.tenant) == [gamma, acme, beta])
-        #expect(try await store.dueWebhooks(at: later, limit: 1).map(\.tenant) == [gamma])
-        // A release in the future rests the webhook until then.
+        #expect(try await store.dueWebhooks(at: later, node: "node-c", limit: 10).map(\.tenant) == [gamma, acme, beta])
+        #expect(try await store.dueWebhooks(at: later, node: "node-c", limit: 1).map(\.tenant) == [gamma])
+        // A release in the future rests the webhook until then; a change by its owner ends the rest.
         _ = try await store.claimWebhook(for: gamma, node: "node-a", until: later, now: later)
         try await store.releaseWebhook(for: gamma, node: "node-a", until: later.addingTimeInterval(300))
-        #expect(try await store.dueWebhooks(at: later, limit: 10).map(\.tenant) == [acme, beta])
+        #expect(try await store.dueWebhooks(at: later, node: "node-c", limit: 10).map(\.tenant) == [acme, beta])
+        #expect(try await store.replaceWebhookSecret(for: gamma, sealedSecret: [2]))
+        #expect(try await store.dueWebhooks(at: later, node: "node-c", limit: 10).map(\.tenant) == [gamma, acme, beta])
+        // A live claim is not ended by such a change.
+        _ = try await store.claimWebhook(for: gamma, node: "node-a", until: later.addingTimeInterval(30), now: later)
+        #expect(try await store.rewindWebhook(for: gamma, after: 0))
+        #expect(try await store.claimWebhook(for: gamma, node: "node-b", until: later.addingTimeInterval(30), now: later) == nil)
+        try await store.releaseWebhook(for: gamma, node: "node-a", until: later.addingTimeInterval(300))
 
         // Re-queued deliveries are read by due time, so a later one cannot hide a due one behind the limit.
         let betaEvents = try await append(store, beta, ["message", "message"])

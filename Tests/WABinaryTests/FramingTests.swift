@@ -1,6 +1,7 @@
 import CompressNIO
 import NIOCore
 import Testing
+import WahostBasics
 
 @testable import WABinary
 

@@ -1,4 +1,5 @@
 import Testing
+import WahostBasics
 
 @testable import WABinary
 

@@ -22,27 +22,6 @@ func hexString(_ bytes: some Sequence<UInt8>) -> String {
     }.joined(separator: " ")
 }
 
-/// A small deterministic generator (SplitMix64) so every random test replays exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D4_9BB1_33EB_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
-    }
-}
-
 /// The error `body` throws, or nil.
 func decodingError(_ body: () throws(BinaryDecodingError) -> Node) -> BinaryDecodingError? {
     do {

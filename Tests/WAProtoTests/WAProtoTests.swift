@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import Testing
+import WahostBasics
 import WAProto
 
 // Wire-level tests of the generated WAProto messages.
@@ -31,18 +32,6 @@ private func repeating(_ byte: UInt8, _ count: Int) -> [UInt8] {
 
 /// 0x00, 0x01, ..., 0x1F: a recognisable 32-byte key.
 private let key32: [UInt8] = Array(0..<32)
-
-/// Deterministic generator for the fuzz-style test (SplitMix64).
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 // MARK: - HandshakeMessage (docs/protocol-notes.md#noise-handshake)
 
@@ -527,7 +516,7 @@ struct MalformedInputTests {
 
     @Test("Random bytes either parse or throw, and never crash")
     func randomBytes() throws {
-        var rng = SplitMix64(state: 0x5741_0603)
+        var rng = SeededGenerator(seed: 0x5741_0603)
         var failures = 0
         for _ in 0..<2_000 {
             let length = Int.random(in: 0...96, using: &rng)

@@ -20,7 +20,8 @@ extension PostgresSystemStore {
                     INSERT INTO webhooks (tenant, url, events, sealed_secret, cursor_seq)
                     VALUES (\(name), \(url), \(types), \(secret),
                             COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(name)), 0))
-                    ON CONFLICT (tenant) DO UPDATE SET url = excluded.url, events = excluded.events
+                    ON CONFLICT (tenant) DO UPDATE SET url = excluded.url, events = excluded.events,
+                        claimed_until_ms = CASE WHEN webhooks.claimed_by IS NULL THEN 0 ELSE webhooks.claimed_until_ms END
                     RETURNING (xmax = 0)
                     """, logger: logger
                 ).decode(Bool.self))
@@ -43,17 +44,20 @@ extension PostgresSystemStore {
         let secret = ByteBuffer(bytes: sealedSecret)
         return try await run { client, logger in
             try await !client.query(
-                "UPDATE webhooks SET sealed_secret = \(secret) WHERE tenant = \(tenant.rawValue) RETURNING tenant", logger: logger
+                "UPDATE webhooks SET sealed_secret = \(secret), claimed_until_ms = CASE WHEN claimed_by IS NULL THEN 0 ELSE claimed_until_ms END WHERE tenant = \(tenant.rawValue) RETURNING tenant",
+                logger: logger
             ).collect().isEmpty
         }
     }
 
-    public func dueWebhooks(at now: Date, limit: Int) async throws(RepositoryError) -> [StoredWebhook] {
+    public func dueWebhooks(at now: Date, node: String, limit: Int) async throws(RepositoryError) -> [StoredWebhook] {
         var query = PostgresQuery(
             unsafeSQL: """
                 SELECT \(Self.webhookColumns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
                 FROM webhooks w
-                WHERE w.claimed_until_ms <= $1 AND (
+                WHERE (w.claimed_until_ms <= $1 OR w.claimed_by = $3)
+                  AND NOT EXISTS (SELECT 1 FROM session_leases l WHERE l.tenant = w.tenant AND l.node_id <> $3 AND l.expires_at_ms > $1)
+                  AND (
                       (w.next_attempt_at_ms <= $1 AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
                    OR EXISTS (SELECT 1 FROM webhook_parked p WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= $1))
                 ORDER BY w.claimed_until_ms
@@ -61,6 +65,7 @@ extension PostgresSystemStore {
                 """)
         query.binds.append(now.milliseconds)
         query.binds.append(Int64(limit))
+        query.binds.append(node)
         return try await webhooks(query)
     }
 
@@ -80,7 +85,7 @@ extension PostgresSystemStore {
     public func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError) {
         try await run { client, logger in
             try await client.query(
-                "UPDATE webhooks SET claimed_until_ms = \(until.milliseconds) WHERE tenant = \(tenant.rawValue) AND claimed_by = \(node)",
+                "UPDATE webhooks SET claimed_by = NULL, claimed_until_ms = \(until.milliseconds) WHERE tenant = \(tenant.rawValue) AND claimed_by = \(node)",
                 logger: logger)
         }
     }
@@ -171,14 +176,17 @@ extension PostgresSystemStore {
     }
 
     public func requeueWebhookDelivery(for tenant: TenantName, eventID: Int64, now: Date) async throws(RepositoryError) -> Bool {
-        try await run { client, logger in
-            try await !client.query(
+        try await transaction { connection, logger in
+            let requeued = try await connection.query(
                 """
                 UPDATE webhook_parked SET status = 'queued', attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = \(now.milliseconds),
                     parked_at_ms = \(now.milliseconds)
                 WHERE tenant = \(tenant.rawValue) AND seq = \(eventID) AND status = 'dead' RETURNING seq
                 """, logger: logger
-            ).collect().isEmpty
+            ).collect()
+            guard !requeued.isEmpty else { return false }
+            try await connection.query("UPDATE webhooks SET claimed_until_ms = CASE WHEN claimed_by IS NULL THEN 0 ELSE claimed_until_ms END WHERE tenant = \(tenant.rawValue)", logger: logger)
+            return true
         }
     }
 
@@ -188,7 +196,8 @@ extension PostgresSystemStore {
                 """
                 UPDATE webhooks
                 SET cursor_seq = LEAST(\(max(0, after)), COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = \(tenant.rawValue)), 0)),
-                    attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                    attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL,
+                    claimed_until_ms = CASE WHEN claimed_by IS NULL THEN 0 ELSE claimed_until_ms END
                 WHERE tenant = \(tenant.rawValue) RETURNING tenant
                 """, logger: logger
             ).collect().isEmpty

@@ -7,7 +7,7 @@ extension SQLiteSystemStore {
         try await write { db in
             let name = tenant.rawValue
             let types = events.joined(separator: ",")
-            try db.execute(sql: "UPDATE webhooks SET url = ?, events = ? WHERE tenant = ?", arguments: [url, types, name])
+            try db.execute(sql: "UPDATE webhooks SET url = ?, events = ?, \(Self.endRest) WHERE tenant = ?", arguments: [url, types, name])
             if db.changesCount > 0 { return false }
             // A new webhook starts after the newest event: it delivers what happens from now on (`redeliver` replays).
             let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM tenant_event_sequences WHERE tenant = ?", arguments: [name]) ?? 0
@@ -32,24 +32,29 @@ extension SQLiteSystemStore {
 
     public func replaceWebhookSecret(for tenant: TenantName, sealedSecret: [UInt8]) async throws(RepositoryError) -> Bool {
         try await write { db in
-            try db.execute(sql: "UPDATE webhooks SET sealed_secret = ? WHERE tenant = ?", arguments: [Data(sealedSecret), tenant.rawValue])
+            try db.execute(sql: "UPDATE webhooks SET sealed_secret = ?, \(Self.endRest) WHERE tenant = ?", arguments: [Data(sealedSecret), tenant.rawValue])
             return db.changesCount > 0
         }
     }
 
-    public func dueWebhooks(at now: Date, limit: Int) async throws(RepositoryError) -> [StoredWebhook] {
+    /// Ends a rest (a release into the future) but not a live claim.
+    private static let endRest = "claimed_until_ms = CASE WHEN claimed_by IS NULL THEN 0 ELSE claimed_until_ms END"
+
+    public func dueWebhooks(at now: Date, node: String, limit: Int) async throws(RepositoryError) -> [StoredWebhook] {
         try await read { db in
             try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
                         SELECT w.* FROM webhooks w
-                        WHERE w.claimed_until_ms <= ?1 AND ((w.next_attempt_at_ms <= ?1
+                        WHERE (w.claimed_until_ms <= ?1 OR w.claimed_by = ?3)
+                          AND NOT EXISTS (SELECT 1 FROM session_leases l WHERE l.tenant = w.tenant AND l.node_id <> ?3 AND l.expires_at_ms > ?1)
+                          AND ((w.next_attempt_at_ms <= ?1
                                AND EXISTS (SELECT 1 FROM tenant_events e WHERE e.tenant = w.tenant AND e.seq > w.cursor_seq))
                            OR EXISTS (SELECT 1 FROM webhook_parked p
                                       WHERE p.tenant = w.tenant AND p.status = 'queued' AND p.next_attempt_at_ms <= ?1))
                         ORDER BY w.claimed_until_ms
                         LIMIT ?2
-                        """), arguments: [now.milliseconds, limit]
+                        """), arguments: [now.milliseconds, limit, node]
             ).map(Self.webhook(from:))
         }
     }
@@ -67,7 +72,7 @@ extension SQLiteSystemStore {
     public func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError) {
         try await write { db in
             try db.execute(
-                sql: "UPDATE webhooks SET claimed_until_ms = ? WHERE tenant = ? AND claimed_by = ?",
+                sql: "UPDATE webhooks SET claimed_by = NULL, claimed_until_ms = ? WHERE tenant = ? AND claimed_by = ?",
                 arguments: [until.milliseconds, tenant.rawValue, node])
         }
     }
@@ -159,7 +164,9 @@ extension SQLiteSystemStore {
                     UPDATE webhook_parked SET status = 'queued', attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = ?, parked_at_ms = ?
                     WHERE tenant = ? AND seq = ? AND status = 'dead'
                     """, arguments: [now.milliseconds, now.milliseconds, tenant.rawValue, eventID])
-            return db.changesCount > 0
+            guard db.changesCount > 0 else { return false }
+            try db.execute(sql: "UPDATE webhooks SET \(Self.endRest) WHERE tenant = ?", arguments: [tenant.rawValue])
+            return true
         }
     }
 
@@ -168,7 +175,7 @@ extension SQLiteSystemStore {
             try db.execute(
                 sql: """
                     UPDATE webhooks SET cursor_seq = MIN(?, COALESCE((SELECT last_seq FROM tenant_event_sequences WHERE tenant = ?), 0)),
-                        attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL
+                        attempts = 0, first_failure_at_ms = NULL, next_attempt_at_ms = 0, last_error = NULL, \(Self.endRest)
                     WHERE tenant = ?
                     """, arguments: [max(0, after), tenant.rawValue, tenant.rawValue])
             return db.changesCount > 0

@@ -75,13 +75,15 @@ public protocol WebhookRepository: Sendable {
     func deleteWebhook(for tenant: TenantName) async throws(RepositoryError) -> Bool
     /// Replaces the sealed secret; false if there is no webhook.
     func replaceWebhookSecret(for tenant: TenantName, sealedSecret: [UInt8]) async throws(RepositoryError) -> Bool
-    /// Up to `limit` unclaimed webhooks with something to deliver at `now` (an event after the cursor, or a queued parked
-    /// one), the longest unserved first.
-    func dueWebhooks(at now: Date, limit: Int) async throws(RepositoryError) -> [StoredWebhook]
+    /// Up to `limit` webhooks with something to deliver at `now` (an event after the cursor, or a queued parked one),
+    /// the longest unserved first: unclaimed or claimed by `node` (before a restart), and of tenants whose session no
+    /// other node holds a live lease on.
+    func dueWebhooks(at now: Date, node: String, limit: Int) async throws(RepositoryError) -> [StoredWebhook]
     /// Claims the webhook for `node` until `until` if no other node holds it at `now`, and returns it as it stands;
     /// nil if another node holds it or there is none. Only the holder sends, so no delivery goes out twice at once.
     func claimWebhook(for tenant: TenantName, node: String, until: Date, now: Date) async throws(RepositoryError) -> StoredWebhook?
-    /// Ends `node`'s claim; the webhook is not due again before `until` (now, or later to rest a broken one).
+    /// Ends `node`'s claim; the webhook is not due again before `until` (now, or later to rest a broken one). A change
+    /// by its owner (put, new secret, rewind, re-queue) ends a rest at once.
     func releaseWebhook(for tenant: TenantName, node: String, until: Date) async throws(RepositoryError)
     /// Moves the cursor from `expected` to `to` (delivered or skipped) and clears the failure state; false if the
     /// cursor is no longer `expected` (another node, a rewind).

@@ -1,0 +1,181 @@
+import App
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Synchronization
+import Tenancy
+import WahostBasics
+import Webhooks
+
+/// `chaos --tenants N --cycles C`: `kill -9` of `serve` at random moments while peers message its sessions and their
+/// webhooks deliver. Afterwards every session must be connected again without pairing, every message the peers sent
+/// must be in its tenant's event log exactly once, and every one must have reached the webhook receiver.
+struct Chaos: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Crash cycles: kill -9 of `wahost serve` at random moments under message load; fails if a promise breaks.")
+
+    @Option(help: "Tenants, each paired, messaged and with a webhook.") var tenants = 5
+    @Option(help: "Kills of `serve`.") var cycles = 50
+    @Option(help: "Longest a `serve` runs before its kill, in seconds.") var cycleSeconds = 3.0
+    @Option(help: "Texts per second the peers send, across all tenants.") var rate = 20
+    @Option(help: "Seed of the kill moments (0: a random seed, printed).") var seed: UInt64 = 0
+
+    func run() async throws {
+        let receiver = try await WebhookCounter.start()
+        defer { receiver.stop() }
+        let rig = try await BenchRig(count: tenants)
+        defer { rig.stop() }
+        let environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
+        try await configureWebhooks(rig, receiverPort: receiver.port)
+        var server = try await rig.startServer(extraEnvironment: environment)
+        _ = try await rig.pairAll(port: server.port, concurrency: 8)
+        try await rig.waitForPreKeys()
+        let registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
+
+        let sent = SentTexts()
+        let sender = Task { try await sendTexts(rig, into: sent) }
+        let seed = self.seed == 0 ? UInt64.random(in: 1...UInt64.max) : self.seed
+        var generator = SeededGenerator(seed: seed)
+        var reconnectChecks = 0
+        var reconnectFailures = 0
+        for cycle in 0..<cycles {
+            // Half of the kills land in the first second after the start (restore, login, prekey upload, the offline
+            // queue's messages being stored and acked), half anywhere in the cycle.
+            let window = cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
+            try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
+            kill(server.process.pid, SIGKILL)
+            server.process.process.waitUntilExit()
+            server = try await rig.startServer(extraEnvironment: environment)
+            if cycle % 5 == 4 {
+                reconnectChecks += 1
+                if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnectFailures += 1 }
+            }
+        }
+        let connected = try await rig.waitConnected(timeout: .seconds(120))
+        sender.cancel()
+        _ = await sender.result
+        let messages = sent.all
+        let logged = try await waitForEvents(rig, port: server.port, expected: messages, timeout: .seconds(120))
+        let deadline = ContinuousClock.now + .seconds(60)
+        while receiver.missing(messages.map(\.id)) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+        let state = try await rig.simulatorState()
+        let repairings = (state["registrations"] as? Int ?? 0) - registrationsBefore
+        let missing = messages.filter { logged[$0.id] == nil }.count
+        let duplicated = logged.values.filter { $0 > 1 }.count
+        let webhookMissing = receiver.missing(messages.map(\.id))
+        printJSONLine([
+            "benchmark": "chaos", "tenants": tenants, "kills": cycles, "seed": "\(seed)", "connected_at_end": connected,
+            "reconnect_checks": reconnectChecks, "reconnect_failures": reconnectFailures, "re_pairings": repairings,
+            "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
+            "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered,
+            "peak_connections_per_account": (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0,
+        ])
+        var broken: [String] = []
+        if connected != tenants || reconnectFailures > 0 { broken.append("sessions not connected again (\(connected) of \(tenants) at the end)") }
+        if repairings > 0 { broken.append("\(repairings) sessions paired again") }
+        if missing > 0 || duplicated > 0 { broken.append("\(missing) messages missing from and \(duplicated) duplicated in the event logs") }
+        if webhookMissing > 0 { broken.append("\(webhookMissing) messages never reached the webhook") }
+        if messages.isEmpty { broken.append("no message was sent") }
+        if !broken.isEmpty { throw BenchError("promises broken (seed \(seed)): " + broken.joined(separator: "; ")) }
+    }
+
+    /// A webhook for every tenant, to the receiver, for messages.
+    private func configureWebhooks(_ rig: BenchRig, receiverPort: Int) async throws {
+        var logger = Logger(label: "wahost.bench")
+        logger.logLevel = .error
+        var configuration = WahostConfiguration(dataDirectory: rig.directory, masterKeyBase64: rig.masterKey)
+        configuration.allowPrivateWebhooks = true
+        let services = try await WahostServices.open(configuration, logger: logger)
+        for (name, _) in rig.tokens {
+            _ = try await services.webhooks.put(for: try TenantName(name), url: "http://127.0.0.1:\(receiverPort)/hook", events: ["message"])
+        }
+        await services.close()
+    }
+
+    /// Peers text the tenants' accounts in turn at `rate` per second, whether `serve` is up or not (the simulator
+    /// queues them until the account's device acks), recording every id the simulator accepted.
+    private func sendTexts(_ rig: BenchRig, into sent: SentTexts) async throws {
+        let names = rig.tokens.map(\.0)
+        var index = 0
+        while !Task.isCancelled {
+            let tenant = names[index % names.count]
+            guard let account = rig.accounts[tenant] else { throw BenchError("no account for \(tenant)") }
+            let peer = "1555888" + String(format: "%04d", index % names.count)
+            let (status, body) = try await request("POST", rig.control + "/peers/\(peer)/messages", body: ["to": account, "text": "chaos \(index)"])
+            if status == 200, let id = body["id"] as? String { sent.add(tenant: tenant, id: id) }
+            index += 1
+            try? await Task.sleep(for: .milliseconds(1000 / max(1, rate)))
+        }
+    }
+
+    /// How often each sent message id appears in its tenant's event log, once every sent one is there or at `timeout`.
+    private func waitForEvents(
+        _ rig: BenchRig, port: Int, expected: [(tenant: String, id: String)], timeout: Duration
+    ) async throws -> [String: Int] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            var counts: [String: Int] = [:]
+            for (name, token) in rig.tokens {
+                var after = 0
+                while true {
+                    let (status, page) = try await request(
+                        "GET", "http://127.0.0.1:\(port)/tenants/\(name)/events?limit=1000&after=\(after)",
+                        headers: ["x-admin-token": token, "accept": "application/json"])
+                    guard status == 200 else { throw BenchError("events of \(name): \(status) \(page)") }
+                    let events = page["events"] as? [[String: Any]] ?? []
+                    for event in events where event["type"] as? String == "message" {
+                        if let id = (event["data"] as? [String: Any])?["id"] as? String { counts[id, default: 0] += 1 }
+                    }
+                    guard events.count == 1000, let last = page["last_id"] as? Int else { break }
+                    after = last
+                }
+            }
+            if expected.allSatisfy({ counts[$0.id] != nil }) || ContinuousClock.now >= deadline { return counts }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+}
+
+/// A webhook receiver in this process that counts deliveries per message id.
+final class WebhookCounter: Sendable {
+    let port: Int
+    private let counts = Mutex<[String: Int]>([:])
+    private let task: Mutex<Task<Void, any Error>?>
+
+    private init(port: Int) {
+        self.port = port
+        task = Mutex(nil)
+    }
+
+    static func start() async throws -> WebhookCounter {
+        let counter = WebhookCounter(port: try freeLoopbackPort())
+        let router = Router()
+        router.post("hook") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any]
+            if let id = (object?["data"] as? [String: Any])?["id"] as? String { counter.counts.withLock { $0[id, default: 0] += 1 } }
+            return Response(status: .ok)
+        }
+        var quiet = Logger(label: "bench.receiver")
+        quiet.logLevel = .error
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: counter.port)), logger: quiet)
+        counter.task.withLock { $0 = Task { try await app.runService(gracefulShutdownSignals: []) } }
+        return counter
+    }
+
+    /// How many of `ids` never arrived.
+    func missing(_ ids: [String]) -> Int { counts.withLock { counts in ids.filter { counts[$0] == nil }.count } }
+
+    /// Deliveries beyond the first of a message (at-least-once allows them).
+    var redelivered: Int { counts.withLock { $0.values.reduce(0) { $0 + max(0, $1 - 1) } } }
+
+    func stop() { task.withLock { $0?.cancel() } }
+}
+
+/// The texts the simulator accepted, with the tenant each went to.
+final class SentTexts: Sendable {
+    private let list = Mutex<[(tenant: String, id: String)]>([])
+    func add(tenant: String, id: String) { list.withLock { $0.append((tenant, id)) } }
+    var all: [(tenant: String, id: String)] { list.withLock { $0 } }
+}
