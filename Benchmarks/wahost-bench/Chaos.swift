@@ -9,27 +9,38 @@ import WahostBasics
 import Webhooks
 
 /// `chaos --tenants N --cycles C`: `kill -9` of `serve` at random moments while peers message its sessions and their
-/// webhooks deliver. Afterwards every session must be connected again without pairing, every message the peers sent
-/// must be in its tenant's event log exactly once, and every one must have reached the webhook receiver.
+/// webhooks deliver; with `--nodes 2|3` on PostgreSQL, nodes of a cluster are killed or stopped in turn (failovers).
+/// Afterwards every session must be connected again without pairing and never twice at once, every message the peers
+/// sent must be in its tenant's event log exactly once, and every one must have reached the webhook receiver.
 struct Chaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Crash cycles: kill -9 of `wahost serve` at random moments under message load; fails if a promise breaks.")
+        abstract: "Crash cycles and failovers of `wahost serve` under message load; fails if a promise breaks.")
 
     @Option(help: "Tenants, each paired, messaged and with a webhook.") var tenants = 5
-    @Option(help: "Kills of `serve`.") var cycles = 50
+    @Option(help: "Kills of `serve` (one node), or failovers (several).") var cycles = 50
     @Option(help: "Longest a `serve` runs before its kill, in seconds.") var cycleSeconds = 3.0
     @Option(help: "Texts per second the peers send, across all tenants.") var rate = 20
     @Option(help: "Seed of the kill moments (0: a random seed, printed).") var seed: UInt64 = 0
+    @Option(help: "Nodes sharing --database-url; above 1, each cycle kills (or stops) one and waits for the others to take over.")
+    var nodes = 1
+    @Option(help: "The cluster's PostgreSQL URL (an empty database), for --nodes above 1.") var databaseURL: String?
+
+    func validate() throws {
+        guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
+        if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
+    }
 
     func run() async throws {
         let receiver = try await WebhookCounter.start()
         defer { receiver.stop() }
-        let rig = try await BenchRig(count: tenants)
+        let rig = try await BenchRig(count: tenants, databaseURL: databaseURL)
         defer { rig.stop() }
-        let environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
+        var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
+        if nodes > 1 { environment["WAHOST_LEASE_TTL"] = "5" }
         try await configureWebhooks(rig, receiverPort: receiver.port)
-        var server = try await rig.startServer(extraEnvironment: environment)
-        _ = try await rig.pairAll(port: server.port, concurrency: 8)
+        var servers: [(process: ChildProcess, port: Int)] = []
+        for node in 0..<nodes { servers.append(try await rig.startServer(extraEnvironment: environment.merging(["WAHOST_NODE_ID": "chaos-\(node)"]) { $1 })) }
+        _ = try await rig.pairAll(port: servers[0].port, concurrency: 8)
         try await rig.waitForPreKeys()
         let registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
 
@@ -39,15 +50,31 @@ struct Chaos: AsyncParsableCommand {
         var generator = SeededGenerator(seed: seed)
         var reconnectChecks = 0
         var reconnectFailures = 0
+        var moved = 0
         for cycle in 0..<cycles {
-            // Half of the kills land in the first second after the start (restore, login, prekey upload, the offline
-            // queue's messages being stored and acked), half anywhere in the cycle.
-            let window = cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
+            // One node: half of the kills land in the first second after the start (restore, login, prekey upload, the
+            // offline queue's messages being stored and acked), half anywhere in the cycle. Several: a random node is
+            // killed (even cycles) or stopped with SIGTERM (odd), and the others must take its sessions over.
+            let window = nodes == 1 && cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
-            kill(server.process.pid, SIGKILL)
-            server.process.process.waitUntilExit()
-            server = try await rig.startServer(extraEnvironment: environment)
-            if cycle % 5 == 4 {
+            let victim = Int.random(in: 0..<nodes, using: &generator)
+            var moving: [String] = []
+            var loginsBefore: [String: Int] = [:]
+            if nodes > 1 {
+                loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
+                moving = try await rig.tenantsRunning(onNodeAt: servers[victim].port, nodeID: "chaos-\(victim)")
+            }
+            if nodes == 1 || cycle % 2 == 0 { kill(servers[victim].process.pid, SIGKILL) } else { servers[victim].process.process.terminate() }
+            servers[victim].process.process.waitUntilExit()
+            if nodes > 1 {
+                // The sessions the victim ran must log in again on the other nodes, each with one connection.
+                reconnectChecks += 1
+                moved += moving.count
+                if try await !rig.waitTakenOver(moving, loginsBefore: loginsBefore, timeout: .seconds(60)) { reconnectFailures += 1 }
+            }
+            let node = ["WAHOST_NODE_ID": "chaos-\(victim)"]
+            servers[victim] = try await rig.startServer(extraEnvironment: environment.merging(node) { $1 })
+            if nodes == 1, cycle % 5 == 4 {
                 reconnectChecks += 1
                 if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnectFailures += 1 }
             }
@@ -56,7 +83,7 @@ struct Chaos: AsyncParsableCommand {
         sender.cancel()
         _ = await sender.result
         let messages = sent.all
-        let logged = try await waitForEvents(rig, port: server.port, expected: messages, timeout: .seconds(120))
+        let logged = try await waitForEvents(rig, port: servers[0].port, expected: messages, timeout: .seconds(120))
         let deadline = ContinuousClock.now + .seconds(60)
         while receiver.missing(messages.map(\.id)) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
         let state = try await rig.simulatorState()
@@ -64,19 +91,24 @@ struct Chaos: AsyncParsableCommand {
         let missing = messages.filter { logged[$0.id] == nil }.count
         let duplicated = logged.values.filter { $0 > 1 }.count
         let webhookMissing = receiver.missing(messages.map(\.id))
+        let peak = (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0
         printJSONLine([
-            "benchmark": "chaos", "tenants": tenants, "kills": cycles, "seed": "\(seed)", "connected_at_end": connected,
+            "benchmark": "chaos", "tenants": tenants, "nodes": nodes, "kills": cycles, "seed": "\(seed)", "connected_at_end": connected,
             "reconnect_checks": reconnectChecks, "reconnect_failures": reconnectFailures, "re_pairings": repairings,
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
-            "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered,
-            "peak_connections_per_account": (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0,
+            "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
+            "sessions_moved": moved,
         ])
         var broken: [String] = []
-        if connected != tenants || reconnectFailures > 0 { broken.append("sessions not connected again (\(connected) of \(tenants) at the end)") }
+        if connected != tenants || reconnectFailures > 0 {
+            broken.append("sessions not connected again (\(reconnectFailures) of \(reconnectChecks) checks failed, \(connected) of \(tenants) at the end)")
+        }
+        if peak > 1 { broken.append("an account had \(peak) live connections at once") }
         if repairings > 0 { broken.append("\(repairings) sessions paired again") }
         if missing > 0 || duplicated > 0 { broken.append("\(missing) messages missing from and \(duplicated) duplicated in the event logs") }
         if webhookMissing > 0 { broken.append("\(webhookMissing) messages never reached the webhook") }
         if messages.isEmpty { broken.append("no message was sent") }
+        if nodes > 1, moved == 0 { broken.append("no failover moved a session") }
         if !broken.isEmpty { throw BenchError("promises broken (seed \(seed)): " + broken.joined(separator: "; ")) }
     }
 
@@ -84,7 +116,7 @@ struct Chaos: AsyncParsableCommand {
     private func configureWebhooks(_ rig: BenchRig, receiverPort: Int) async throws {
         var logger = Logger(label: "wahost.bench")
         logger.logLevel = .error
-        var configuration = WahostConfiguration(dataDirectory: rig.directory, masterKeyBase64: rig.masterKey)
+        var configuration = WahostConfiguration(dataDirectory: rig.directory, databaseURL: rig.databaseURL, masterKeyBase64: rig.masterKey)
         configuration.allowPrivateWebhooks = true
         let services = try await WahostServices.open(configuration, logger: logger)
         for (name, _) in rig.tokens {

@@ -78,14 +78,19 @@ final class BenchRig: @unchecked Sendable {
     let rootKey: String
     let control: String
     var tokens: [(String, String)] = []
+    /// The operator's token (`x-admin-token` of the operator routes).
+    var operatorToken = ""
     /// Each paired tenant's account user (the phone number's digits), by tenant name.
     var accounts: [String: String] = [:]
     var servers: [ChildProcess] = []
 
     /// The simulator's self-signed certificate when the sessions connect over TLS (`wss://`).
     let certificateFile: String?
+    /// The system database when it is not `system.db` in the data directory (a cluster's PostgreSQL).
+    let databaseURL: String?
 
-    init(count: Int, simulatorWebSocketPingSeconds: Int = 0, tls: Bool = false) async throws {
+    init(count: Int, simulatorWebSocketPingSeconds: Int = 0, tls: Bool = false, databaseURL: String? = nil) async throws {
+        self.databaseURL = databaseURL
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw BenchError("\(binary) is missing: build both products first (`swift build -c release`)")
         }
@@ -116,12 +121,14 @@ final class BenchRig: @unchecked Sendable {
         var logger = Logger(label: "wahost.bench")
         logger.logLevel = .error
         let services = try await WahostServices.open(
-            WahostConfiguration(dataDirectory: directory, masterKeyBase64: masterKey), tenancyConfiguration: cheap, logger: logger)
+            WahostConfiguration(dataDirectory: directory, databaseURL: databaseURL, masterKeyBase64: masterKey), tenancyConfiguration: cheap,
+            logger: logger)
         for index in 0..<count {
             let name = "bench-\(index)"
             let issued = try await services.tenants.createTenant(try TenantName(name), mfa: false, actor: "bench")
             tokens.append((name, issued.adminToken.text))
         }
+        operatorToken = try await services.tenants.issueOperatorToken(actor: "bench").text
         await services.close()
     }
 
@@ -132,6 +139,7 @@ final class BenchRig: @unchecked Sendable {
         var environment = ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"]
         environment.merge(extraEnvironment) { $1 }
         environment["WAHOST_WA_CA_FILE"] = certificateFile
+        environment["WAHOST_DATABASE_URL"] = databaseURL
         let server = try ChildProcess(command[0], Array(command.dropFirst()), environment: environment)
         servers.append(server)
         try await waitForHealth(port: port)
@@ -192,6 +200,28 @@ final class BenchRig: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         throw BenchError("prekeys were not uploaded for every account")
+    }
+
+    /// The tenants whose session runs on the node at `port`, by that node's own account (`GET /tenants`).
+    func tenantsRunning(onNodeAt port: Int, nodeID: String) async throws -> [String] {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/tenants")!)
+        request.setValue(operatorToken, forHTTPHeaderField: "x-admin-token")
+        let (data, _) = try await URLSession.shared.data(for: request)
+        let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+        return list.filter { $0["owner_node"] as? String == nodeID && $0["connected"] as? Bool == true }.compactMap { $0["tenant"] as? String }
+    }
+
+    /// Waits (up to `timeout`) until each of `tenants` logged in again since `loginsBefore` and has one live connection.
+    func waitTakenOver(_ tenants: [String], loginsBefore: [String: Int], timeout: Duration) async throws -> Bool {
+        let users = tenants.compactMap { accounts[$0] }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let state = try await simulatorState()
+            let (logins, live) = (state["logins"] as? [String: Int] ?? [:], state["liveConnections"] as? [String: Int] ?? [:])
+            if users.allSatisfy({ logins[$0, default: 0] > loginsBefore[$0, default: 0] && live[$0] == 1 }) { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     /// The simulator's counters (`/control/state`).
