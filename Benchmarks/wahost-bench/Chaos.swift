@@ -24,6 +24,8 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "Nodes sharing --database-url; above 1, each cycle kills (or stops) one and waits for the others to take over.")
     var nodes = 1
     @Option(help: "The cluster's PostgreSQL URL (an empty database), for --nodes above 1.") var databaseURL: String?
+    @Option(help: "Network faults (drops, stream errors, a few terminal ones) applied after the kills, each after up to --cycle-seconds.")
+    var networkFaults = 0
 
     func validate() throws {
         guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
@@ -79,10 +81,14 @@ struct Chaos: AsyncParsableCommand {
                 if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnectFailures += 1 }
             }
         }
-        let connected = try await rig.waitConnected(timeout: .seconds(120))
+        var network = NetworkFaultOutcome()
+        if networkFaults > 0 { network = try await applyNetworkFaults(rig, port: servers[0].port, sent: sent, generator: &generator) }
+        let running = tenants - network.terminal.count
+        let connected = try await rig.waitConnected(expected: running, timeout: .seconds(120))
         sender.cancel()
         _ = await sender.result
-        let messages = sent.all
+        // Texts to a session ended for good (replaced, device removed) may never be delivered: they are not counted.
+        let messages = sent.all.filter { !network.terminal.contains($0.tenant) }
         let logged = try await waitForEvents(rig, port: servers[0].port, expected: messages, timeout: .seconds(120))
         let deadline = ContinuousClock.now + .seconds(60)
         while receiver.missing(messages.map(\.id)) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
@@ -97,11 +103,11 @@ struct Chaos: AsyncParsableCommand {
             "reconnect_checks": reconnectChecks, "reconnect_failures": reconnectFailures, "re_pairings": repairings,
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
-            "sessions_moved": moved,
+            "sessions_moved": moved, "network_faults": network.faults, "sessions_ended": network.terminal.count,
         ])
-        var broken: [String] = []
-        if connected != tenants || reconnectFailures > 0 {
-            broken.append("sessions not connected again (\(reconnectFailures) of \(reconnectChecks) checks failed, \(connected) of \(tenants) at the end)")
+        var broken = network.broken
+        if connected != running || reconnectFailures > 0 {
+            broken.append("sessions not connected again (\(reconnectFailures) of \(reconnectChecks) checks failed, \(connected) of \(running) at the end)")
         }
         if peak > 1 { broken.append("an account had \(peak) live connections at once") }
         if repairings > 0 { broken.append("\(repairings) sessions paired again") }
@@ -132,6 +138,10 @@ struct Chaos: AsyncParsableCommand {
         var index = 0
         while !Task.isCancelled {
             let tenant = names[index % names.count]
+            if sent.isStopped(tenant) {
+                index += 1
+                continue
+            }
             guard let account = rig.accounts[tenant] else { throw BenchError("no account for \(tenant)") }
             let peer = "1555888" + String(format: "%04d", index % names.count)
             let (status, body) = try await request("POST", rig.control + "/peers/\(peer)/messages", body: ["to": account, "text": "chaos \(index)"])
@@ -208,6 +218,10 @@ final class WebhookCounter: Sendable {
 /// The texts the simulator accepted, with the tenant each went to.
 final class SentTexts: Sendable {
     private let list = Mutex<[(tenant: String, id: String)]>([])
+    private let stopped = Mutex<Set<String>>([])
     func add(tenant: String, id: String) { list.withLock { $0.append((tenant, id)) } }
+    /// No more texts to this tenant (its session ended for good).
+    func stop(_ tenant: String) { _ = stopped.withLock { $0.insert(tenant) } }
+    func isStopped(_ tenant: String) -> Bool { stopped.withLock { $0.contains(tenant) } }
     var all: [(tenant: String, id: String)] { list.withLock { $0 } }
 }
