@@ -38,7 +38,8 @@ struct Chaos: AsyncParsableCommand {
         let rig = try await BenchRig(count: tenants, databaseURL: databaseURL)
         defer { rig.stop() }
         var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
-        if nodes > 1 { environment["WAHOST_LEASE_TTL"] = "5" }
+        // Leases are renewed every third of the TTL: 10 s leaves a loaded machine room for a late renewal.
+        if nodes > 1 { environment["WAHOST_LEASE_TTL"] = "10" }
         try await configureWebhooks(rig, receiverPort: receiver.port)
         var servers: [(process: ChildProcess, port: Int)] = []
         for node in 0..<nodes { servers.append(try await rig.startServer(extraEnvironment: environment.merging(["WAHOST_NODE_ID": "chaos-\(node)"]) { $1 })) }
@@ -49,25 +50,35 @@ struct Chaos: AsyncParsableCommand {
         let sent = SentTexts()
         let sender = Task { try await sendTexts(rig, into: sent) }
         let seed = self.seed == 0 ? UInt64.random(in: 1...UInt64.max) : self.seed
+        FileHandle.standardError.write(Data("chaos: seed \(seed)\n".utf8))
         var generator = SeededGenerator(seed: seed)
+        var broken: [String] = []
         var reconnectChecks = 0
         var reconnectFailures = 0
         var moved = 0
         for cycle in 0..<cycles {
             // One node: half of the kills land in the first second after the start (restore, login, prekey upload, the
-            // offline queue's messages being stored and acked), half anywhere in the cycle. Several: a random node is
-            // killed (even cycles) or stopped with SIGTERM (odd), and the others must take its sessions over.
+            // offline queue's messages being stored and acked), half anywhere in the cycle. Several: the node running
+            // the most sessions is killed (even cycles), or a random one is stopped with SIGTERM (odd), and the others
+            // must take its sessions over.
             let window = nodes == 1 && cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
-            let victim = Int.random(in: 0..<nodes, using: &generator)
+            var victim = Int.random(in: 0..<nodes, using: &generator)
             var moving: [String] = []
             var loginsBefore: [String: Int] = [:]
             if nodes > 1 {
                 loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
-                moving = try await rig.tenantsRunning(onNodeAt: servers[victim].port, nodeID: "chaos-\(victim)")
+                var running: [[String]] = []
+                for (node, server) in servers.enumerated() { running.append(try await rig.tenantsRunning(onNodeAt: server.port, nodeID: "chaos-\(node)")) }
+                if cycle % 2 == 0, let busiest = running.indices.max(by: { running[$0].count < running[$1].count }) { victim = busiest }
+                moving = running[victim]
             }
-            if nodes == 1 || cycle % 2 == 0 { kill(servers[victim].process.pid, SIGKILL) } else { servers[victim].process.process.terminate() }
-            servers[victim].process.process.waitUntilExit()
+            if nodes == 1 || cycle % 2 == 0 {
+                kill(servers[victim].process.pid, SIGKILL)
+                servers[victim].process.process.waitUntilExit()
+            } else if try await !stop(servers[victim].process, within: .seconds(30)) {
+                broken.append("node chaos-\(victim) did not stop within 30 s of SIGTERM")
+            }
             if nodes > 1 {
                 // The sessions the victim ran must log in again on the other nodes, each with one connection.
                 reconnectChecks += 1
@@ -82,13 +93,26 @@ struct Chaos: AsyncParsableCommand {
             }
         }
         var network = NetworkFaultOutcome()
-        if networkFaults > 0 { network = try await applyNetworkFaults(rig, port: servers[0].port, sent: sent, generator: &generator) }
+        var sentBeforeFaults = 0
+        if networkFaults > 0 {
+            // Everything sent so far is logged before a session may end for good, so the kills' texts are all checked.
+            sentBeforeFaults = sent.all.count
+            _ = try await waitForEvents(rig, port: servers[0].port, expected: Array(sent.all.prefix(sentBeforeFaults)), timeout: .seconds(120))
+            network = try await applyNetworkFaults(rig, port: servers[0].port, sent: sent, generator: &generator)
+        }
         let running = tenants - network.terminal.count
         let connected = try await rig.waitConnected(expected: running, timeout: .seconds(120))
         sender.cancel()
-        _ = await sender.result
-        // Texts to a session ended for good (replaced, device removed) may never be delivered: they are not counted.
-        let messages = sent.all.filter { !network.terminal.contains($0.tenant) }
+        if case .failure(let error) = await sender.result { broken.append("the texts stopped: \(error)") }
+        // Texts to a session ended for good (replaced, device removed) after the faults began may never be delivered.
+        let messages = sent.all.enumerated().filter { $0.offset < sentBeforeFaults || !network.terminal.contains($0.element.tenant) }.map(\.element)
+        let live = try await rig.simulatorState()["liveConnections"] as? [String: Int] ?? [:]
+        for (tenant, _) in rig.tokens {
+            let expected = network.terminal.contains(tenant) ? 0 : 1
+            if let user = rig.accounts[tenant], live[user, default: 0] != expected {
+                broken.append("\(tenant) has \(live[user, default: 0]) live connections, not \(expected)")
+            }
+        }
         let logged = try await waitForEvents(rig, port: servers[0].port, expected: messages, timeout: .seconds(120))
         let deadline = ContinuousClock.now + .seconds(60)
         while receiver.missing(messages.map(\.id)) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
@@ -105,7 +129,7 @@ struct Chaos: AsyncParsableCommand {
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
             "sessions_moved": moved, "network_faults": network.faults, "sessions_ended": network.terminal.count,
         ])
-        var broken = network.broken
+        broken += network.broken
         if connected != running || reconnectFailures > 0 {
             broken.append("sessions not connected again (\(reconnectFailures) of \(reconnectChecks) checks failed, \(connected) of \(running) at the end)")
         }
@@ -116,6 +140,17 @@ struct Chaos: AsyncParsableCommand {
         if messages.isEmpty { broken.append("no message was sent") }
         if nodes > 1, moved == 0 { broken.append("no failover moved a session") }
         if !broken.isEmpty { throw BenchError("promises broken (seed \(seed)): " + broken.joined(separator: "; ")) }
+    }
+
+    /// Waits for a SIGTERM'd `serve` to exit; after `deadline`, kills it and returns false.
+    private func stop(_ server: ChildProcess, within deadline: Duration) async throws -> Bool {
+        server.process.terminate()
+        let end = ContinuousClock.now + deadline
+        while server.process.isRunning, ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(50)) }
+        guard server.process.isRunning else { return true }
+        kill(server.pid, SIGKILL)
+        server.process.waitUntilExit()
+        return false
     }
 
     /// A webhook for every tenant, to the receiver, for messages.
@@ -140,11 +175,17 @@ struct Chaos: AsyncParsableCommand {
             let tenant = names[index % names.count]
             if sent.isStopped(tenant) {
                 index += 1
+                try? await Task.sleep(for: .milliseconds(10))
                 continue
             }
             guard let account = rig.accounts[tenant] else { throw BenchError("no account for \(tenant)") }
             let peer = "1555888" + String(format: "%04d", index % names.count)
-            let (status, body) = try await request("POST", rig.control + "/peers/\(peer)/messages", body: ["to": account, "text": "chaos \(index)"])
+            let status: Int
+            let body: [String: Any]
+            do { (status, body) = try await request("POST", rig.control + "/peers/\(peer)/messages", body: ["to": account, "text": "chaos \(index)"]) } catch {
+                if Task.isCancelled { return }
+                throw error
+            }
             if status == 200, let id = body["id"] as? String { sent.add(tenant: tenant, id: id) }
             index += 1
             try? await Task.sleep(for: .milliseconds(1000 / max(1, rate)))

@@ -17,6 +17,7 @@ extension Chaos {
         let names = rig.tokens.map(\.0)
         let loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
         var faultsOn: [String: Int] = [:]
+        var lastFault: [String: ContinuousClock.Instant] = [:]
         var expectedState: [String: String] = [:]
         for _ in 0..<networkFaults {
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cycleSeconds, using: &generator) * 1000)))
@@ -26,7 +27,9 @@ extension Chaos {
             let roll = Double.random(in: 0..<1, using: &generator)
             // At most a third of the tenants end for good, and only while connected (a terminal error reaches live
             // connections only; a session between connections would never see it).
-            let mayEnd = expectedState.count < max(1, names.count / 3) && live[user] == 1
+            // A connection dropped by an earlier fault is counted live until its socket has closed: leave 3 s.
+            let quiet = lastFault[tenant].map { ContinuousClock.now - $0 > .seconds(3) } ?? true
+            let mayEnd = expectedState.count < max(1, names.count / 3) && live[user] == 1 && quiet
             let path: String
             var body: [String: Any] = [:]
             switch roll {
@@ -45,6 +48,7 @@ extension Chaos {
             let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/\(path)", body: body)
             guard status == 200 else { throw BenchError("fault \(path) on \(user): \(status) \(answer)") }
             faultsOn[tenant, default: 0] += 1
+            lastFault[tenant] = ContinuousClock.now
             outcome.faults += 1
         }
         outcome.terminal = Set(expectedState.keys)
