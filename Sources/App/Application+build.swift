@@ -31,7 +31,7 @@ public func buildApplication(
     background.append(
         WebhookDeliverer(
             repository: services.store, settings: services.webhooks, policy: services.configuration.webhookPolicy,
-            node: pool.nodeID, delivers: { tenant in await pool.deliversWebhooks(of: tenant) }, logger: logger))
+            node: pool.nodeID, logger: logger))
     return Application(
         router: try buildRouter(services: services, pool: pool, logger: logger, demoPhone: demoPhone),
         configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "wahost"),

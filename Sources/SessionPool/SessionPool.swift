@@ -123,13 +123,6 @@ public actor SessionPool: Service {
         return sessions[tenant]?.status ?? SessionStatus(tenant: tenant, state: .stopped)
     }
 
-    /// True if this node should deliver the tenant's webhooks: it runs the session, or no node holds a live lease.
-    public func deliversWebhooks(of tenant: TenantName) -> Bool {
-        if let session = sessions[tenant], session.runner != nil { return true }
-        guard let lease = remoteLeases[tenant] else { return true }
-        return lease.expiresAt <= configuration.clock.now()
-    }
-
     /// Status updates for one tenant: the current status first, then every change (newest kept when slow).
     public func updates(of tenant: TenantName) -> AsyncStream<SessionStatus> {
         let (stream, continuation) = AsyncStream.makeStream(of: SessionStatus.self, bufferingPolicy: .bufferingNewest(8))

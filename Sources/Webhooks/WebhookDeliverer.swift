@@ -15,7 +15,6 @@ public final class WebhookDeliverer: Service, Sendable {
     let settings: WebhookSettings
     let sender: WebhookSender
     let policy: WebhookPolicy
-    let delivers: @Sendable (TenantName) async -> Bool
     /// This node's id, the holder named in its claims.
     let node: String
     let logger: Logger
@@ -28,14 +27,13 @@ public final class WebhookDeliverer: Service, Sendable {
 
     public init(
         repository: any WebhookRepository & EventLogRepository, settings: WebhookSettings, policy: WebhookPolicy = .standard,
-        node: String, delivers: @escaping @Sendable (TenantName) async -> Bool, logger: Logger, pollInterval: Duration = .milliseconds(100),
+        node: String, logger: Logger, pollInterval: Duration = .milliseconds(100),
         concurrency: Int = 256, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.repository = repository
         self.settings = settings
         self.sender = WebhookSender(allowPrivate: settings.allowPrivate, timeout: policy.timeout)
         self.policy = policy
-        self.delivers = delivers
         self.node = node
         self.logger = logger
         self.pollInterval = pollInterval
@@ -65,20 +63,21 @@ public final class WebhookDeliverer: Service, Sendable {
         await sender.shutdown()
     }
 
-    /// Due webhooks of tenants this node delivers and is not delivering already, marked in flight.
+    /// Due webhooks of tenants this node delivers (the due query leaves out those whose session another node runs) and
+    /// is not delivering already, marked in flight.
     private func dueWebhooks() async -> [StoredWebhook] {
         let free = concurrency - inFlight.withLock { $0.count }
         guard free > 0 else { return [] }
         let due: [StoredWebhook]
-        // The due list leaves out webhooks claimed elsewhere and tenants whose session another node runs, but includes
-        // this node's own claims (in flight, or left by a crash before a restart): ask for a full window.
+        // The due list includes this node's own claims (in flight, or left by a crash before a restart): ask for a
+        // full window.
         do { due = try await repository.dueWebhooks(at: now(), node: node, limit: concurrency) } catch {
             logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
             return []
         }
         var chosen: [StoredWebhook] = []
         for webhook in due where chosen.count < free {
-            guard await delivers(webhook.tenant), inFlight.withLock({ $0.insert(webhook.tenant).inserted }) else { continue }
+            guard inFlight.withLock({ $0.insert(webhook.tenant).inserted }) else { continue }
             chosen.append(webhook)
         }
         return chosen
@@ -110,13 +109,13 @@ public final class WebhookDeliverer: Service, Sendable {
     private func deliver(_ turn: Turn) async -> Date {
         let webhook = turn.webhook
         guard let secret = settings.secret(of: webhook), let url = try? WebhookURL(webhook.url, allowPrivate: true) else {
-            // Another master key, or a row changed by hand: rest it instead of failing on every poll.
-            let restUntil = now().addingTimeInterval(policy.backoffCap.timeInterval)
+            // Another master key, or a row changed by hand: rest it (by the claim's release time alone, which a change
+            // by its owner ends) instead of failing on every poll; the error is recorded for the operator.
             logger.error("webhook cannot be delivered: its secret does not open or its URL is invalid", metadata: ["tenant": "\(webhook.tenant)"])
             try? await repository.recordWebhookFailure(
                 for: webhook.tenant, at: webhook.cursor, attempts: webhook.attempts, firstFailureAt: webhook.firstFailureAt ?? now(),
-                nextAttemptAt: restUntil, error: "the webhook's secret does not open with this master key, or its URL is invalid")
-            return restUntil
+                nextAttemptAt: webhook.nextAttemptAt, error: "the webhook's secret does not open with this master key, or its URL is invalid")
+            return now().addingTimeInterval(policy.backoffCap.timeInterval)
         }
         do {
             try await deliverQueued(turn, secret: secret, url: url)

@@ -30,7 +30,7 @@ import Webhooks
         }
         let nodes = ["node-a", "node-b"].map { node in
             WebhookDeliverer(
-                repository: store, settings: settings, node: node, delivers: { _ in true }, logger: Logger(label: "test.\(node)"),
+                repository: store, settings: settings, node: node, logger: Logger(label: "test.\(node)"),
                 pollInterval: .milliseconds(5))
         }
         let running = nodes.map { node in Task { try await node.run() } }
@@ -59,16 +59,19 @@ import Webhooks
         _ = try await store.appendEvents([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}")])
         let settings = WebhookSettings(repository: store, masterKey: MasterKey.generate(), allowPrivate: true)
         let deliverer = WebhookDeliverer(
-            repository: store, settings: settings, node: "node-a", delivers: { _ in true }, logger: Logger(label: "test"), pollInterval: .milliseconds(5))
+            repository: store, settings: settings, node: "node-a", logger: Logger(label: "test"), pollInterval: .milliseconds(5))
         let running = Task { try await deliverer.run() }
         defer { running.cancel() }
         try await eventually("the failure recorded") { try await store.webhook(for: acme)?.lastError?.contains("does not open") == true }
-        let webhook = try #require(try await store.webhook(for: acme))
-        #expect(webhook.nextAttemptAt > Date().addingTimeInterval(200), "rested for the backoff cap, not retried every poll")
-        #expect(try await store.dueWebhooks(at: Date(), node: "node-a", limit: 10).isEmpty)
-        #expect(try await store.webhookHealth().first?.firstFailureAt != nil, "the operator sees it failing")
         running.cancel()
         _ = await running.result
+        // Rested for the backoff cap (5 min), not retried every poll: no node can claim it before then.
+        #expect(try await store.claimWebhook(for: acme, node: "node-b", until: Date().addingTimeInterval(30), now: Date().addingTimeInterval(200)) == nil)
+        #expect(try await store.dueWebhooks(at: Date(), node: "node-a", limit: 10).isEmpty)
+        #expect(try await store.webhookHealth().first?.firstFailureAt != nil, "the operator sees it failing")
+        // A new secret from its owner ends the rest at once.
+        #expect(try await store.replaceWebhookSecret(for: acme, sealedSecret: Array(repeating: 8, count: 60)))
+        #expect(try await store.dueWebhooks(at: Date(), node: "node-a", limit: 10).map(\.tenant) == [acme])
         try await store.close()
     }
 
