@@ -88,13 +88,11 @@ public func makeSessionPool(
             throw ConfigurationError("WAHOST_WA_CA_FILE: \(error)")
         }
     }
-    let credentials = services.credentials
-    let tenants = services.tenants
     return SessionPool(
         configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
         records: services.store, clientConfiguration: client,
-        credentialStore: { name in TenantCredentialStore(tenant: name, files: credentials, tenantRow: { try await tenants.tenant(named: name) }) },
-        logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) })
+        credentialStore: { services.credentialStore(for: $0) },
+        logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) }, leaseFences: services.leaseFences)
 }
 
 /// A setting is unusable.

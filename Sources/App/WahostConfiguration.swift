@@ -40,6 +40,27 @@ public struct WahostConfiguration: Sendable {
     public var webhookRetryFor: Duration = WebhookPolicy.standard.retryFor
     /// The longest wait between two attempts (`WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS`).
     public var webhookBackoffCap: Duration = WebhookPolicy.standard.backoffCap
+    /// Where credential records live (`--credentials`, `WAHOST_CREDENTIALS`); nil: the database with PostgreSQL, else files.
+    public var credentialsLocation: CredentialsLocation?
+
+    /// Where sealed credential records are kept.
+    public enum CredentialsLocation: String, Sendable, CaseIterable {
+        /// `auth/<tenant>/` under the data directory.
+        case files
+        /// Rows of the system database, so nodes need no shared file system.
+        case database
+    }
+
+    /// The location in effect: the one set, or the backend's default.
+    public var effectiveCredentialsLocation: CredentialsLocation {
+        credentialsLocation ?? (usesPostgres ? .database : .files)
+    }
+
+    /// Whether the system database is PostgreSQL.
+    public var usesPostgres: Bool {
+        guard let databaseURL else { return false }
+        return databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://")
+    }
 
     /// The delivery policy these settings make.
     public var webhookPolicy: WebhookPolicy {

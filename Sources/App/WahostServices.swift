@@ -11,8 +11,12 @@ public struct WahostServices: Sendable {
     public let store: any SystemStore
     /// Tenants and their secrets.
     public let tenants: TenantDirectory
-    /// Encrypted credential files under `auth/`.
+    /// Encrypted credential files under `auth/` (where credentials live in files mode, and what moves in a migration).
     public let credentials: EncryptedCredentialStore
+    /// Where the tenants' credential records live: ``credentials``, or the system database's rows.
+    public let credentialRecords: any CredentialFiles
+    /// The lease generations this process took, fencing its writes of session state.
+    public let leaseFences: LeaseFences
     /// The configuration it was opened with.
     public let configuration: WahostConfiguration
     /// The durable per-tenant event log's writer (one per process).
@@ -39,8 +43,15 @@ public struct WahostServices: Sendable {
         let tenants = TenantDirectory(
             repositories: store, masterKey: masterKey, configuration: tenancyConfiguration, logger: logger,
             credentialsRemain: { credentials.holdsFiles(tenant: $0) })
+        let leaseFences = LeaseFences(nodeID: configuration.nodeID)
+        let credentialRecords: any CredentialFiles =
+            switch configuration.effectiveCredentialsLocation {
+            case .files: credentials
+            case .database: DatabaseCredentialStore(repository: store, masterKey: masterKey, fences: leaseFences)
+            }
         return WahostServices(
-            store: store, tenants: tenants, credentials: credentials, configuration: configuration,
+            store: store, tenants: tenants, credentials: credentials, credentialRecords: credentialRecords, leaseFences: leaseFences,
+            configuration: configuration,
             eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey,
             sealedRecordWriter: SealedRecordWriter(repository: store))
     }
@@ -49,11 +60,18 @@ public struct WahostServices: Sendable {
     public func signalStore(for tenant: TenantName) -> TenantSignalStore {
         let tenants = self.tenants
         return TenantSignalStore(
-            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, tenantRow: { try await tenants.tenant(named: tenant) })
+            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, fences: leaseFences,
+            tenantRow: { try await tenants.tenant(named: tenant) })
     }
 
     /// `sqlite` or `postgres`.
     public var backendName: String { store.backendName }
+
+    /// A tenant's WhatsApp credentials, sealed under its current row, where this deployment keeps them.
+    public func credentialStore(for tenant: TenantName) -> TenantCredentialStore {
+        let tenants = self.tenants
+        return TenantCredentialStore(tenant: tenant, files: credentialRecords, tenantRow: { try await tenants.tenant(named: tenant) })
+    }
 
     /// Deletes a tenant: its credential files for good, then its rows; a failed wipe keeps the rows, so a retry finds the tenant.
     public func deleteTenant(_ name: TenantName, actor: String) async throws {

@@ -69,6 +69,7 @@ extension SessionPool {
         }
         ensureEntry(tenant)
         guard var session = sessions[tenant] else { return }
+        leaseFences?.tookLease(of: tenant, nodeID: configuration.nodeID, generation: lease.generation)
         if session.runner != nil {
             session.generation = lease.generation
             sessions[tenant] = session

@@ -22,6 +22,8 @@ public actor SessionPool: Service {
     let eventLog: EventLogWriter?
     /// Each tenant's Signal records (nil: sessions do not read messages; they are acked unread).
     let signalStore: (@Sendable (TenantName) -> any SignalRecordStore)?
+    /// Where each lease this node takes is published for the stores that fence their writes with it.
+    let leaseFences: LeaseFences?
 
     var sessions: [TenantName: Session] = [:]
     var remoteLeases: [TenantName: SessionLease] = [:]
@@ -58,8 +60,9 @@ public actor SessionPool: Service {
     public init(
         configuration: SessionPoolConfiguration, records: any SessionRecordRepository, clientConfiguration: WhatsAppClientConfiguration,
         credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger, eventLog: EventLogWriter? = nil,
-        signalStore: (@Sendable (TenantName) -> any SignalRecordStore)? = nil
+        signalStore: (@Sendable (TenantName) -> any SignalRecordStore)? = nil, leaseFences: LeaseFences? = nil
     ) {
+        self.leaseFences = leaseFences
         self.eventLog = eventLog
         self.signalStore = signalStore
         self.configuration = configuration

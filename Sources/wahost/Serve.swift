@@ -113,6 +113,21 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw fail("\(error)", code: 1)
         }
+        do {
+            let left = try await CredentialMigration.tenantsLeftInFiles(services)
+            if !left.isEmpty {
+                await services.close()
+                let names = left.prefix(5).map(\.rawValue).joined(separator: ", ") + (left.count > 5 ? ", …" : "")
+                throw fail(
+                    "\(left.count) tenant(s) have credentials under auth/ but this node keeps credentials in the database (\(names)): "
+                        + "stop every node and run `wahost migrate-credentials --to-database`, or start with --credentials files", code: 1)
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            await services.close()
+            throw fail("\(error)", code: 1)
+        }
         // Opened before the first-start check, so a path that cannot be created fails before any secret exists.
         let secretsPath = initSecretsFile ?? environment["WAHOST_INIT_SECRETS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
         let secretsFile: FirstStartSecretsFile?

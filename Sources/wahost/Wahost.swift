@@ -8,7 +8,9 @@ struct Wahost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wahost",
         abstract: "Hosts linked WhatsApp sessions for many tenants.",
-        subcommands: [Serve.self, TenantCommand.self, SendCommand.self, OperatorCommand.self, SimCommand.self, DemoCommand.self]
+        subcommands: [Serve.self, TenantCommand.self, SendCommand.self, OperatorCommand.self, SimCommand.self, DemoCommand.self,
+            MigrateCredentialsCommand.self,
+        ]
     )
 }
 
@@ -20,13 +22,29 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("database-url"), help: "sqlite://PATH or postgres://… (env WAHOST_DATABASE_URL).")
     var databaseURL: String?
 
+    @Option(
+        name: .customLong("credentials"),
+        help: "Where sealed credentials live: files (auth/) or database (env WAHOST_CREDENTIALS; default database with PostgreSQL, else files).")
+    var credentials: String?
+
+    func validate() throws {
+        guard let text = credentialsText, WahostConfiguration.CredentialsLocation(rawValue: text) == nil else { return }
+        throw ValidationError("--credentials / WAHOST_CREDENTIALS must be 'files' or 'database', not '\(text)'")
+    }
+
+    private var credentialsText: String? {
+        credentials ?? ProcessInfo.processInfo.environment["WAHOST_CREDENTIALS"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     func configuration() -> WahostConfiguration {
         let environment = ProcessInfo.processInfo.environment
-        return WahostConfiguration(
+        var configuration = WahostConfiguration(
             dataDirectory: dataDirectory ?? environment["WAHOST_DATA_DIR"] ?? ".",
             databaseURL: databaseURL ?? environment["WAHOST_DATABASE_URL"],
             masterKeyBase64: environment["WAHOST_MASTER_KEY"]
         )
+        configuration.credentialsLocation = credentialsText.flatMap(WahostConfiguration.CredentialsLocation.init(rawValue:))
+        return configuration
     }
 }
 

@@ -16,12 +16,8 @@ import Darwin
 public final class EncryptedCredentialStore: Sendable {
     /// The `auth/` directory.
     public let directory: String
-    private let masterKey: MasterKey
+    private let sealer: CredentialSealer
     private let beforeRename: (@Sendable (String) throws -> Void)?
-
-    static let magic: [UInt8] = Array("WAHC".utf8) + [1]
-    static let nonceLength = 12
-    static let tagLength = 16
 
     /// Opens the store rooted at `directory` (created 0700 if missing) and removes temp files left by a crash.
     public convenience init(directory: String, masterKey: MasterKey) throws(CredentialStoreError) {
@@ -31,7 +27,7 @@ public final class EncryptedCredentialStore: Sendable {
     /// Test seam: `beforeRename` runs after the temp file is durable and before it replaces the real one.
     package init(directory: String, masterKey: MasterKey, beforeRename: (@Sendable (String) throws -> Void)?) throws(CredentialStoreError) {
         self.directory = directory
-        self.masterKey = masterKey
+        self.sealer = CredentialSealer(masterKey: masterKey)
         self.beforeRename = beforeRename
         try Self.makePrivateDirectory(directory)
         try removeStaleTemporaryFiles()
@@ -40,16 +36,13 @@ public final class EncryptedCredentialStore: Sendable {
     /// Seals `contents` and atomically replaces `file` of `tenant`; `instanceID` (nil only for older tenants) binds it to this tenant.
     public func write(_ contents: [UInt8], file: String, tenant: TenantName, instanceID: String? = nil) throws(CredentialStoreError) {
         try Self.validate(fileName: file)
+        try storeSealed(try sealer.seal(contents, file: file, tenant: tenant, instanceID: instanceID), file: file, tenant: tenant)
+    }
+
+    /// Atomically replaces `file` of `tenant` with already-sealed bytes.
+    public func storeSealed(_ sealed: [UInt8], file: String, tenant: TenantName) throws(CredentialStoreError) {
+        try Self.validate(fileName: file)
         let tenantDirectory = try ensureTenantDirectory(tenant)
-        let key = masterKey.derivedKey(for: tenant, purpose: .credentials, instanceID: instanceID)
-        let sealed: [UInt8]
-        do {
-            let box = try AES.GCM.seal(
-                contents, using: key, authenticating: Self.associatedData(tenant: tenant, instanceID: instanceID, file: file))
-            sealed = Self.magic + Array(box.nonce) + Array(box.ciphertext) + Array(box.tag)
-        } catch {
-            throw CredentialStoreError(.io, "cannot seal \(file): \(error)")
-        }
         let finalPath = tenantDirectory + "/" + file
         let temporaryPath = tenantDirectory + "/." + file + ".tmp-" + Self.randomSuffix()
         let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -73,30 +66,19 @@ public final class EncryptedCredentialStore: Sendable {
 
     /// Opens `file` of `tenant`; nil if it does not exist; throws if it was tampered with, truncated or moved.
     public func read(file: String, tenant: TenantName, instanceID: String? = nil) throws(CredentialStoreError) -> [UInt8]? {
+        guard let sealed = try sealedBytes(file: file, tenant: tenant) else { return nil }
+        return try sealer.open(sealed, file: file, tenant: tenant, instanceID: instanceID)
+    }
+
+    /// The sealed bytes of `file` as stored; nil if it does not exist.
+    public func sealedBytes(file: String, tenant: TenantName) throws(CredentialStoreError) -> [UInt8]? {
         try Self.validate(fileName: file)
         let path = tenantPath(tenant) + "/" + file
         guard let data = FileManager.default.contents(atPath: path) else {
             if FileManager.default.fileExists(atPath: path) { throw CredentialStoreError.io("read \(file)") }
             return nil
         }
-        let bytes = Array(data)
-        let headerLength = Self.magic.count + Self.nonceLength
-        guard bytes.count >= headerLength + Self.tagLength, Array(bytes.prefix(Self.magic.count)) == Self.magic else {
-            throw CredentialStoreError(.corrupt, "credential file '\(file)' of tenant '\(tenant)' is truncated or not a wahost credential file")
-        }
-        let key = masterKey.derivedKey(for: tenant, purpose: .credentials, instanceID: instanceID)
-        do {
-            let box = try AES.GCM.SealedBox(
-                nonce: AES.GCM.Nonce(data: bytes[Self.magic.count..<headerLength]),
-                ciphertext: bytes[headerLength..<(bytes.count - Self.tagLength)],
-                tag: bytes[(bytes.count - Self.tagLength)...])
-            return Array(try AES.GCM.open(box, using: key, authenticating: Self.associatedData(tenant: tenant, instanceID: instanceID, file: file)))
-        } catch {
-            throw CredentialStoreError(
-                .authenticationFailed,
-                "credential file '\(file)' of tenant '\(tenant)' failed authentication: modified, truncated, renamed, moved from another tenant, or sealed under another master key"
-            )
-        }
+        return Array(data)
     }
 
     /// Removes one file if it exists.
@@ -163,11 +145,6 @@ public final class EncryptedCredentialStore: Sendable {
         }
     }
 
-    static func associatedData(tenant: TenantName, instanceID: String?, file: String) -> [UInt8] {
-        guard let instanceID else { return Array("wahost-credential-v1\u{0}\(tenant.rawValue)\u{0}\(file)".utf8) }
-        return Array("wahost-credential-v2\u{0}\(tenant.rawValue)\u{0}\(instanceID)\u{0}\(file)".utf8)
-    }
-
     static func validate(fileName: String) throws(CredentialStoreError) {
         let valid = !fileName.isEmpty && fileName.utf8.count <= 64 && !fileName.hasPrefix(".")
             && fileName.utf8.allSatisfy { byte in
@@ -220,6 +197,8 @@ public struct CredentialStoreError: Error, CustomStringConvertible {
         case io
         /// The tenant these credentials belong to no longer exists.
         case tenantGone
+        /// This node no longer holds the tenant's session lease; another node owns its credentials now.
+        case fenced
     }
 
     /// What kind of failure.

@@ -13,10 +13,14 @@ public struct SealedSignalStore: SignalRecordStore {
     private let repository: any SealedRecordRepository
     /// Shares write transactions with other tenants' stores when given.
     private let writer: SealedRecordWriter?
+    /// Fences writes with this node's lease on the tenant when given.
+    private let fences: LeaseFences?
 
     public init(
-        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil
+        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
+        fences: LeaseFences? = nil
     ) {
+        self.fences = fences
         self.tenant = tenant
         self.instanceID = instanceID
         self.key = masterKey.derivedKey(for: tenant, purpose: .signalStore, instanceID: instanceID)
@@ -44,7 +48,8 @@ public struct SealedSignalStore: SignalRecordStore {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
             rows.append(SealedRecordChange(kind: kind, key: name, sealed: try bytes.map { try seal($0, kind: kind, name: name) }))
         }
-        if let writer { try await writer.write(SealedRecordWrite(tenant: tenant, changes: rows)) } else { try await repository.writeSealedRecords(of: tenant, rows) }
+        let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fences?.fence(for: tenant))
+        if let writer { try await writer.write(write) } else { try await repository.writeSealedRecords([write]) }
     }
 
     /// The row's kind and key for a record; nil for prekeys (kept with the device credentials).

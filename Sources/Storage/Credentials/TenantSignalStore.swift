@@ -9,11 +9,13 @@ public struct TenantSignalStore: SignalRecordStore {
     private let repository: any SealedRecordRepository
     private let tenantRow: @Sendable () async throws -> Tenant?
     private let writer: SealedRecordWriter?
+    private let fences: LeaseFences?
 
     public init(
         tenant: TenantName, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
-        tenantRow: @escaping @Sendable () async throws -> Tenant?
+        fences: LeaseFences? = nil, tenantRow: @escaping @Sendable () async throws -> Tenant?
     ) {
+        self.fences = fences
         self.tenant = tenant
         self.masterKey = masterKey
         self.repository = repository
@@ -33,6 +35,6 @@ public struct TenantSignalStore: SignalRecordStore {
         guard let row = try await tenantRow() else {
             throw CredentialStoreError(.tenantGone, "tenant '\(tenant)' no longer exists; its Signal records are not used")
         }
-        return SealedSignalStore(tenant: tenant, instanceID: row.instanceID, masterKey: masterKey, repository: repository, writer: writer)
+        return SealedSignalStore(tenant: tenant, instanceID: row.instanceID, masterKey: masterKey, repository: repository, writer: writer, fences: fences)
     }
 }

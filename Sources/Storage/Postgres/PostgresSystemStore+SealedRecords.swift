@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PostgresNIO
 import Tenancy
 
@@ -23,6 +24,9 @@ extension PostgresSystemStore {
         guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
         let now = Date().milliseconds
         try await transaction { connection, logger in
+            for write in batch where !write.changes.isEmpty {
+                if let fence = write.fence { try await Self.check(fence, of: write.tenant, on: connection, logger: logger) }
+            }
             for write in batch {
                 let tenant = write.tenant.rawValue
                 for change in write.changes {
@@ -40,6 +44,36 @@ extension PostgresSystemStore {
                     }
                 }
             }
+        }
+    }
+
+    public func sealedRecordKeys(of tenant: TenantName, kind: String) async throws(RepositoryError) -> [String] {
+        try await run { client, logger in
+            let rows = try await client.query(
+                "SELECT record_key FROM sealed_records WHERE tenant = \(tenant.rawValue) AND kind = \(kind) ORDER BY record_key", logger: logger)
+            return try await collectAll(rows.decode(String.self))
+        }
+    }
+
+    /// Throws `.fenced` unless `fence` holds; the lease row read stays locked until the transaction ends, so a
+    /// takeover waits for this write instead of racing it.
+    static func check(_ fence: LeaseFence, of tenant: TenantName, on connection: PostgresConnection, logger: Logger) async throws {
+        switch fence {
+        case .holder(let nodeID, let generation):
+            let rows = try await connection.query(
+                """
+                SELECT 1 FROM session_leases WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation)
+                FOR SHARE
+                """, logger: logger)
+            guard try await rows.collect().count == 1 else { throw RepositoryError.leaseLost(tenant) }
+        case .noOtherLiveHolder(let nodeID, let now):
+            let rows = try await connection.query(
+                """
+                SELECT 1 FROM session_leases
+                WHERE tenant = \(tenant.rawValue) AND node_id <> \(nodeID) AND expires_at_ms > \(now.milliseconds)
+                FOR SHARE
+                """, logger: logger)
+            guard try await rows.collect().isEmpty else { throw RepositoryError.leaseLost(tenant) }
         }
     }
 }

@@ -19,6 +19,9 @@ extension SQLiteSystemStore {
         guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
         let now = Date().milliseconds
         try await write { db in
+            for write in batch where !write.changes.isEmpty {
+                if let fence = write.fence { try Self.check(fence, of: write.tenant, in: db) }
+            }
             for write in batch {
                 let tenant = write.tenant.rawValue
                 for change in write.changes {
@@ -34,6 +37,29 @@ extension SQLiteSystemStore {
                     }
                 }
             }
+        }
+    }
+
+    public func sealedRecordKeys(of tenant: TenantName, kind: String) async throws(RepositoryError) -> [String] {
+        try await read { db in
+            try String.fetchAll(
+                db, sql: "SELECT record_key FROM sealed_records WHERE tenant = ? AND kind = ? ORDER BY record_key", arguments: [tenant.rawValue, kind])
+        }
+    }
+
+    /// Throws `.fenced` unless `fence` holds (the write transaction is the only writer, so nothing races the check).
+    static func check(_ fence: LeaseFence, of tenant: TenantName, in db: Database) throws {
+        switch fence {
+        case .holder(let nodeID, let generation):
+            let held = try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ?",
+                arguments: [tenant.rawValue, nodeID, generation]) ?? false
+            guard held else { throw RepositoryError.leaseLost(tenant) }
+        case .noOtherLiveHolder(let nodeID, let now):
+            let other = try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id <> ? AND expires_at_ms > ?",
+                arguments: [tenant.rawValue, nodeID, now.milliseconds]) ?? false
+            guard !other else { throw RepositoryError.leaseLost(tenant) }
         }
     }
 }

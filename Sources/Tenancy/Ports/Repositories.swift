@@ -102,6 +102,8 @@ public struct RepositoryError: Error, CustomStringConvertible {
         case unavailable
         /// Stored data does not match what the schema promises.
         case corrupt
+        /// The write's lease fence no longer holds: another node owns the session now.
+        case fenced
     }
 
     /// What kind of failure this is.
@@ -137,8 +139,11 @@ public struct SealedRecordChange: Sendable, Equatable {
 public protocol SealedRecordRepository: Sendable {
     /// The stored bytes of those of `keys` (of `kind`) that exist.
     func sealedRecords(of tenant: TenantName, kind: String, keys: [String]) async throws(RepositoryError) -> [String: [UInt8]]
-    /// Applies every change of every tenant in one transaction (a group commit); each tenant must exist.
+    /// Applies every change of every tenant in one transaction (a group commit); each tenant must exist and each
+    /// write's fence hold (`.fenced` otherwise, and nothing is written).
     func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError)
+    /// The keys of every record of `kind` the tenant has, sorted.
+    func sealedRecordKeys(of tenant: TenantName, kind: String) async throws(RepositoryError) -> [String]
 }
 
 extension SealedRecordRepository {
@@ -152,11 +157,22 @@ extension SealedRecordRepository {
 public struct SealedRecordWrite: Sendable {
     public var tenant: TenantName
     public var changes: [SealedRecordChange]
+    /// What must hold in `session_leases` for the changes to land; nil: nothing (tools, tests).
+    public var fence: LeaseFence?
 
-    public init(tenant: TenantName, changes: [SealedRecordChange]) {
+    public init(tenant: TenantName, changes: [SealedRecordChange], fence: LeaseFence? = nil) {
         self.tenant = tenant
         self.changes = changes
+        self.fence = fence
     }
+}
+
+/// The lease condition a write of a session's records is made under, checked in the write's transaction.
+public enum LeaseFence: Sendable, Equatable {
+    /// This node holds the tenant's lease at this generation (a session writing its own state).
+    case holder(nodeID: String, generation: Int64)
+    /// No other node holds a live lease on the tenant at `now` (a stopped session's wipe).
+    case noOtherLiveHolder(nodeID: String, now: Date)
 }
 
 /// An event to append to a tenant's event log.
