@@ -252,10 +252,16 @@ final class ChildProcess: @unchecked Sendable {
 
     /// The first line the child prints.
     func firstLine() throws -> String {
+        guard let line = nextLine() else { throw BenchError("child exited before printing a line") }
+        return line
+    }
+
+    /// The next line the child prints; nil once its output ends.
+    func nextLine() -> String? {
         var bytes: [UInt8] = []
         while true {
             let chunk = output.fileHandleForReading.readData(ofLength: 1)
-            guard let byte = chunk.first else { throw BenchError("child exited before printing a line") }
+            guard let byte = chunk.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
             if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
             bytes.append(byte)
         }

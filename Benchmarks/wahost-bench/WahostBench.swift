@@ -8,7 +8,7 @@ struct WahostBench: AsyncParsableCommand {
         abstract: "Measures wahost. Each subcommand prints one JSON object last.",
         discussion: "Build both products in release first (`swift build -c release`: the bench starts the `wahost` binary "
             + "next to itself), then `swift run -c release wahost-bench …` or `.build/release/wahost-bench …`.",
-        subcommands: [Micro.self, Sessions.self, Restore.self, API.self, Memory.self, Messages.self, Webhooks.self, Chaos.self])
+        subcommands: [Micro.self, Sessions.self, Restore.self, API.self, Memory.self, Messages.self, Webhooks.self, Chaos.self, Migrate.self])
 }
 
 /// Prints one JSON object on one line with sorted keys.
