@@ -9,6 +9,8 @@ extension SessionPool {
     // MARK: Leases, restore, takeover
 
     func maintenanceLoop() async {
+        let handovers = records.leaseHandovers().map { stream in Task { [weak self] in for await _ in stream { await self?.handoverNoticed() } } }
+        defer { handovers?.cancel() }
         while !Task.isCancelled {
             await heartbeat()
             await scan()
@@ -45,6 +47,21 @@ extension SessionPool {
                 update(tenant) { $0.lastError = "lease renewal failing; the database is unreachable" }
             }
         }
+    }
+
+    /// Another node handed a session over: scan soon (once for a burst of handovers) instead of at the next heartbeat.
+    func handoverNoticed() {
+        guard !handoverScanPending, !shuttingDown else { return }
+        handoverScanPending = true
+        Task {
+            try? await configuration.clock.sleep(.milliseconds(200))
+            await self.handoverScan()
+        }
+    }
+
+    private func handoverScan() async {
+        handoverScanPending = false
+        await scan()
     }
 
     /// Queues every session that should run and that no live node holds: restore on start, takeover afterwards.

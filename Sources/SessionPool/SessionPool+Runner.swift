@@ -182,14 +182,15 @@ extension SessionPool {
         session.generation = nil
         sessions[tenant] = session
         for action in actions { await perform(action, for: tenant) }
-        if let generation { await releaseLease(of: tenant, generation: generation) }
+        // A session stopped by a shutdown is handed over: another node takes it at once, not at its next scan.
+        if let generation { await releaseLease(of: tenant, generation: generation, handOver: shuttingDown) }
     }
 
-    func releaseLease(of tenant: TenantName, generation: Int64) async {
+    func releaseLease(of tenant: TenantName, generation: Int64, handOver: Bool = false) async {
         // The caller may be ending because it was cancelled; the release must still reach the database.
         let (records, nodeID, logger) = (self.records, configuration.nodeID, self.logger)
         await completing {
-            do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation) } catch {
+            do { try await records.releaseLease(for: tenant, nodeID: nodeID, generation: generation, handOver: handOver) } catch {
                 logger.warning("lease release failed; it will expire", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
             }
         }

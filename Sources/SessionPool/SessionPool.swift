@@ -41,6 +41,8 @@ public actor SessionPool: Service {
     var sendsInFlight: Set<String> = []
     var restoreWorkers = 0
     var firstScanDone = false
+    /// A scan is due soon because another node handed sessions over.
+    var handoverScanPending = false
     var shuttingDown = false
     var lastRenewal = Date()
     var maintenance: Task<Void, Never>?

@@ -64,8 +64,8 @@ struct ObservedRecords: SessionRecordRepository {
     func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError) -> Set<TenantName> {
         try await base.renewLeases(beats, nodeID: nodeID, ttl: ttl, now: now)
     }
-    func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
-        try await base.releaseLease(for: tenant, nodeID: nodeID, generation: generation)
+    func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError) {
+        try await base.releaseLease(for: tenant, nodeID: nodeID, generation: generation, handOver: handOver)
     }
     func leases() async throws(RepositoryError) -> [SessionLease] { try await base.leases() }
 }

@@ -142,8 +142,16 @@ import Testing
         #expect(try await store.leases().count == 1)
         let leases = try await store.leases()
         #expect(leases.first?.state == "connected" || leases.first?.state == "starting")
-        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 2)
-        #expect(try await store.leases().isEmpty)
+        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 2, handOver: true)
+        let released = try #require(try await store.leases().first)
+        #expect(released.expiresAt <= t0 && released.state == handedOverLeaseState, "the row stays, free, marked handed over")
+        #expect(try await store.renewLeases([LeaseBeat(tenant: acme.name, generation: 2, state: "connected", lastError: nil)], nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(53)) == [acme.name], "a released lease is not renewed back to life")
+
+        // Generations only grow: the same node taking the session again after its release gets a new one.
+        let retaken = try #require(try await store.acquireLease(for: acme.name, nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(54)))
+        #expect(retaken.generation == 3)
+        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 3)
+        #expect(try await store.leases().first?.state == releasedLeaseState)
         await expectRepositoryError(.notFound) {
             _ = try await store.acquireLease(for: try TenantName("ghost"), nodeID: "node-a", ttl: ttl, now: t0)
         }

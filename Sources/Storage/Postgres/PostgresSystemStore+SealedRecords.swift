@@ -62,7 +62,8 @@ extension PostgresSystemStore {
         case .holder(let nodeID, let generation):
             let rows = try await connection.query(
                 """
-                SELECT 1 FROM session_leases WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation)
+                SELECT 1 FROM session_leases
+                WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation) AND expires_at_ms > 0
                 FOR SHARE
                 """, logger: logger)
             guard try await rows.collect().count == 1 else { throw RepositoryError.leaseLost(tenant) }

@@ -214,7 +214,7 @@ public final class PostgresSystemStore: SystemStore {
                 SET expires_at_ms = \(expires), last_beat_at_ms = \(nowMS), state = b.state, last_error = NULLIF(b.last_error, '')
                 FROM unnest(\(tenants)::text[], \(generations)::int8[], \(states)::text[], \(errors)::text[])
                     AS b(tenant, generation, state, last_error)
-                WHERE l.tenant = b.tenant AND l.node_id = \(nodeID) AND l.generation = b.generation
+                WHERE l.tenant = b.tenant AND l.node_id = \(nodeID) AND l.generation = b.generation AND l.expires_at_ms > 0
                 RETURNING l.tenant
                 """, logger: logger)
             return try await collectAll(rows.decode(String.self))
@@ -223,12 +223,48 @@ public final class PostgresSystemStore: SystemStore {
         return Set(beats.lazy.map(\.tenant).filter { !renewedSet.contains($0.rawValue) })
     }
 
-    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
+    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError) {
+        let state = handOver ? handedOverLeaseState : releasedLeaseState
         try await run { client, logger in
+            // A handover tells every listening node at once (`leaseHandovers`), in the release's own statement.
             try await client.query(
-                "DELETE FROM session_leases WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation)",
-                logger: logger)
+                """
+                WITH released AS (
+                    UPDATE session_leases SET expires_at_ms = 0, state = \(state), last_error = NULL
+                    WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation) AND expires_at_ms > 0
+                    RETURNING tenant, state
+                )
+                SELECT pg_notify(\(Self.handoverChannel), tenant) FROM released WHERE state = \(handedOverLeaseState)
+                """, logger: logger)
         }
+    }
+
+    /// The notification channel lease handovers are announced on.
+    static let handoverChannel = "wahost_lease_handover"
+
+    public func leaseHandovers() -> AsyncStream<TenantName>? {
+        let (stream, continuation) = AsyncStream.makeStream(of: TenantName.self, bufferingPolicy: .bufferingNewest(4096))
+        let (client, logger) = (self.client, self.logger)
+        let listener = Task {
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: Self.handoverChannel) { notifications in
+                            for try await notification in notifications {
+                                if let tenant = try? TenantName(notification.payload) { continuation.yield(tenant) }
+                            }
+                        }
+                    }
+                } catch {
+                    if Task.isCancelled { break }
+                    logger.warning("listening for lease handovers failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in listener.cancel() }
+        return stream
     }
 
     public func leases() async throws(RepositoryError) -> [SessionLease] {

@@ -52,7 +52,7 @@ extension SQLiteSystemStore {
         switch fence {
         case .holder(let nodeID, let generation):
             let held = try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ?",
+                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ? AND expires_at_ms > 0",
                 arguments: [tenant.rawValue, nodeID, generation]) ?? false
             guard held else { throw RepositoryError.leaseLost(tenant) }
         case .noOtherLiveHolder(let nodeID, let now):

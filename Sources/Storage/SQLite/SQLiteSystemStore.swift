@@ -186,7 +186,7 @@ public final class SQLiteSystemStore: SystemStore {
             let statement = try db.cachedStatement(
                 sql: """
                     UPDATE session_leases SET expires_at_ms = ?, last_beat_at_ms = ?, state = ?, last_error = ?
-                    WHERE tenant = ? AND node_id = ? AND generation = ?
+                    WHERE tenant = ? AND node_id = ? AND generation = ? AND expires_at_ms > 0
                     """)
             for beat in beats {
                 try statement.execute(arguments: [expires, nowMS, beat.state, beat.lastError, beat.tenant.rawValue, nodeID, beat.generation])
@@ -196,11 +196,14 @@ public final class SQLiteSystemStore: SystemStore {
         }
     }
 
-    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
+    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError) {
         try await write { db in
             try db.execute(
-                sql: "DELETE FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ?",
-                arguments: [tenant.rawValue, nodeID, generation])
+                sql: """
+                    UPDATE session_leases SET expires_at_ms = 0, state = ?, last_error = NULL
+                    WHERE tenant = ? AND node_id = ? AND generation = ? AND expires_at_ms > 0
+                    """,
+                arguments: [handOver ? handedOverLeaseState : releasedLeaseState, tenant.rawValue, nodeID, generation])
         }
     }
 

@@ -70,11 +70,30 @@ public protocol SessionRecordRepository: Sendable {
     /// Renews all of a node's leases in one transaction; returns the tenants whose lease the node no longer holds.
     func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
         -> Set<TenantName>
-    /// Gives up a lease held by this node at this generation; a lease taken over since is left alone.
-    func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError)
-    /// Every lease row.
+    /// Gives up a lease held by this node at this generation (the row stays, free, so generations only grow); a
+    /// lease taken over since is left alone. `handOver`: another node should take the session now (a drain), and
+    /// nodes listening for handovers are told.
+    func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError)
+    /// Every lease row, released ones included (free: expired).
     func leases() async throws(RepositoryError) -> [SessionLease]
+    /// The tenants whose lease another node just handed over, as they happen; nil when the backend cannot tell (the
+    /// takeover scan then finds them on its next pass).
+    func leaseHandovers() -> AsyncStream<TenantName>?
 }
+
+extension SessionRecordRepository {
+    /// Gives up a lease without asking another node to take the session now.
+    public func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64) async throws(RepositoryError) {
+        try await releaseLease(for: tenant, nodeID: nodeID, generation: generation, handOver: false)
+    }
+
+    public func leaseHandovers() -> AsyncStream<TenantName>? { nil }
+}
+
+/// The `state` of a released lease row: a session handed over for another node to take at once.
+public let handedOverLeaseState = "handover"
+/// The `state` of a released lease row: a session that stopped here.
+public let releasedLeaseState = "released"
 
 /// The append-only audit log.
 public protocol AuditLogRepository: Sendable {
