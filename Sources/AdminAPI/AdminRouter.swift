@@ -29,17 +29,20 @@ public struct AdminAPIDependencies: Sendable {
     public var eventLog: EventLogWriter?
     /// Webhook configuration and its delivery queue (nil: the routes answer 404).
     public var webhooks: WebhookSettings?
+    /// Dashboard sign-ins, in the system database so every node accepts a cookie any node issued.
+    public var dashboardSignIns: DashboardSignIns
     /// The operator's notifier session (`serve --otp-sender`): sends one-time codes for tenants whose own session is not connected.
     public var otpSender: TenantName?
 
     public init(
-        tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository,
+        tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository, dashboardSignIns: DashboardSignIns,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
         demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil,
         otpSender: TenantName? = nil, webhooks: WebhookSettings? = nil
     ) {
         self.webhooks = webhooks
+        self.dashboardSignIns = dashboardSignIns
         self.otpSender = otpSender
         self.eventLog = eventLog
         self.trustedProxies = trustedProxies
@@ -62,7 +65,7 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     router.middlewares.add(JSONErrorMiddleware())
     router.middlewares.add(MetricsMiddleware())
     HealthRoutes(dependencies: dependencies).register(on: router)
-    let dashboardSessions = DashboardSessions()
+    let dashboardSessions = DashboardSessions(signIns: dependencies.dashboardSignIns)
     SessionRoutes(dependencies: dependencies).register(on: router)
     EventRoutes(dependencies: dependencies).register(on: router)
     MessageRoutes(dependencies: dependencies).register(on: router)

@@ -10,7 +10,7 @@ import Tenancy
 /// reset OTP, restart sessions.
 struct OperatorRoutes {
     let dependencies: AdminAPIDependencies
-    /// Dashboard sign-ins of this process, ended when their tenant's credentials change here.
+    /// Dashboard sign-ins, ended on every node when their tenant's credentials change here.
     let dashboardSessions: DashboardSessions
 
     struct TenantSummary: ResponseEncodable {

@@ -28,6 +28,7 @@ public func buildApplication(
     }
     background.append(LogRetention.events(services.configuration.eventRetention, services.store, logger: logger))
     background.append(LogRetention.whatsAppCodes(services.tenants, logger: logger))
+    background.append(LogRetention.dashboardSignIns(services.dashboardSignIns, logger: logger))
     background.append(
         WebhookDeliverer(
             repository: services.store, settings: services.webhooks, policy: services.configuration.webhookPolicy,
@@ -49,7 +50,7 @@ public func buildRouter(
     let credentials = services.credentials
     let tenants = services.tenants
     let dependencies = AdminAPIDependencies(
-        tenants: tenants, pool: pool, audit: store,
+        tenants: tenants, pool: pool, audit: store, dashboardSignIns: services.dashboardSignIns,
         deleteTenant: { tenant, actor, address in
             // Files first: if the wipe fails the rows stay, the tenant still exists and a retry can finish the job.
             try credentials.wipe(tenant: tenant)

@@ -46,6 +46,13 @@ public struct LogRetention: Service {
         }
     }
 
+    /// Expired dashboard sign-ins: deleted every 10 minutes (each sign-in also deletes the expired ones).
+    public static func dashboardSignIns(_ signIns: DashboardSignIns, logger: Logger) -> LogRetention {
+        LogRetention(name: "dashboard sign-ins", retention: .zero, interval: .seconds(600), logger: logger) {
+            try await signIns.deleteExpired(at: $0)
+        }
+    }
+
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

@@ -28,6 +28,8 @@ public struct WahostServices: Sendable {
     public var webhooks: WebhookSettings {
         WebhookSettings(repository: store, masterKey: masterKey, allowPrivate: configuration.allowPrivateWebhooks)
     }
+    /// Dashboard sign-ins over this database and master key, shared by every node.
+    public var dashboardSignIns: DashboardSignIns { DashboardSignIns(repository: store, masterKey: masterKey) }
     /// Group-commits the tenants' Signal record writes (one per process).
     let sealedRecordWriter: SealedRecordWriter
 

@@ -15,6 +15,8 @@ public struct MasterKey: Sendable {
         case whatsAppCode = "wahost/whatsapp-code/v1"
         /// The tenant's webhook signing secret in the system database.
         case webhookSecret = "wahost/webhook-secret/v1"
+        /// The key dashboard CSRF tokens are derived with (HMAC over the sign-in's id); one for the whole deployment.
+        case dashboardCSRF = "wahost/dashboard-csrf/v1"
     }
 
     private let key: SymmetricKey
@@ -41,6 +43,12 @@ public struct MasterKey: Sendable {
 
     /// The key as base64 (for writing the key file).
     public var base64: String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
+
+    /// HKDF-SHA256(ikm: master key, salt: purpose, info: empty), 32 bytes: a key of the deployment, bound to no tenant.
+    public func derivedKey(purpose: Purpose) -> SymmetricKey {
+        // Tenant names are never empty, so this key differs from every tenant's key of the same purpose.
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: [UInt8](), outputByteCount: 32)
+    }
 
     /// HKDF-SHA256(ikm: master key, salt: purpose, info: tenant name), 32 bytes.
     public func derivedKey(for tenant: TenantName, purpose: Purpose, instanceID: String? = nil) -> SymmetricKey {

@@ -10,8 +10,11 @@ public enum SecureRandom {
     }
 
     /// `count` random bytes as unpadded base64url (tokens, secrets).
-    public static func base64URL(_ count: Int) -> String {
-        Data(bytes(count)).base64EncodedString()
+    public static func base64URL(_ count: Int) -> String { base64URL(encoding: bytes(count)) }
+
+    /// `bytes` as unpadded base64url.
+    public static func base64URL(encoding bytes: some Sequence<UInt8>) -> String {
+        Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }

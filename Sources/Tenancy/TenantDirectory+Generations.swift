@@ -13,15 +13,25 @@ extension TenantDirectory {
         } catch {
             throw TenancyError(error)
         }
-        guard let tokenHash else { return nil }
-        return Self.fingerprint(["tenant", name.rawValue, tokenHash] + (otp.map { [Data($0.sealedSecret).base64EncodedString()] } ?? []))
+        return Self.tenantGeneration(name, tokenHash: tokenHash, sealedOTPSecret: otp?.sealedSecret)
     }
 
     /// A fingerprint of the operator token hash; changes when the operator token is rotated, nil if none was issued.
     public func operatorCredentialGeneration() async throws(TenancyError) -> String? {
         let hash: String?
         do { hash = try await repositories.operatorTokenHash() } catch { throw TenancyError(error) }
-        return hash.map { Self.fingerprint(["operator", $0]) }
+        return Self.operatorGeneration(tokenHash: hash)
+    }
+
+    /// The tenant's generation from its token hash and sealed OTP secret; nil without a token hash (no such tenant).
+    static func tenantGeneration(_ name: TenantName, tokenHash: String?, sealedOTPSecret: [UInt8]?) -> String? {
+        guard let tokenHash else { return nil }
+        return fingerprint(["tenant", name.rawValue, tokenHash] + (sealedOTPSecret.map { [Data($0).base64EncodedString()] } ?? []))
+    }
+
+    /// The operator's generation from the operator token hash; nil if none was issued.
+    static func operatorGeneration(tokenHash: String?) -> String? {
+        tokenHash.map { fingerprint(["operator", $0]) }
     }
 
     private static func fingerprint(_ parts: [String]) -> String {

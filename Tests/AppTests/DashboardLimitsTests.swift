@@ -32,18 +32,25 @@ import Testing
         await services.close()
     }
 
-    @Test("more sign-ins of one tenant than the whole cap leave another tenant's sign-in in place")
+    @Test("one tenant's sign-ins beyond its limit push out only its own oldest; ending them all leaves another tenant's")
     func oneTenantCannotPushOutAnother() async throws {
-        let sessions = DashboardSessions()
-        let beta = await sessions.create(for: .tenant(try TenantName("beta")), generation: "g")
-        let acme = DashboardPrincipal.tenant(try TenantName("acme"))
-        var last: DashboardSession?
-        for _ in 0...DashboardSessions.capacity { last = await sessions.create(for: acme, generation: "g") }
-        #expect(await sessions.session(id: beta.id) != nil, "beta is still signed in")
-        #expect(await sessions.session(id: last?.id) != nil)
-        await sessions.end(principal: acme)
-        #expect(await sessions.session(id: last?.id) == nil)
-        #expect(await sessions.session(id: beta.id) != nil)
+        let services = try await SecurityRulesTests.openServices()
+        let acmeName = try TenantName("acme")
+        let betaName = try TenantName("beta")
+        _ = try await services.tenants.createTenant(acmeName, mfa: false, actor: "test")
+        _ = try await services.tenants.createTenant(betaName, mfa: false, actor: "test")
+        let signIns = services.dashboardSignIns
+        let beta = try await signIns.create(for: .tenant(betaName), generation: try #require(try await services.tenants.credentialGeneration(ofTenant: betaName)))
+        let generation = try #require(try await services.tenants.credentialGeneration(ofTenant: acmeName))
+        var acme: [DashboardSignIn] = []
+        for _ in 0..<(DashboardSignIns.perPrincipalLimit + 5) { acme.append(try await signIns.create(for: .tenant(acmeName), generation: generation)) }
+        #expect(try await signIns.signIn(id: beta.id) != nil, "beta is still signed in")
+        #expect(try await signIns.signIn(id: acme[4].id) == nil, "acme's 5 oldest are gone")
+        #expect(try await signIns.signIn(id: acme[5].id) != nil)
+        try await signIns.end(principal: .tenant(acmeName))
+        #expect(try await signIns.signIn(id: acme.last?.id) == nil)
+        #expect(try await signIns.signIn(id: beta.id) != nil)
+        await services.close()
     }
 
     @Test("a session opens at most 4 live streams, and signing out closes them")

@@ -11,20 +11,10 @@ import Tenancy
 extension DashboardRoutes {
     // MARK: Sessions, CSRF, rendering
 
-    /// The signed-in session named by the cookie, if it exists, has not expired and its credentials were not rotated since.
-    func currentSession(_ request: Request) async throws -> DashboardSession? {
-        guard let session = await sessions.session(id: Self.cookieValue(request.headers[.cookie])) else { return nil }
-        guard try await isCurrent(session) else {
-            await sessions.remove(id: session.id)
-            return nil
-        }
-        return session
-    }
-
-    /// True while the principal's credential generation is the one the session was made under.
-    func isCurrent(_ session: DashboardSession) async throws -> Bool {
-        guard let generation = try await credentialGeneration(of: session.principal) else { return false }
-        return DashboardSessions.same(generation, session.credentialGeneration)
+    /// The sign-in named by the cookie, if it exists, has not expired and its credentials were not changed since;
+    /// one database read, so a cookie any node issued works here and one ended on any node does not.
+    func currentSession(_ request: Request) async throws -> DashboardSignIn? {
+        try await sessions.session(id: Self.cookieValue(request.headers[.cookie]))
     }
 
     func credentialGeneration(of principal: DashboardPrincipal) async throws -> String? {
@@ -41,14 +31,14 @@ extension DashboardRoutes {
     /// The signed-in session for a state-changing form: same origin, matching CSRF token; else 403.
     func requireSession<Form: Decodable>(
         _ request: Request, _ context: AdminRequestContext, form type: Form.Type
-    ) async throws -> (DashboardSession, Form) {
+    ) async throws -> (DashboardSignIn, Form) {
         try checkOrigin(request)
         guard let session = try await currentSession(request) else {
             throw APIError(.forbidden, "signed_out", "not signed in (or the session expired); sign in again")
         }
         let form = try await decodeForm(type, request, context)
         let presented = (form as? any CSRFCarrying)?.csrfValue
-        guard let presented, DashboardSessions.same(presented, session.csrfToken) else {
+        guard sessions.signIns.isCSRFToken(presented, of: session) else {
             await audit("dashboard.csrf_refused", principal: session.principal, context)
             throw APIError(.forbidden, "csrf_invalid", "this form is stale or was not sent by the dashboard; reload and try again")
         }
@@ -74,7 +64,7 @@ extension DashboardRoutes {
     }
 
     /// The tenant a session may act on: its own, or any one (named in the form or query) for the operator.
-    func tenantFor(_ session: DashboardSession, _ requested: String?) async throws -> Tenant {
+    func tenantFor(_ session: DashboardSignIn, _ requested: String?) async throws -> Tenant {
         let name: TenantName
         switch session.principal {
         case .tenant(let own):
@@ -90,7 +80,7 @@ extension DashboardRoutes {
         return tenant
     }
 
-    func base(_ session: DashboardSession?, title: String, page: String) -> [String: Any] {
+    func base(_ session: DashboardSignIn?, title: String, page: String) -> [String: Any] {
         var values: [String: Any] = ["title": title, "page": page]
         if dependencies.demoPhone != nil { values["demo"] = true }
         if let session {
@@ -146,7 +136,7 @@ extension DashboardRoutes {
     var actions: SessionActions { SessionActions(dependencies: dependencies) }
 
     /// The audit identity of a signed-in principal.
-    func caller(_ session: DashboardSession, _ context: AdminRequestContext) -> ActionCaller {
+    func caller(_ session: DashboardSignIn, _ context: AdminRequestContext) -> ActionCaller {
         switch session.principal {
         case .tenant(let name): .dashboard("tenant:\(name)", context)
         case .operator: .dashboard("operator", context)

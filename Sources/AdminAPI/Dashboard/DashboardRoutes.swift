@@ -16,7 +16,7 @@ struct DashboardRoutes {
     let sessions: DashboardSessions
 
     static let cookieName = "wahost_session"
-    /// How often an open event stream re-checks that its sign-in is still valid (rotation by another node or the CLI).
+    /// How often an open event stream re-checks its sign-in in the database (ended on another node or by the CLI).
     static let streamRecheckInterval: Duration = .seconds(5)
 
     init(dependencies: AdminAPIDependencies, sessions: DashboardSessions) throws {
@@ -121,10 +121,10 @@ struct DashboardRoutes {
                 principal = .tenant(tenant)
             }
             guard let generation else { throw AuthenticationError(.tokenInvalid) }
-            let session = await sessions.create(for: principal, generation: generation)
+            let session = try await sessions.create(for: principal, generation: generation)
             await audit("dashboard.sign_in", principal: principal, context)
             var response = redirect("/dashboard/")
-            response.headers[.setCookie] = cookie(session.id, request: request, maxAge: Int(DashboardSessions.lifetime))
+            response.headers[.setCookie] = cookie(session.id, request: request, maxAge: Int(DashboardSignIns.lifetime))
             return response
         } catch let error as AuthenticationError {
             values["error"] = Self.message(for: error)
@@ -134,7 +134,7 @@ struct DashboardRoutes {
 
     private func signOut(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
         let session = try await requireSession(request, context, form: CSRFForm.self).0
-        await sessions.remove(id: session.id)
+        try await sessions.remove(id: session.id)
         var response = redirect("/dashboard/")
         response.headers[.setCookie] = cookie("", request: request, maxAge: 0)
         return response
@@ -147,7 +147,7 @@ struct DashboardRoutes {
     }
 
     func renderTenant(
-        _ tenant: Tenant, _ session: DashboardSession, error: String? = nil, notice: String? = nil, linkCode: String? = nil,
+        _ tenant: Tenant, _ session: DashboardSignIn, error: String? = nil, notice: String? = nil, linkCode: String? = nil,
         status httpStatus: HTTPResponse.Status = .ok
     ) async throws -> Response {
         let status = await dependencies.pool.status(of: tenant.name)
@@ -207,9 +207,8 @@ struct DashboardRoutes {
         let (lines, sink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
         let streamKey = UUID()
         let sessions = self.sessions
-        switch await sessions.addStream(sink, key: streamKey, session: session.id) {
+        switch await sessions.addStream(sink, key: streamKey, session: session) {
         case .opened: break
-        case .signedOut: throw APIError(.unauthorized, "signed_out", "sign in again")
         case .tooMany:
             throw APIError(.tooManyRequests, "too_many_streams", "this sign-in has \(DashboardSessions.streamsPerSession) live pages open already")
         }
@@ -218,14 +217,18 @@ struct DashboardRoutes {
             for await status in updates { sink.yield(Self.event(for: status)) }
             sink.finish()
         }
-        // Re-checks the sign-in every few seconds (a rotation on another node or by the CLI ends it); a comment every 15 s.
+        // Re-checks the sign-in in the database every few seconds (one indexed read), so a sign-out, rotation or
+        // deletion on any node, or by the CLI, closes the stream here; a comment every 15 s.
         let ticker = Task {
             var sinceKeepalive: Duration = .zero
             while !Task.isCancelled {
                 try? await Task.sleep(for: Self.streamRecheckInterval)
-                let current = (try? await isCurrent(session)) != false
-                if session.expiresAt <= Date() || !current {
-                    await sessions.remove(id: session.id)
+                if Task.isCancelled { return }
+                // A database that does not answer leaves the stream open, as before; only a definite "gone" ends it.
+                let ended: Bool
+                do { ended = try await sessions.session(id: session.id) == nil } catch { ended = false }
+                if session.expiresAt <= Date() || ended {
+                    await sessions.closeStreams(session: session.id)
                     return
                 }
                 sinceKeepalive += Self.streamRecheckInterval

@@ -173,6 +173,25 @@ enum PostgresMigrations {
                 "ALTER TABLE webhooks ADD COLUMN claimed_until_ms BIGINT NOT NULL DEFAULT 0",
             ]
         ),
+        // Dashboard sign-ins shared by every node: keyed by SHA-256 of the cookie's id (a dump opens nothing);
+        // `tenant` NULL is the operator. `seq` orders a principal's sign-ins for the per-principal limit.
+        (
+            "2026-12-07-1-dashboard-signins",
+            [
+                """
+                CREATE TABLE dashboard_signins (
+                    seq BIGSERIAL PRIMARY KEY,
+                    id_hash BYTEA NOT NULL UNIQUE CHECK (length(id_hash) = 32),
+                    tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+                    generation TEXT NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    expires_at_ms BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX dashboard_signins_principal ON dashboard_signins(tenant, seq)",
+                "CREATE INDEX dashboard_signins_expiry ON dashboard_signins(expires_at_ms)",
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

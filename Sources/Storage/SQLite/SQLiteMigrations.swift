@@ -149,6 +149,23 @@ enum SQLiteMigrations {
                     ALTER TABLE webhooks ADD COLUMN claimed_until_ms INTEGER NOT NULL DEFAULT 0;
                     """)
         }
+        migrator.registerMigration("2026-12-07-1-dashboard-signins") { db in
+            // Dashboard sign-ins shared by every node: keyed by SHA-256 of the cookie's id (a dump opens nothing);
+            // `tenant` NULL is the operator. `seq` orders a principal's sign-ins for the per-principal limit.
+            try db.execute(
+                sql: """
+                    CREATE TABLE dashboard_signins (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id_hash BLOB NOT NULL UNIQUE CHECK (length(id_hash) = 32),
+                        tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+                        generation TEXT NOT NULL,
+                        created_at_ms INTEGER NOT NULL,
+                        expires_at_ms INTEGER NOT NULL
+                    );
+                    CREATE INDEX dashboard_signins_principal ON dashboard_signins(tenant, seq);
+                    CREATE INDEX dashboard_signins_expiry ON dashboard_signins(expires_at_ms);
+                    """)
+        }
         return migrator
     }
 }

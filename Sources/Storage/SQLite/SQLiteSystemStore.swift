@@ -272,7 +272,7 @@ public final class SQLiteSystemStore: SystemStore {
     }
 
     /// A read made of one statement, which SQLite runs atomically: no deferred transaction around it.
-    private func readOneStatement<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
+    func readOneStatement<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
         do { return try await pool.unsafeRead(body) } catch { throw Self.map(error) }
     }
 

@@ -107,6 +107,7 @@ public protocol AuditLogRepository: Sendable {
 
 /// Every repository the system database offers, as one value.
 public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & WebhookRepository & SealedRecordRepository & EventLogRepository
+    & DashboardSignInRepository
     & SessionRecordRepository & AuditLogRepository
 
 /// The error vocabulary every repository adapter promises.
