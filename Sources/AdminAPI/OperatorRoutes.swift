@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// Operator endpoints (operator token in `x-admin-token`): list, create, change and delete tenants, rotate tokens,
 /// reset OTP, restart sessions.
@@ -113,12 +114,43 @@ struct OperatorRoutes {
         }
     }
 
+    /// `GET /operator/nodes`: every node with a row, whether it beats, and how many live leases it holds.
+    struct Nodes: ResponseEncodable {
+        struct Node: Encodable {
+            let id: String
+            let advertiseURL: String?
+            let startedAt: String
+            let lastHeartbeat: String
+            let live: Bool
+            let sessions: Int
+
+            enum CodingKeys: String, CodingKey {
+                case id, live, sessions
+                case advertiseURL = "advertise_url"
+                case startedAt = "started_at"
+                case lastHeartbeat = "last_heartbeat"
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(id, forKey: .id)
+                try container.encode(advertiseURL, forKey: .advertiseURL)
+                try container.encode(startedAt, forKey: .startedAt)
+                try container.encode(lastHeartbeat, forKey: .lastHeartbeat)
+                try container.encode(live, forKey: .live)
+                try container.encode(sessions, forKey: .sessions)
+            }
+        }
+        let nodes: [Node]
+    }
+
     struct Done: ResponseEncodable {
         let status: String
         let message: String
     }
 
-    func register(on router: Router<AdminRequestContext>) {
+    /// Registers the routes; `restart` goes on `sessionRouter`, which forwards it to the session's owner.
+    func register(on router: Router<AdminRequestContext>, sessionRouter: some RouterMethods<AdminRequestContext>) {
         router.get("tenants") { request, context -> [TenantSummary] in
             try await authorize(request, context)
             let tenants: [Tenant]
@@ -202,7 +234,11 @@ struct OperatorRoutes {
                 throw APIError.from(error)
             }
         }
-        router.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
+        router.get("operator/nodes") { request, context -> Nodes in
+            try await authorize(request, context)
+            return try await nodes()
+        }
+        sessionRouter.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
             try await authorize(request, context)
             let tenant = try await existingTenant(context)
             try await SessionActions(dependencies: dependencies).restart(tenant.name, by: .api("operator", context))
@@ -216,6 +252,28 @@ struct OperatorRoutes {
         } catch {
             throw APIError.from(error)
         }
+    }
+
+    /// A node is live while its last heartbeat is younger than the lease TTL; its sessions are its unexpired leases.
+    private func nodes() async throws -> Nodes {
+        guard let cluster = dependencies.cluster else { throw APIError(.notFound, "not_found", "no node records in this process") }
+        let rows: [ClusterNode]
+        let leases: [SessionLease]
+        do {
+            rows = try await cluster.clusterNodes()
+            leases = try await cluster.leases()
+        } catch {
+            throw APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        }
+        let now = Date()
+        let held = Dictionary(grouping: leases.filter { $0.expiresAt > now }, by: \.nodeID).mapValues(\.count)
+        let ttl = dependencies.pool.leaseTTL.timeInterval
+        return Nodes(
+            nodes: rows.map { row in
+                Nodes.Node(
+                    id: row.nodeID, advertiseURL: row.advertiseURL, startedAt: row.startedAt.iso8601, lastHeartbeat: row.lastBeatAt.iso8601,
+                    live: now.timeIntervalSince(row.lastBeatAt) < ttl, sessions: held[row.nodeID] ?? 0)
+            })
     }
 
     private func existingTenant(_ context: AdminRequestContext) async throws -> Tenant {

@@ -15,6 +15,8 @@ public struct MasterKey: Sendable {
         case whatsAppCode = "wahost/whatsapp-code/v1"
         /// The tenant's webhook signing secret in the system database.
         case webhookSecret = "wahost/webhook-secret/v1"
+        /// The key nodes of one cluster sign forwarded requests with (not per tenant).
+        case nodeForwarding = "wahost/node-forwarding/v1"
     }
 
     private let key: SymmetricKey
@@ -47,6 +49,12 @@ public struct MasterKey: Sendable {
         // info = name, or name 0x00 instance id: a later tenant of the same name derives a different key.
         let info = instanceID.map { tenant.rawValue + "\u{0}" + $0 } ?? tenant.rawValue
         return HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array(info.utf8), outputByteCount: 32)
+    }
+
+    /// HKDF-SHA256(ikm: master key, salt: purpose, info: `cluster`), 32 bytes: a key shared by every node, not by tenant.
+    public func clusterKey(purpose: Purpose) -> SymmetricKey {
+        // No tenant name contains a NUL, so this info never equals a tenant's.
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array("\u{0}cluster".utf8), outputByteCount: 32)
     }
 }
 

@@ -173,6 +173,19 @@ enum PostgresMigrations {
                 "ALTER TABLE webhooks ADD COLUMN claimed_until_ms BIGINT NOT NULL DEFAULT 0",
             ]
         ),
+        (
+            "2026-12-07-1-cluster-nodes",
+            [
+                """
+                CREATE TABLE cluster_nodes (
+                    node_id TEXT PRIMARY KEY,
+                    advertise_url TEXT,
+                    started_at_ms BIGINT NOT NULL,
+                    last_beat_at_ms BIGINT NOT NULL
+                )
+                """
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

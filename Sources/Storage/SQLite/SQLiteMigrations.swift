@@ -149,6 +149,18 @@ enum SQLiteMigrations {
                     ALTER TABLE webhooks ADD COLUMN claimed_until_ms INTEGER NOT NULL DEFAULT 0;
                     """)
         }
+        migrator.registerMigration("2026-12-07-1-cluster-nodes") { db in
+            // Each node's advertised address (where other nodes forward requests for its sessions) and heartbeat.
+            try db.execute(
+                sql: """
+                    CREATE TABLE cluster_nodes (
+                        node_id TEXT PRIMARY KEY NOT NULL,
+                        advertise_url TEXT,
+                        started_at_ms INTEGER NOT NULL,
+                        last_beat_at_ms INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 }

@@ -88,7 +88,7 @@ public protocol AuditLogRepository: Sendable {
 
 /// Every repository the system database offers, as one value.
 public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & WebhookRepository & SealedRecordRepository & EventLogRepository
-    & SessionRecordRepository & AuditLogRepository
+    & SessionRecordRepository & AuditLogRepository & ClusterNodeRepository
 
 /// The error vocabulary every repository adapter promises.
 public struct RepositoryError: Error, CustomStringConvertible {
