@@ -11,7 +11,8 @@ extension SQLiteSystemStore {
                     ON CONFLICT (node_id) DO UPDATE SET advertise_url = excluded.advertise_url, started_at_ms = excluded.started_at_ms,
                         last_beat_at_ms = excluded.last_beat_at_ms
                     """, arguments: [node.nodeID, node.advertiseURL, node.startedAt.milliseconds, node.lastBeatAt.milliseconds])
-            try db.execute(sql: "DELETE FROM cluster_nodes WHERE last_beat_at_ms < ?", arguments: [forgetBefore.milliseconds])
+            try db.execute(
+                sql: "DELETE FROM cluster_nodes WHERE last_beat_at_ms < ? AND node_id <> ?", arguments: [forgetBefore.milliseconds, node.nodeID])
             return try Self.clusterNodes(db)
         }
     }
