@@ -114,36 +114,6 @@ struct OperatorRoutes {
         }
     }
 
-    /// `GET /operator/nodes`: every node with a row, whether it beats, and how many live leases it holds.
-    struct Nodes: ResponseEncodable {
-        struct Node: Encodable {
-            let id: String
-            let advertiseURL: String?
-            let startedAt: String
-            let lastHeartbeat: String
-            let live: Bool
-            let sessions: Int
-
-            enum CodingKeys: String, CodingKey {
-                case id, live, sessions
-                case advertiseURL = "advertise_url"
-                case startedAt = "started_at"
-                case lastHeartbeat = "last_heartbeat"
-            }
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(id, forKey: .id)
-                try container.encode(advertiseURL, forKey: .advertiseURL)
-                try container.encode(startedAt, forKey: .startedAt)
-                try container.encode(lastHeartbeat, forKey: .lastHeartbeat)
-                try container.encode(live, forKey: .live)
-                try container.encode(sessions, forKey: .sessions)
-            }
-        }
-        let nodes: [Node]
-    }
-
     struct Done: ResponseEncodable {
         let status: String
         let message: String
@@ -234,7 +204,7 @@ struct OperatorRoutes {
                 throw APIError.from(error)
             }
         }
-        router.get("operator/nodes") { request, context -> Nodes in
+        router.get("operator/nodes") { request, context -> Response in
             try await authorize(request, context)
             return try await nodes()
         }
@@ -254,8 +224,9 @@ struct OperatorRoutes {
         }
     }
 
-    /// A node is live while its last heartbeat is younger than the lease TTL; its sessions are its unexpired leases.
-    private func nodes() async throws -> Nodes {
+    /// `{"nodes": […]}`: every node with a row; live while its last heartbeat is younger than the lease TTL; its
+    /// sessions are its unexpired leases.
+    private func nodes() async throws -> Response {
         guard let cluster = dependencies.cluster else { throw APIError(.notFound, "not_found", "no node records in this process") }
         let rows: [ClusterNode]
         let leases: [SessionLease]
@@ -268,12 +239,15 @@ struct OperatorRoutes {
         let now = Date()
         let held = Dictionary(grouping: leases.filter { $0.expiresAt > now }, by: \.nodeID).mapValues(\.count)
         let ttl = dependencies.pool.leaseTTL.timeInterval
-        return Nodes(
-            nodes: rows.map { row in
-                Nodes.Node(
-                    id: row.nodeID, advertiseURL: row.advertiseURL, startedAt: row.startedAt.iso8601, lastHeartbeat: row.lastBeatAt.iso8601,
-                    live: now.timeIntervalSince(row.lastBeatAt) < ttl, sessions: held[row.nodeID] ?? 0)
+        let nodes = JSONText.array(
+            rows.map { row in
+                [
+                    "id": .string(row.nodeID), "advertise_url": .string(row.advertiseURL), "started_at": .string(row.startedAt.iso8601),
+                    "last_heartbeat": .string(row.lastBeatAt.iso8601), "live": .bool(now.timeIntervalSince(row.lastBeatAt) < ttl),
+                    "sessions": .int(held[row.nodeID] ?? 0),
+                ]
             })
+        return JSONBody(string: #"{"nodes":"# + nodes + "}").response()
     }
 
     private func existingTenant(_ context: AdminRequestContext) async throws -> Tenant {
