@@ -224,8 +224,7 @@ struct OperatorRoutes {
         }
     }
 
-    /// `{"nodes": […]}`: every node with a row; live while its last heartbeat is younger than the lease TTL; its
-    /// sessions are its unexpired leases.
+    /// `{"nodes": […]}`: each node row, live while its heartbeat is younger than the lease TTL, with its unexpired leases.
     private func nodes() async throws -> Response {
         guard let cluster = dependencies.cluster else { throw APIError(.notFound, "not_found", "no node records in this process") }
         let rows: [ClusterNode]

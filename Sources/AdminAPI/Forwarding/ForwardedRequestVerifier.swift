@@ -5,8 +5,8 @@ import Logging
 import NIOCore
 import Tenancy
 
-/// Checks a request that says another node forwarded it: a good signature makes the signed client address count (for
-/// lockout and audit) and marks the request as forwarded, so it is never forwarded again; anything else is refused.
+/// Believes forwarding headers only with a valid node signature (then the signed client counts); refuses them otherwise.
+// A verified request is marked as forwarded, so it is never forwarded again.
 struct ForwardedRequestVerifier: RouterMiddleware {
     typealias Context = AdminRequestContext
 

@@ -8,9 +8,8 @@ import NIOHTTP1
 import SessionPool
 import Tenancy
 
-/// In front of the routes that act on a tenant's session: when another node holds a live lease on it, the request goes
-/// to that node (signed, with the caller's method, target, headers and body) and its answer comes back as it is;
-/// server-sent events stream through. A request another node forwarded here is never forwarded again.
+/// Relays a request for a session another node holds a live lease on to that node, signed, and streams its answer back.
+// A request another node forwarded here is never forwarded again; server-sent events pass through as they are written.
 struct OwnerForwardingMiddleware: RouterMiddleware {
     typealias Context = AdminRequestContext
 
@@ -55,7 +54,11 @@ struct OwnerForwardingMiddleware: RouterMiddleware {
         outgoing.headers.add(name: HTTPField.Name.wahostForwardSignature.rawName, value: forwarding.key.signature(of: facts))
         if body.readableBytes > 0 { outgoing.body = .bytes(body) }
         let answer: HTTPClientResponse
-        do { answer = try await NodeForwarding.client.execute(outgoing, deadline: .now() + NodeForwarding.answerTimeout, logger: context.logger) } catch {
+        do { answer = try await NodeForwarding.client.execute(outgoing, deadline: .now() + NodeForwarding.answerTimeout, logger: context.logger) } catch
+            let error as HTTPClientError where error == .invalidURL
+        {
+            throw APIError.badRequest("bad_request", "the request target cannot be forwarded")
+        } catch {
             context.logger.warning("session owner unreachable", metadata: ["owner": "\(owner.nodeID)", "url": "\(url)", "error": "\(error)"])
             // The owner may be gone: its lease ends then, and the session moves to a live node soon after.
             let retryAfter = max(1, Int(owner.leaseExpiresAt.timeIntervalSinceNow.rounded(.up)) + 1)
@@ -71,7 +74,9 @@ struct OwnerForwardingMiddleware: RouterMiddleware {
         var headers = HTTPFields()
         let tokens = Set(answer.headers[canonicalForm: "connection"].map { $0.lowercased() })
         for header in answer.headers {
-            guard let name = HTTPField.Name(header.name), !NodeForwarding.isHopByHop(name, connectionTokens: tokens) else { continue }
+            // `date` and `server` are this node's to write.
+            guard let name = HTTPField.Name(header.name), !NodeForwarding.isHopByHop(name, connectionTokens: tokens), name != .date, name != .server
+            else { continue }
             headers.append(HTTPField(name: name, value: header.value))
         }
         headers[.wahostServedBy] = node

@@ -21,8 +21,7 @@ public struct ClusterNode: Sendable, Equatable {
 
 /// The `cluster_nodes` table: every node's advertised address and heartbeat.
 public protocol ClusterNodeRepository: Sendable {
-    /// Upserts this node's row (its `lastBeatAt` is the beat's time), deletes rows silent since `forgetBefore`, and
-    /// returns every row, in one round trip where the backend allows.
+    /// Upserts this node's row, deletes other rows silent since `forgetBefore`, and returns every row (one round trip).
     func beatNode(_ node: ClusterNode, forgetBefore: Date) async throws(RepositoryError) -> [ClusterNode]
     /// Deletes the node's row (it stopped on purpose).
     func removeNode(_ nodeID: String) async throws(RepositoryError)
