@@ -61,11 +61,14 @@ public struct APIError: HTTPResponseError, Sendable {
         }
     }
 
+    /// Seconds a `not_owned_here` caller waits: by then this node has read the leases again and forwards, or runs the session.
+    static let ownedElsewhereRetry = 2
+
     /// Maps a session pool failure: 409 wrong state, 503 elsewhere or upstream, 422 bad input.
     static func from(_ error: SessionPoolError) -> APIError {
         switch error.kind {
         case .wrongState: APIError(.conflict, "wrong_state", error.message)
-        case .ownedElsewhere: APIError(.serviceUnavailable, "not_owned_here", error.message)
+        case .ownedElsewhere: APIError(.serviceUnavailable, "not_owned_here", error.message, retryAfter: ownedElsewhereRetry)
         case .upstreamUnavailable: APIError(.serviceUnavailable, "upstream_unavailable", error.message)
         case .invalidInput: APIError(.unprocessableContent, "invalid_input", error.message)
         case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message)

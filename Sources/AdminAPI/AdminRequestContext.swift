@@ -8,6 +8,8 @@ public struct AdminRequestContext: RequestContext, RemoteAddressRequestContext {
     public let remoteAddress: SocketAddress?
     /// The client's IP address as text, or `unknown`: the peer's, or the one a trusted proxy forwarded (``TrustedProxyMiddleware``).
     var clientAddress: String
+    /// The node that forwarded this request, once its signature checked out (``ForwardedRequestVerifier``); nil otherwise.
+    var forwardedBy: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -16,5 +18,7 @@ public struct AdminRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 
     /// JSON bodies are small; anything larger is refused with 413.
-    public var maxUploadSize: Int { 64 * 1024 }
+    public var maxUploadSize: Int { Self.maximumBody }
+    /// The body limit of every route but `messages`.
+    static let maximumBody = 64 * 1024
 }

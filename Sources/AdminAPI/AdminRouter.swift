@@ -33,14 +33,21 @@ public struct AdminAPIDependencies: Sendable {
     public var dashboardSignIns: DashboardSignIns
     /// The operator's notifier session (`serve --otp-sender`): sends one-time codes for tenants whose own session is not connected.
     public var otpSender: TenantName?
+    /// Forwarding to the node that runs a session, and checking requests forwarded here (nil: neither).
+    public var forwarding: NodeForwarding?
+    /// Node rows and leases for `GET /operator/nodes` (nil: the route answers 404).
+    public var cluster: (any ClusterNodeRepository & SessionRecordRepository)?
 
     public init(
         tenants: TenantDirectory, pool: SessionPool, audit: any AuditLogRepository, dashboardSignIns: DashboardSignIns,
         deleteTenant: @escaping @Sendable (TenantName, String, String) async throws -> Void,
         storageReachable: @escaping @Sendable () async -> Bool, backendName: String, metricsText: @escaping @Sendable () -> String,
         demoPhone: (@Sendable (String) async throws -> Void)? = nil, trustedProxies: [IPNetwork] = [], eventLog: EventLogWriter? = nil,
-        otpSender: TenantName? = nil, webhooks: WebhookSettings? = nil
+        otpSender: TenantName? = nil, webhooks: WebhookSettings? = nil, forwarding: NodeForwarding? = nil,
+        cluster: (any ClusterNodeRepository & SessionRecordRepository)? = nil
     ) {
+        self.forwarding = forwarding
+        self.cluster = cluster
         self.webhooks = webhooks
         self.dashboardSignIns = dashboardSignIns
         self.otpSender = otpSender
@@ -62,16 +69,28 @@ public struct AdminAPIDependencies: Sendable {
 public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Router<AdminRequestContext> {
     let router = Router(context: AdminRequestContext.self)
     router.middlewares.add(TrustedProxyMiddleware(trusted: dependencies.trustedProxies))
+    router.middlewares.add(ForwardedRequestVerifier(key: dependencies.forwarding?.key, audit: dependencies.audit))
     router.middlewares.add(JSONErrorMiddleware())
     router.middlewares.add(MetricsMiddleware())
     HealthRoutes(dependencies: dependencies).register(on: router)
     let dashboardSessions = DashboardSessions(signIns: dependencies.dashboardSignIns)
-    SessionRoutes(dependencies: dependencies).register(on: router)
-    EventRoutes(dependencies: dependencies).register(on: router)
-    MessageRoutes(dependencies: dependencies).register(on: router)
-    OneTimeCodeRoutes(dependencies: dependencies).register(on: router)
+    // The routes that act on a tenant's session answer on the node that runs it.
+    let sessionRouter = ownerRoutes(router, dependencies, bodyLimit: AdminRequestContext.maximumBody)
+    SessionRoutes(dependencies: dependencies).register(on: sessionRouter)
+    EventRoutes(dependencies: dependencies).register(on: sessionRouter)
+    MessageRoutes(dependencies: dependencies).register(on: ownerRoutes(router, dependencies, bodyLimit: MessageRoutes.maximumBodyBytes))
+    OneTimeCodeRoutes(dependencies: dependencies).register(on: sessionRouter)
     WebhookRoutes(dependencies: dependencies).register(on: router)
-    OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router)
+    OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router, sessionRouter: sessionRouter)
     try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
     return router
+}
+
+/// A group whose routes are forwarded to the session's owner when another node runs it (bodies up to `bodyLimit`).
+private func ownerRoutes(_ router: Router<AdminRequestContext>, _ dependencies: AdminAPIDependencies, bodyLimit: Int) -> RouterGroup<AdminRequestContext> {
+    let group = router.group()
+    if let forwarding = dependencies.forwarding {
+        group.add(middleware: OwnerForwardingMiddleware(pool: dependencies.pool, forwarding: forwarding, bodyLimit: bodyLimit))
+    }
+    return group
 }

@@ -18,7 +18,7 @@ struct EventRoutes {
     /// A comment keeps idle streams open through proxies.
     static let keepaliveInterval: Duration = .seconds(15)
 
-    func register(on router: Router<AdminRequestContext>) {
+    func register(on router: some RouterMethods<AdminRequestContext>) {
         router.get("tenants/:tenant/events") { request, context in try await events(request, context, fromPath: true) }
         router.get("session/events") { request, context in try await events(request, context, fromPath: false) }
     }

@@ -21,7 +21,7 @@ struct MessageRoutes {
         let text: String?
     }
 
-    func register(on router: Router<AdminRequestContext>) {
+    func register(on router: some RouterMethods<AdminRequestContext>) {
         router.post("tenants/:tenant/messages") { request, context in try await send(request, context, fromPath: true) }
         router.post("session/messages") { request, context in try await send(request, context, fromPath: false) }
     }

@@ -16,7 +16,7 @@ struct OneTimeCodeRoutes {
         }
     }
 
-    func register(on router: Router<AdminRequestContext>) {
+    func register(on router: some RouterMethods<AdminRequestContext>) {
         router.post("tenants/:tenant/otp") { request, context in try await send(request, context, fromPath: true) }
         router.post("session/otp") { request, context in try await send(request, context, fromPath: false) }
     }

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SessionPool
 import Tenancy
+import WahostBasics
 
 /// Operator endpoints (operator token in `x-admin-token`): list, create, change and delete tenants, rotate tokens,
 /// reset OTP, restart sessions.
@@ -118,7 +119,8 @@ struct OperatorRoutes {
         let message: String
     }
 
-    func register(on router: Router<AdminRequestContext>) {
+    /// Registers the routes; `restart` goes on `sessionRouter`, which forwards it to the session's owner.
+    func register(on router: Router<AdminRequestContext>, sessionRouter: some RouterMethods<AdminRequestContext>) {
         router.get("tenants") { request, context -> [TenantSummary] in
             try await authorize(request, context)
             let tenants: [Tenant]
@@ -202,7 +204,11 @@ struct OperatorRoutes {
                 throw APIError.from(error)
             }
         }
-        router.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
+        router.get("operator/nodes") { request, context -> Response in
+            try await authorize(request, context)
+            return try await nodes()
+        }
+        sessionRouter.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
             try await authorize(request, context)
             let tenant = try await existingTenant(context)
             try await SessionActions(dependencies: dependencies).restart(tenant.name, by: .api("operator", context))
@@ -216,6 +222,31 @@ struct OperatorRoutes {
         } catch {
             throw APIError.from(error)
         }
+    }
+
+    /// `{"nodes": […]}`: each node row, live while its heartbeat is younger than the lease TTL, with its unexpired leases.
+    private func nodes() async throws -> Response {
+        guard let cluster = dependencies.cluster else { throw APIError(.notFound, "not_found", "no node records in this process") }
+        let rows: [ClusterNode]
+        let leases: [SessionLease]
+        do {
+            rows = try await cluster.clusterNodes()
+            leases = try await cluster.leases()
+        } catch {
+            throw APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        }
+        let now = Date()
+        let held = Dictionary(grouping: leases.filter { $0.expiresAt > now }, by: \.nodeID).mapValues(\.count)
+        let ttl = dependencies.pool.leaseTTL.timeInterval
+        let nodes = JSONText.array(
+            rows.map { row in
+                [
+                    "id": .string(row.nodeID), "advertise_url": .string(row.advertiseURL), "started_at": .string(row.startedAt.iso8601),
+                    "last_heartbeat": .string(row.lastBeatAt.iso8601), "live": .bool(now.timeIntervalSince(row.lastBeatAt) < ttl),
+                    "sessions": .int(held[row.nodeID] ?? 0),
+                ]
+            })
+        return JSONBody(string: #"{"nodes":"# + nodes + "}").response()
     }
 
     private func existingTenant(_ context: AdminRequestContext) async throws -> Tenant {

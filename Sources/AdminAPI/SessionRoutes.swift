@@ -89,7 +89,7 @@ struct SessionRoutes {
     }
 
     /// Each endpoint twice: the canonical path names the tenant, the seed's alias takes it from the token (or `x-tenant`).
-    func register(on router: Router<AdminRequestContext>) {
+    func register(on router: some RouterMethods<AdminRequestContext>) {
         router.get("tenants/:tenant/session/status") { request, context in try await status(request, context, fromPath: true) }
         router.get("session/status") { request, context in try await status(request, context, fromPath: false) }
         router.get("tenants/:tenant/session/qr") { request, context in try await qr(request, context, fromPath: true) }

@@ -68,7 +68,8 @@ public func buildRouter(
         backendName: store.backendName,
         metricsText: { WahostMetrics.text() },
         demoPhone: demoPhone, trustedProxies: services.configuration.trustedProxies, eventLog: services.eventLog,
-        otpSender: services.configuration.otpSender, webhooks: services.webhooks)
+        otpSender: services.configuration.otpSender, webhooks: services.webhooks,
+        forwarding: NodeForwarding(nodeID: pool.nodeID, key: NodeForwardingKey(masterKey: services.masterKey)), cluster: store)
     return try buildAdminRouter(dependencies)
 }
 
@@ -90,10 +91,11 @@ public func makeSessionPool(
         }
     }
     return SessionPool(
-        configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL),
+        configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL, advertiseURL: settings.advertiseURL),
         records: services.store, clientConfiguration: client,
         credentialStore: { services.credentialStore(for: $0) },
-        logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) }, leaseFences: services.leaseFences)
+        logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) }, leaseFences: services.leaseFences,
+        nodes: services.store)
 }
 
 /// A setting is unusable.

@@ -61,6 +61,40 @@ public struct WahostConfiguration: Sendable {
         guard let databaseURL else { return false }
         return databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://")
     }
+    /// Where other nodes forward requests for this node's sessions (`--advertise-url`); nil: they cannot.
+    public var advertiseURL: String?
+
+    /// Sets ``advertiseURL`` from `text`, else from a concrete listen address; required for a cluster on a wildcard address.
+    public mutating func resolveAdvertiseURL(_ text: String?) throws(ConfigurationError) {
+        if let text, !text.isEmpty {
+            advertiseURL = try Self.checkedAdvertiseURL(text)
+            return
+        }
+        let wildcard = ["", "0.0.0.0", "::", "[::]", "*"].contains(host)
+        if wildcard || port == 0 {
+            guard !usesPostgres else {
+                throw ConfigurationError(
+                    "--advertise-url (WAHOST_ADVERTISE_URL) is required with a PostgreSQL database when listening on \(host.isEmpty ? "all addresses" : host) port \(port): other nodes forward requests to it, e.g. http://10.0.0.5:\(port == 0 ? 8080 : port)")
+            }
+            advertiseURL = nil
+            return
+        }
+        let hostPart = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        advertiseURL = try Self.checkedAdvertiseURL("http://\(hostPart):\(port)")
+    }
+
+    /// `text` as an advertise URL without a trailing slash; throws when it is not a plain http(s) origin.
+    static func checkedAdvertiseURL(_ text: String) throws(ConfigurationError) -> String {
+        let trimmed = text.hasSuffix("/") ? String(text.dropLast()) : text
+        guard let components = URLComponents(string: trimmed), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = components.host, !host.isEmpty, components.user == nil, components.password == nil, components.query == nil,
+            components.fragment == nil, components.path.isEmpty, trimmed.utf8.count <= 512
+        else {
+            throw ConfigurationError("--advertise-url '\(text)' must be http:// or https:// with a host (and port), no path, user, query or fragment")
+        }
+        if let port = components.port, !(1...65535).contains(port) { throw ConfigurationError("--advertise-url '\(text)': port must be 1-65535") }
+        return trimmed
+    }
 
     /// The delivery policy these settings make.
     public var webhookPolicy: WebhookPolicy {

@@ -20,6 +20,7 @@ extension SessionPool {
 
     /// Renews every lease this node holds in one batched write; stops sessions whose lease was lost.
     func heartbeat() async {
+        await beatNode()
         let beats = sessions.compactMap { tenant, session in
             session.generation.map {
                 LeaseBeat(tenant: tenant, generation: $0, state: session.status.state.rawValue, lastError: session.status.lastError)

@@ -58,8 +58,10 @@ extension SessionPool {
         }
         if claimsInFlight[tenant] == 0 { claimsInFlight[tenant] = nil }
         guard let lease else {
-            let owner = (try? await records.leases())?.first { $0.tenant == tenant }?.nodeID ?? "another node"
-            throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)")
+            let held = (try? await records.leases())?.first { $0.tenant == tenant }
+            // Known at once, not at the next scan: the next request for the tenant is forwarded to the holder.
+            if let held, held.nodeID != configuration.nodeID, sessions[tenant]?.runner == nil { remoteLeases[tenant] = held }
+            throw SessionPoolError(.ownedElsewhere, "the session runs on node \(held?.nodeID ?? "another node")")
         }
         if let readAt, !admitsRestore(tenant, decidedAt: readAt) {
             // Another claim (a restart) may hold the same lease row and generation: leave it to that claim then.

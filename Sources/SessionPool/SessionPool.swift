@@ -25,8 +25,15 @@ public actor SessionPool: Service {
     /// Where each lease this node takes is published for the stores that fence their writes with it.
     let leaseFences: LeaseFences?
 
+    /// The `cluster_nodes` table (nil: this node keeps no row and knows no other node's address).
+    let nodes: (any ClusterNodeRepository)?
+    /// When this pool was made: the `started_at` of its node row.
+    let startedAt: Date
+
     var sessions: [TenantName: Session] = [:]
     var remoteLeases: [TenantName: SessionLease] = [:]
+    /// Every node's row as the last heartbeat read it, by node id.
+    var clusterNodes: [String: ClusterNode] = [:]
     var subscribers = StatusSubscribers()
     /// Moves on at every session lifecycle change; `changedAt` holds each tenant's last stamp. A restore decided on
     /// records read before a tenant's last change is dropped (the read may predate a terminal stop).
@@ -62,9 +69,12 @@ public actor SessionPool: Service {
     public init(
         configuration: SessionPoolConfiguration, records: any SessionRecordRepository, clientConfiguration: WhatsAppClientConfiguration,
         credentialStore: @escaping @Sendable (TenantName) -> any CredentialStore, logger: Logger, eventLog: EventLogWriter? = nil,
-        signalStore: (@Sendable (TenantName) -> any SignalRecordStore)? = nil, leaseFences: LeaseFences? = nil
+        signalStore: (@Sendable (TenantName) -> any SignalRecordStore)? = nil, leaseFences: LeaseFences? = nil,
+        nodes: (any ClusterNodeRepository)? = nil
     ) {
         self.leaseFences = leaseFences
+        self.nodes = nodes
+        self.startedAt = configuration.clock.now()
         self.eventLog = eventLog
         self.signalStore = signalStore
         self.configuration = configuration
@@ -76,6 +86,8 @@ public actor SessionPool: Service {
 
     /// The node id leases are taken under.
     public nonisolated var nodeID: String { configuration.nodeID }
+    /// A lease (and a node row) not renewed for this long is dead.
+    public nonisolated var leaseTTL: Duration { configuration.leaseTTL }
 
     // MARK: Service
 
@@ -107,6 +119,7 @@ public actor SessionPool: Service {
         }
         for tenant in sessions.keys { sessions[tenant]?.listener?.cancel() }
         subscribers.finishAll()
+        await leaveCluster()
         if let eventLog, await !eventLog.flushed(within: .seconds(5)) {
             logger.warning("session events not yet stored at shutdown; the next start records the state it finds")
         }

@@ -18,14 +18,17 @@ public struct SessionPoolConfiguration: Sendable {
     public var pairingCodeLifetime: Duration
     /// Where the pool reads the time and sleeps.
     public var clock: PoolClock
+    /// The URL other nodes forward requests for this node's sessions to (its `cluster_nodes` row); nil: none.
+    public var advertiseURL: String?
 
     public init(
         nodeID: String, leaseTTL: Duration = .seconds(30), heartbeatInterval: Duration? = nil, restoreConcurrency: Int = 64,
         restoreJitter: Duration = .milliseconds(500), backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(60)),
         qrWait: Duration = .seconds(15), pairingCodeLifetime: Duration = .seconds(180),
-        clock: PoolClock = .system
+        clock: PoolClock = .system, advertiseURL: String? = nil
     ) {
         self.clock = clock
+        self.advertiseURL = advertiseURL
         self.nodeID = nodeID
         self.leaseTTL = leaseTTL
         self.heartbeatInterval = heartbeatInterval ?? leaseTTL / 3

@@ -3,9 +3,9 @@ import Synchronization
 
 /// Decides which anonymous authentication failures get an audit row: the first of each (action, tenant, client) per
 /// window, every lockout, and in the next row how many were folded in; so a flood of bad tokens writes a few rows.
-final class FailureAuditAggregator: Sendable {
+public final class FailureAuditAggregator: Sendable {
     /// What to do with one failure.
-    enum Decision: Equatable {
+    public enum Decision: Equatable, Sendable {
         /// Write a row with this detail.
         case write(detail: String?)
         /// Count it into the current window's next row.
@@ -23,13 +23,13 @@ final class FailureAuditAggregator: Sendable {
     let capacity: Int
     private let windows = Mutex<[String: Window]>([:])
 
-    init(window: TimeInterval = 60, capacity: Int = 10_000) {
+    public init(window: TimeInterval = 60, capacity: Int = 10_000) {
         self.window = window
         self.capacity = capacity
     }
 
     /// Whether this failure gets a row of its own, and its detail.
-    func record(key: String, locking: Bool, now: Date) -> Decision {
+    public func record(key: String, locking: Bool, now: Date) -> Decision {
         windows.withLock { windows in
             if var current = windows[key], current.startedAt <= now, now.timeIntervalSince(current.startedAt) < window {
                 guard locking else {

@@ -17,6 +17,8 @@ public struct MasterKey: Sendable {
         case webhookSecret = "wahost/webhook-secret/v1"
         /// The key dashboard CSRF tokens are derived with (HMAC over the sign-in's id); one for the whole deployment.
         case dashboardCSRF = "wahost/dashboard-csrf/v1"
+        /// The key nodes of one cluster sign forwarded requests with (not per tenant).
+        case nodeForwarding = "wahost/node-forwarding/v1"
     }
 
     private let key: SymmetricKey
@@ -55,6 +57,12 @@ public struct MasterKey: Sendable {
         // info = name, or name 0x00 instance id: a later tenant of the same name derives a different key.
         let info = instanceID.map { tenant.rawValue + "\u{0}" + $0 } ?? tenant.rawValue
         return HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array(info.utf8), outputByteCount: 32)
+    }
+
+    /// HKDF-SHA256(ikm: master key, salt: purpose, info: `cluster`), 32 bytes: a key shared by every node, not by tenant.
+    public func clusterKey(purpose: Purpose) -> SymmetricKey {
+        // No tenant name contains a NUL, so this info never equals a tenant's.
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array(purpose.rawValue.utf8), info: Array("\u{0}cluster".utf8), outputByteCount: 32)
     }
 }
 

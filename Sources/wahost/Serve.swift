@@ -20,6 +20,11 @@ struct Serve: AsyncParsableCommand {
     var nodeID: String?
 
     @Option(
+        name: .customLong("advertise-url"),
+        help: "Internal URL other nodes forward requests for this node's sessions to (env WAHOST_ADVERTISE_URL, default http://HOST:PORT; required with PostgreSQL on 0.0.0.0 or ::).")
+    var advertiseURL: String?
+
+    @Option(
         name: .customLong("trusted-proxy"), parsing: .upToNextOption,
         help: "CIDR ranges of reverse proxies whose X-Forwarded-For names the client (env WAHOST_TRUSTED_PROXIES, comma-separated).")
     var trustedProxies: [String] = []
@@ -47,6 +52,9 @@ struct Serve: AsyncParsableCommand {
         if let port = port ?? environment["WAHOST_PORT"].flatMap(Int.init) {
             guard (0...65535).contains(port) else { throw fail("port must be 0-65535", code: 2) }
             configuration.port = port
+        }
+        do { try configuration.resolveAdvertiseURL(advertiseURL ?? environment["WAHOST_ADVERTISE_URL"]) } catch {
+            throw fail("\(error)", code: 2)
         }
         if let url = environment["WAHOST_WA_URL"], !url.isEmpty { configuration.whatsAppURL = url }
         if let key = environment["WAHOST_WA_ROOT_KEY"], !key.isEmpty { configuration.whatsAppRootKeyHex = key }

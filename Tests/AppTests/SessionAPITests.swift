@@ -47,11 +47,11 @@ final class APIRig: @unchecked Sendable {
         return (token, secret)
     }
 
-    /// Starts `wahost serve` on a free port and waits for `/healthz`.
-    func startServer() async throws -> (ServerProcess, Int) {
+    /// Starts `wahost serve` on a free port (with `arguments` for that port) and waits for `/healthz`.
+    func startServer(arguments: (Int) -> [String] = { _ in [] }) async throws -> (ServerProcess, Int) {
         let port = try freePort()
         let server = try ServerProcess.start(
-            arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory], environment: environment)
+            arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory] + arguments(port), environment: environment)
         servers.append(server)
         try await server.waitForHealth(port: port)
         return (server, port)
@@ -67,6 +67,9 @@ final class APIRig: @unchecked Sendable {
 struct HTTPResult {
     let status: Int
     let body: Data
+    var headers: [String: String] = [:]
+    /// A response header's value, by case-insensitive name.
+    func header(_ name: String) -> String? { headers.first { $0.key.lowercased() == name.lowercased() }?.value }
     var json: Any? { try? JSONSerialization.jsonObject(with: body) }
     var object: [String: Any] { json as? [String: Any] ?? [:] }
     var errorCode: String? { (object["error"] as? [String: Any])?["code"] as? String }
@@ -86,7 +89,9 @@ func http(
         request.setValue("application/json", forHTTPHeaderField: "content-type")
     }
     let (data, response) = try await URLSession.shared.data(for: request)
-    return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
+    let fields = (response as? HTTPURLResponse)?.allHeaderFields ?? [:]
+    let headers = Dictionary(fields.compactMap { key, value in (key as? String).map { ($0, "\(value)") } }, uniquingKeysWith: { $1 })
+    return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data, headers: headers)
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

@@ -213,3 +213,33 @@ import Testing
         try await second.close()
     }
 }
+
+/// The `cluster_nodes` table on every backend.
+@Suite struct ClusterNodeContractTests {
+    @Test(arguments: Backend.available)
+    func nodeRowsAreUpsertedListedForgottenAndRemoved(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let old = Date(timeIntervalSince1970: 1_700_000_000)
+        let a = ClusterNode(nodeID: "node-a", advertiseURL: "http://10.0.0.1:8080", startedAt: t0, lastBeatAt: t0)
+        // The first beat returns the table with this node's row in it.
+        #expect(try await store.beatNode(a, forgetBefore: old) == [a])
+        let b = ClusterNode(nodeID: "node-b", advertiseURL: nil, startedAt: t0, lastBeatAt: t0.addingTimeInterval(1))
+        #expect(try await store.beatNode(b, forgetBefore: old) == [a, b])
+        // A later beat of the same node replaces its row (a restart moves started_at too).
+        var later = a
+        later.lastBeatAt = t0.addingTimeInterval(10)
+        later.advertiseURL = "https://node-a.internal"
+        #expect(try await store.beatNode(later, forgetBefore: old) == [later, b])
+        #expect(try await store.clusterNodes() == [later, b])
+        // Rows silent since before the cutoff are deleted by anyone's beat, but never the beating node's own.
+        var c = ClusterNode(nodeID: "node-c", advertiseURL: "http://10.0.0.3:8080", startedAt: t0, lastBeatAt: t0.addingTimeInterval(20))
+        #expect(try await store.beatNode(c, forgetBefore: t0.addingTimeInterval(5)) == [later, c])
+        c.lastBeatAt = t0.addingTimeInterval(30)
+        #expect(try await store.beatNode(c, forgetBefore: t0.addingTimeInterval(100)) == [c])
+        try await store.removeNode("node-c")
+        try await store.removeNode("node-unknown")
+        #expect(try await store.clusterNodes().isEmpty)
+        try await store.close()
+    }
+}

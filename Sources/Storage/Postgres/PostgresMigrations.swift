@@ -192,6 +192,19 @@ enum PostgresMigrations {
                 "CREATE INDEX dashboard_signins_expiry ON dashboard_signins(expires_at_ms)",
             ]
         ),
+        (
+            "2026-12-07-2-cluster-nodes",
+            [
+                """
+                CREATE TABLE cluster_nodes (
+                    node_id TEXT PRIMARY KEY,
+                    advertise_url TEXT,
+                    started_at_ms BIGINT NOT NULL,
+                    last_beat_at_ms BIGINT NOT NULL
+                )
+                """
+            ]
+        ),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

@@ -166,6 +166,18 @@ enum SQLiteMigrations {
                     CREATE INDEX dashboard_signins_expiry ON dashboard_signins(expires_at_ms);
                     """)
         }
+        migrator.registerMigration("2026-12-07-2-cluster-nodes") { db in
+            // Each node's advertised address (where other nodes forward requests for its sessions) and heartbeat.
+            try db.execute(
+                sql: """
+                    CREATE TABLE cluster_nodes (
+                        node_id TEXT PRIMARY KEY NOT NULL,
+                        advertise_url TEXT,
+                        started_at_ms INTEGER NOT NULL,
+                        last_beat_at_ms INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 }

@@ -108,7 +108,7 @@ public protocol AuditLogRepository: Sendable {
 /// Every repository the system database offers, as one value.
 public typealias SystemRepositories = TenantRepository & AdminTokenRepository & OTPSecretRepository & WhatsAppCodeRepository & WebhookRepository & SealedRecordRepository & EventLogRepository
     & DashboardSignInRepository
-    & SessionRecordRepository & AuditLogRepository
+    & SessionRecordRepository & AuditLogRepository & ClusterNodeRepository
 
 /// The error vocabulary every repository adapter promises.
 public struct RepositoryError: Error, CustomStringConvertible {

@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+import Tenancy
+
+/// The node that runs a tenant's session, when it is not this one.
+public struct SessionOwner: Sendable, Equatable {
+    /// The owner's node id.
+    public var nodeID: String
+    /// Where the owner takes forwarded requests; nil when its row names none (it cannot be forwarded to).
+    public var url: String?
+    /// The owner's lease ends then unless renewed; after it another node may take the session.
+    public var leaseExpiresAt: Date
+}
+
+extension SessionPool {
+    /// Node rows not beaten for this long are deleted by the next heartbeat of any node.
+    static let forgottenNodeAge: TimeInterval = 7 * 86_400
+
+    /// Which other node holds a live lease on the tenant's session, and at what address; nil when none does or this node runs it.
+    public func owner(of tenant: TenantName) -> SessionOwner? {
+        guard sessions[tenant]?.runner == nil, let lease = remoteLeases[tenant], lease.expiresAt > configuration.clock.now() else { return nil }
+        return SessionOwner(nodeID: lease.nodeID, url: clusterNodes[lease.nodeID]?.advertiseURL, leaseExpiresAt: lease.expiresAt)
+    }
+
+    /// Upserts this node's row and refreshes the other nodes' addresses; a failure keeps the addresses known so far.
+    func beatNode() async {
+        guard let nodes, !shuttingDown else { return }
+        let now = configuration.clock.now()
+        let row = ClusterNode(nodeID: configuration.nodeID, advertiseURL: configuration.advertiseURL, startedAt: startedAt, lastBeatAt: now)
+        do {
+            let rows = try await nodes.beatNode(row, forgetBefore: now.addingTimeInterval(-Self.forgottenNodeAge))
+            clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+        } catch {
+            logger.warning("cannot record the node heartbeat", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Deletes this node's row once its sessions are closed (a stop on purpose, not a crash).
+    func leaveCluster() async {
+        guard let nodes else { return }
+        let (nodeID, logger) = (configuration.nodeID, logger)
+        // Shutdown runs cancelled (graceful shutdown): the write gets a task of its own, like the lease releases.
+        await completing {
+            do { try await nodes.removeNode(nodeID) } catch {
+                logger.warning("cannot remove the node's row; it reads as not live once its heartbeat is old", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
