@@ -208,6 +208,14 @@ struct OperatorRoutes {
             try await authorize(request, context)
             return try await nodes()
         }
+        router.post("operator/nodes/:node/drain") { request, context -> Response in
+            try await authorize(request, context)
+            return try await setDrain(true, context)
+        }
+        router.delete("operator/nodes/:node/drain") { request, context -> Response in
+            try await authorize(request, context)
+            return try await setDrain(false, context)
+        }
         sessionRouter.post("tenants/:tenant/session/restart") { request, context -> TenantSummary in
             try await authorize(request, context)
             let tenant = try await existingTenant(context)
@@ -222,6 +230,20 @@ struct OperatorRoutes {
         } catch {
             throw APIError.from(error)
         }
+    }
+
+    /// Records (or cancels) a drain request for the node named in the path; the node acts on it at its next heartbeat.
+    private func setDrain(_ requested: Bool, _ context: AdminRequestContext) async throws -> Response {
+        guard let cluster = dependencies.cluster else { throw APIError(.notFound, "not_found", "no node records in this process") }
+        let node = context.parameters.get("node") ?? ""
+        let found: Bool
+        do { found = try await cluster.setDrainRequested(requested, for: node, at: Date()) } catch {
+            throw APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        }
+        guard found else { throw APIError(.notFound, "node_not_found", "no node with this id has a row") }
+        await SessionActions(dependencies: dependencies).audit(
+            requested ? "node.drain" : "node.undrain", tenant: nil, by: .api("operator", context), detail: "node \(node)")
+        return JSONBody.object(["node": .string(node), "draining": .bool(requested)]).response(status: requested ? .accepted : .ok)
     }
 
     /// `{"nodes": […]}`: each node row, live while its heartbeat is younger than the lease TTL, with its unexpired leases.
@@ -243,7 +265,7 @@ struct OperatorRoutes {
                 [
                     "id": .string(row.nodeID), "advertise_url": .string(row.advertiseURL), "started_at": .string(row.startedAt.iso8601),
                     "last_heartbeat": .string(row.lastBeatAt.iso8601), "live": .bool(now.timeIntervalSince(row.lastBeatAt) < ttl),
-                    "sessions": .int(held[row.nodeID] ?? 0),
+                    "sessions": .int(held[row.nodeID] ?? 0), "draining": .bool(row.drainRequested),
                 ]
             })
         return JSONBody(string: #"{"nodes":"# + nodes + "}").response()

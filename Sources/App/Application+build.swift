@@ -91,7 +91,7 @@ public func makeSessionPool(
         }
     }
     return SessionPool(
-        configuration: configuration ?? SessionPoolConfiguration(nodeID: settings.nodeID, leaseTTL: settings.leaseTTL, advertiseURL: settings.advertiseURL),
+        configuration: configuration ?? settings.poolConfiguration,
         records: services.store, clientConfiguration: client,
         credentialStore: { services.credentialStore(for: $0) },
         logger: logger, eventLog: services.eventLog, signalStore: { services.signalStore(for: $0) }, leaseFences: services.leaseFences,

@@ -1,4 +1,5 @@
 import Foundation
+import SessionPool
 import Tenancy
 import Webhooks
 
@@ -40,6 +41,16 @@ public struct WahostConfiguration: Sendable {
     public var webhookRetryFor: Duration = WebhookPolicy.standard.retryFor
     /// The longest wait between two attempts (`WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS`).
     public var webhookBackoffCap: Duration = WebhookPolicy.standard.backoffCap
+    /// At most this many sessions a minute a node hands to others to even the cluster out (`WAHOST_BALANCE_MOVES_PER_MINUTE`; 0: never).
+    public var balanceMovesPerMinute = 60
+
+    /// The session pool's settings from these.
+    public var poolConfiguration: SessionPoolConfiguration {
+        var pool = SessionPoolConfiguration(nodeID: nodeID, leaseTTL: leaseTTL, advertiseURL: advertiseURL)
+        pool.balanceMovesPerMinute = balanceMovesPerMinute
+        return pool
+    }
+
     /// Where credential records live (`--credentials`, `WAHOST_CREDENTIALS`); nil: the database with PostgreSQL, else files.
     public var credentialsLocation: CredentialsLocation?
 

@@ -16,9 +16,24 @@ extension SessionPool {
     /// Node rows not beaten for this long are deleted by the next heartbeat of any node.
     static let forgottenNodeAge: TimeInterval = 7 * 86_400
 
-    /// Which other node holds a live lease on the tenant's session, and at what address; nil when none does or this node runs it.
-    public func owner(of tenant: TenantName) -> SessionOwner? {
-        guard sessions[tenant]?.runner == nil, let lease = remoteLeases[tenant], lease.expiresAt > configuration.clock.now() else { return nil }
+    /// Which other node holds a live lease on the tenant's session, and at what address; nil when none does or this
+    /// node runs it. A lease taken since the last scan is read from the database (at most once a second per tenant).
+    public func owner(of tenant: TenantName) async -> SessionOwner? {
+        guard sessions[tenant]?.runner == nil, let nodes else { return nil }
+        let now = configuration.clock.now()
+        var lease = remoteLeases[tenant].flatMap { $0.expiresAt > now ? $0 : nil }
+        if lease == nil, now.timeIntervalSince(ownerLookups[tenant] ?? .distantPast) >= 1 {
+            ownerLookups[tenant] = now
+            if ownerLookups.count > 10_000 { ownerLookups = ownerLookups.filter { now.timeIntervalSince($0.value) < 1 } }
+            if let row = try? await records.lease(of: tenant), row.nodeID != configuration.nodeID, row.expiresAt > now {
+                remoteLeases[tenant] = row
+                lease = row
+                if clusterNodes[row.nodeID] == nil, let rows = try? await nodes.clusterNodes() {
+                    clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+                }
+            }
+        }
+        guard let lease, sessions[tenant]?.runner == nil else { return nil }
         return SessionOwner(nodeID: lease.nodeID, url: clusterNodes[lease.nodeID]?.advertiseURL, leaseExpiresAt: lease.expiresAt)
     }
 
@@ -32,6 +47,17 @@ extension SessionPool {
             clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
         } catch {
             logger.warning("cannot record the node heartbeat", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Marks this node's row as draining before a shutdown hands its sessions over.
+    func markLeaving() async {
+        guard let nodes else { return }
+        let (nodeID, now, logger) = (configuration.nodeID, configuration.clock.now(), logger)
+        await completing {
+            do { _ = try await nodes.setDrainRequested(true, for: nodeID, at: now) } catch {
+                logger.warning("cannot mark the node as leaving", metadata: ["error": "\(error)"])
+            }
         }
     }
 

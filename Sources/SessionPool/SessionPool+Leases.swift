@@ -14,6 +14,7 @@ extension SessionPool {
         while !Task.isCancelled {
             await heartbeat()
             await scan()
+            await balance(now: configuration.clock.now())
             do { try await configuration.clock.sleep(configuration.heartbeatInterval) } catch { return }
         }
     }
@@ -62,6 +63,10 @@ extension SessionPool {
 
     private func handoverScan() async {
         handoverScanPending = false
+        // The handing node marked itself draining just before: read the node rows too, not only the heartbeat's copy.
+        if let nodes, let rows = try? await nodes.clusterNodes() {
+            clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+        }
         await scan()
     }
 
@@ -78,9 +83,11 @@ extension SessionPool {
             logger.error("cannot read session records", metadata: ["error": "\(error)"])
             return
         }
+        let now = configuration.clock.now()
+        let declined = declinedHandovers(leases: leases, now: now)
         let (others, queued) = restoreQueue.plan(
-            desired: desired, leases: leases, nodeID: configuration.nodeID, now: configuration.clock.now(), readAt: readAt,
-            admits: { admitsRestore($0, decidedAt: readAt) })
+            desired: desired, leases: leases, nodeID: configuration.nodeID, now: now, readAt: readAt,
+            admits: { !draining && !declined.contains($0) && admitsRestore($0, decidedAt: readAt) })
         remoteLeases = others
         if queued > 0 {
             logger.info("restoring sessions", metadata: ["count": "\(queued)", "first_scan": "\(!firstScanDone)"])

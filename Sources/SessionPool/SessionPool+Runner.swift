@@ -184,8 +184,9 @@ extension SessionPool {
         session.generation = nil
         sessions[tenant] = session
         for action in actions { await perform(action, for: tenant) }
-        // A session stopped by a shutdown is handed over: another node takes it at once, not at its next scan.
-        if let generation { await releaseLease(of: tenant, generation: generation, handOver: shuttingDown) }
+        // A session stopped by a shutdown, drain or balance is handed over: another node takes it at once.
+        let handOver = handingOver.remove(tenant) != nil || shuttingDown
+        if let generation { await releaseLease(of: tenant, generation: generation, handOver: handOver) }
     }
 
     func releaseLease(of tenant: TenantName, generation: Int64, handOver: Bool = false) async {

@@ -50,6 +50,16 @@ public actor SessionPool: Service {
     var firstScanDone = false
     /// A scan is due soon because another node handed sessions over.
     var handoverScanPending = false
+    /// An operator asked this node to drain: it hands every session over and takes none.
+    var draining = false
+    /// Sessions being stopped to be handed over (their leases are released marked for another node).
+    var handingOver: Set<TenantName> = []
+    /// When this node handed each session over; it does not take one back within ``handoverGrace``.
+    var handedOverAt: [TenantName: Date] = [:]
+    /// When each tenant's lease was last read for `owner(of:)` (a request for a session no node is known to run).
+    var ownerLookups: [TenantName: Date] = [:]
+    /// Balancing moves left this minute.
+    lazy var moveBudget = MoveBudget(perMinute: configuration.balanceMovesPerMinute)
     var shuttingDown = false
     var lastRenewal = Date()
     var maintenance: Task<Void, Never>?
@@ -114,6 +124,8 @@ public actor SessionPool: Service {
         await maintenance?.value
         let running = sessions.filter { $0.value.runner != nil }.map(\.key)
         logger.info("session pool stopping", metadata: ["sessions": "\(running.count)"])
+        // Marked as draining first, so the nodes taking the handed-over sessions do not count this one among them.
+        if !running.isEmpty { await markLeaving() }
         await withTaskGroup(of: Void.self) { group in
             for tenant in running { group.addTask { await self.stopRunner(tenant, finalState: .stopped) } }
         }

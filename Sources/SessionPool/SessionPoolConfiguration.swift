@@ -20,6 +20,8 @@ public struct SessionPoolConfiguration: Sendable {
     public var clock: PoolClock
     /// The URL other nodes forward requests for this node's sessions to (its `cluster_nodes` row); nil: none.
     public var advertiseURL: String?
+    /// At most this many sessions a minute are handed to other nodes to even the cluster out (0: never).
+    public var balanceMovesPerMinute = 60
 
     public init(
         nodeID: String, leaseTTL: Duration = .seconds(30), heartbeatInterval: Duration? = nil, restoreConcurrency: Int = 64,

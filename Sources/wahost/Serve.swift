@@ -90,6 +90,10 @@ struct Serve: AsyncParsableCommand {
             guard let seconds = Int(text), (1...3600).contains(seconds) else { throw fail("WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS must be 1-3600", code: 2) }
             configuration.webhookBackoffCap = .seconds(seconds)
         }
+        if let text = environment["WAHOST_BALANCE_MOVES_PER_MINUTE"] {
+            guard let moves = Int(text), (0...100_000).contains(moves) else { throw fail("WAHOST_BALANCE_MOVES_PER_MINUTE must be 0-100000", code: 2) }
+            configuration.balanceMovesPerMinute = moves
+        }
         if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
             guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }
             tenancy.argon2Concurrency = count

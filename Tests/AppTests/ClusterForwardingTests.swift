@@ -101,6 +101,8 @@ import WhatsAppSimulator
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
         rig.databaseURL = try await makePostgresDatabase()
+        // Both sessions stay on node A: this test is about forwarding, not balancing (ClusterTests).
+        rig.extraEnvironment["WAHOST_BALANCE_MOVES_PER_MINUTE"] = "0"
         let first = try await rig.createTenant("t1").token
         let second = try await rig.createTenant("t2").token
         let operatorToken = try await operatorToken(rig)

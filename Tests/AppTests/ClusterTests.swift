@@ -56,4 +56,59 @@ import WhatsAppSimulator
         for user in users.values { #expect(observed.peakConnectionsPerAccount[user] == 1, "never two live connections for \(user)") }
         #expect(observed.registrations == names.count, "no session paired again")
     }
+
+    /// Each node's `GET /operator/nodes` entry, by id.
+    func nodeTable(_ port: Int, _ token: String) async throws -> [String: [String: Any]] {
+        let answer = try await http("GET", port, "/operator/nodes", headers: ["x-admin-token": token])
+        let rows = answer.object["nodes"] as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["id"] as? String).map { ($0, row) } })
+    }
+
+    @Test func aNewNodeTakesAShareAndADrainedNodeHandsEverythingOverWithoutStopping() async throws {
+        guard ExternalTools.postgresEnabled else { return }
+        let rig = try await APIRig()
+        defer { Task { await rig.stopAll() } }
+        rig.databaseURL = try await makePostgresDatabase()
+        rig.extraEnvironment["WAHOST_LEASE_TTL"] = "6"
+        rig.extraEnvironment["WAHOST_BALANCE_MOVES_PER_MINUTE"] = "600"
+        let names = (1...6).map { "b\($0)" }
+        var tokens: [String: String] = [:]
+        for name in names { tokens[name] = try await rig.createTenant(name).token }
+        let result = try await WahostBinary.runDetached(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
+        let operatorToken = try #require(try WahostBinary.json(result)["operator_token"] as? String)
+        let (_, portA) = try await startNode(rig, "node-a")
+        var users: [String] = []
+        for name in names { users.append(try await pairByQR(rig, port: portA, tenant: name, token: tokens[name]!)) }
+
+        // A second node joins: node-a, above its fair share (3 of 6), hands sessions over until both run 3.
+        let (_, portB) = try await startNode(rig, "node-b")
+        try await eventually(timeout: .seconds(30), "three sessions each") {
+            let table = try await nodeTable(portB, operatorToken)
+            return table["node-a"]?["sessions"] as? Int == 3 && table["node-b"]?["sessions"] as? Int == 3
+        }
+
+        // Drained without stopping: node-a hands everything over and stays up, taking nothing.
+        let drain = try await http("POST", portB, "/operator/nodes/node-a/drain", headers: ["x-admin-token": operatorToken])
+        #expect(drain.status == 202 && drain.object["draining"] as? Bool == true, "\(drain.text)")
+        #expect(try await http("POST", portB, "/operator/nodes/node-z/drain", headers: ["x-admin-token": operatorToken]).errorCode == "node_not_found")
+        #expect(try await http("POST", portB, "/operator/nodes/node-a/drain", headers: ["x-admin-token": tokens["b1"]!]).status == 401)
+        try await eventually(timeout: .seconds(15), "every session on node-b") {
+            let table = try await nodeTable(portA, operatorToken)
+            let live = await rig.simulator.observed.liveConnections
+            return table["node-a"]?["sessions"] as? Int == 0 && table["node-b"]?["sessions"] as? Int == 6
+                && table["node-a"]?["draining"] as? Bool == true && users.allSatisfy { live[$0] == 1 }
+        }
+        #expect(try await http("GET", portA, "/healthz").status == 200, "a drained node keeps running")
+
+        // The drain is lifted: balancing gives node-a its share again.
+        let undrain = try await http("DELETE", portA, "/operator/nodes/node-a/drain", headers: ["x-admin-token": operatorToken])
+        #expect(undrain.status == 200 && undrain.object["draining"] as? Bool == false)
+        try await eventually(timeout: .seconds(30), "three sessions each again") {
+            let table = try await nodeTable(portB, operatorToken)
+            return table["node-a"]?["sessions"] as? Int == 3 && table["node-b"]?["sessions"] as? Int == 3
+        }
+        let observed = await rig.simulator.observed
+        for user in users { #expect(observed.peakConnectionsPerAccount[user] == 1, "never two live connections for \(user)") }
+        #expect(observed.registrations == names.count, "no session paired again")
+    }
 }

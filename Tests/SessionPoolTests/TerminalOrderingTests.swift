@@ -68,6 +68,7 @@ struct ObservedRecords: SessionRecordRepository {
         try await base.releaseLease(for: tenant, nodeID: nodeID, generation: generation, handOver: handOver)
     }
     func leases() async throws(RepositoryError) -> [SessionLease] { try await base.leases() }
+    func lease(of tenant: TenantName) async throws(RepositoryError) -> SessionLease? { try await base.lease(of: tenant) }
 }
 
 /// Credential writes in flight and done, and a gate that holds prekey writes.

@@ -205,6 +205,8 @@ enum PostgresMigrations {
                 """
             ]
         ),
+        // Set by `POST /operator/nodes/{id}/drain`; the node hands its sessions over and takes none while it is set.
+        ("2026-12-07-3-node-drain", ["ALTER TABLE cluster_nodes ADD COLUMN drain_requested_at_ms BIGINT"]),
     ]
 
     /// Applies every migration not yet recorded in `wahost_migrations`, in one transaction under an advisory lock:

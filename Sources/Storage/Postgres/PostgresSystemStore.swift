@@ -230,7 +230,7 @@ public final class PostgresSystemStore: SystemStore {
             try await client.query(
                 """
                 WITH released AS (
-                    UPDATE session_leases SET expires_at_ms = 0, state = \(state), last_error = NULL
+                    UPDATE session_leases SET expires_at_ms = 0, last_beat_at_ms = \(Date().milliseconds), state = \(state), last_error = NULL
                     WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation) AND expires_at_ms > 0
                     RETURNING tenant, state
                 )
@@ -270,6 +270,15 @@ public final class PostgresSystemStore: SystemStore {
     public func leases() async throws(RepositoryError) -> [SessionLease] {
         try await leases(
             query: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases ORDER BY tenant")
+    }
+
+    public func lease(of tenant: TenantName) async throws(RepositoryError) -> SessionLease? {
+        try await leases(
+            query: """
+                SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
+                WHERE tenant = \(tenant.rawValue)
+                """
+        ).first
     }
 
     // MARK: AuditLogRepository

@@ -178,6 +178,10 @@ enum SQLiteMigrations {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("2026-12-07-3-node-drain") { db in
+            // Set by `POST /operator/nodes/{id}/drain`; the node hands its sessions over and takes none while it is set.
+            try db.execute(sql: "ALTER TABLE cluster_nodes ADD COLUMN drain_requested_at_ms INTEGER")
+        }
         return migrator
     }
 }

@@ -200,10 +200,10 @@ public final class SQLiteSystemStore: SystemStore {
         try await write { db in
             try db.execute(
                 sql: """
-                    UPDATE session_leases SET expires_at_ms = 0, state = ?, last_error = NULL
+                    UPDATE session_leases SET expires_at_ms = 0, last_beat_at_ms = ?, state = ?, last_error = NULL
                     WHERE tenant = ? AND node_id = ? AND generation = ? AND expires_at_ms > 0
                     """,
-                arguments: [handOver ? handedOverLeaseState : releasedLeaseState, tenant.rawValue, nodeID, generation])
+                arguments: [Date().milliseconds, handOver ? handedOverLeaseState : releasedLeaseState, tenant.rawValue, nodeID, generation])
         }
     }
 
@@ -212,6 +212,16 @@ public final class SQLiteSystemStore: SystemStore {
             try Row.fetchAll(
                 db,
                 sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases ORDER BY tenant"
+            ).map { try Self.lease(from: $0) }
+        }
+    }
+
+    public func lease(of tenant: TenantName) async throws(RepositoryError) -> SessionLease? {
+        try await read { db in
+            try Row.fetchOne(
+                db,
+                sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases WHERE tenant = ?",
+                arguments: [tenant.rawValue]
             ).map { try Self.lease(from: $0) }
         }
     }

@@ -76,6 +76,8 @@ public protocol SessionRecordRepository: Sendable {
     func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError)
     /// Every lease row, released ones included (free: expired).
     func leases() async throws(RepositoryError) -> [SessionLease]
+    /// The tenant's lease row, if it has one.
+    func lease(of tenant: TenantName) async throws(RepositoryError) -> SessionLease?
     /// The tenants whose lease another node just handed over, as they happen; nil when the backend cannot tell (the
     /// takeover scan then finds them on its next pass).
     func leaseHandovers() -> AsyncStream<TenantName>?

@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import Tenancy
+import WahostBasics
+
+extension SessionPool {
+    // MARK: Drain and balance
+
+    /// A handed-over session waits this long for the node it was assigned to; then any node may take it.
+    var handoverGrace: TimeInterval { (configuration.heartbeatInterval * 2).timeInterval }
+
+    /// The spread of live sessions over the nodes that take sessions, as this node last read it; nil outside a cluster.
+    func clusterBalance(leases: [SessionLease], now: Date) -> (balance: ClusterBalance, homeless: [SessionLease])? {
+        let ttl = configuration.leaseTTL.timeInterval
+        let taking = clusterNodes.values.filter { now.timeIntervalSince($0.lastBeatAt) < ttl && !$0.drainRequested }.map(\.nodeID)
+        guard !taking.isEmpty else { return nil }
+        var loads = Dictionary(uniqueKeysWithValues: taking.map { ($0, 0) })
+        for lease in leases where lease.expiresAt > now && loads[lease.nodeID] != nil { loads[lease.nodeID]! += 1 }
+        let homeless = leases.filter { $0.state == handedOverLeaseState && $0.expiresAt <= now && now.timeIntervalSince($0.lastBeatAt) < handoverGrace }
+        return (ClusterBalance(loads: loads, homeless: homeless.count), homeless)
+    }
+
+    /// Sessions this scan must leave to other nodes: recent handovers assigned elsewhere, and all of them while draining.
+    func declinedHandovers(leases: [SessionLease], now: Date) -> Set<TenantName> {
+        guard let (balance, homeless) = clusterBalance(leases: leases, now: now) else { return [] }
+        let own = configuration.nodeID
+        var excluding: [TenantName: Set<String>] = [:]
+        for (tenant, at) in handedOverAt where now.timeIntervalSince(at) < handoverGrace { excluding[tenant] = [own] }
+        let assignment = balance.assign(homeless.map(\.tenant), excluding: excluding)
+        return Set(homeless.map(\.tenant).filter { draining || assignment[$0] != own })
+    }
+
+    /// After each scan: follows this node's drain request, and hands sessions beyond its fair share over, a
+    /// bounded number per minute.
+    func balance(now: Date) async {
+        guard !shuttingDown, let own = clusterNodes[configuration.nodeID] else { return }
+        if own.drainRequested != draining {
+            draining = own.drainRequested
+            logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
+        }
+        let running = sessions.filter { $0.value.runner != nil && $0.value.generation != nil }.map(\.key)
+        if draining {
+            await handOver(running, now: now)
+            return
+        }
+        guard let (balance, _) = clusterBalance(leases: Array(remoteLeases.values) + ownLeases(now: now), now: now) else { return }
+        let excess = balance.excess(of: configuration.nodeID)
+        guard excess > 0 else { return }
+        let moves = moveBudget.take(excess, now: now)
+        guard moves > 0 else { return }
+        // Connected sessions move; one pairing or reconnecting stays where it is.
+        let movable = running.filter { sessions[$0]?.status.state == .connected }.shuffled()
+        logger.info("handing sessions over to balance the cluster", metadata: ["count": "\(min(moves, movable.count))", "excess": "\(excess)"])
+        await handOver(Array(movable.prefix(moves)), now: now)
+    }
+
+    /// This node's running sessions as lease rows, for the balance (`remoteLeases` holds only other nodes').
+    private func ownLeases(now: Date) -> [SessionLease] {
+        sessions.compactMap { tenant, session in
+            guard session.runner != nil, let generation = session.generation else { return nil }
+            return SessionLease(
+                tenant: tenant, nodeID: configuration.nodeID, generation: generation, expiresAt: now.addingTimeInterval(configuration.leaseTTL.timeInterval),
+                lastBeatAt: now, state: session.status.state.rawValue, lastError: nil)
+        }
+    }
+
+    /// Closes these sessions (no logout) and releases their leases marked for another node to take at once.
+    func handOver(_ tenants: [TenantName], now: Date) async {
+        guard !tenants.isEmpty else { return }
+        for tenant in tenants {
+            handingOver.insert(tenant)
+            handedOverAt[tenant] = now
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for tenant in tenants { group.addTask { await self.stopRunner(tenant, finalState: .stopped) } }
+        }
+        handedOverAt = handedOverAt.filter { now.timeIntervalSince($0.value) < handoverGrace }
+    }
+}
