@@ -54,10 +54,11 @@ public struct LogRetention: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await trimOnce()
-                try await Task.sleep(for: interval)
+                // Cancelled by a graceful shutdown: the loop ends; a thrown CancellationError would fail the process's exit.
+                try? await Task.sleep(for: interval)
             }
         }
     }

@@ -39,6 +39,7 @@ import WhatsAppSimulator
         let loginsBefore = await rig.simulator.observed.logins
         let stoppedAt = ContinuousClock.now
         await stopping.stopDetached()
+        #expect(stopping.process.terminationStatus == 0, "a SIGTERM is a clean stop, not a failure")
         for name in moving {
             try await eventually(timeout: .seconds(15), "\(name) taken over") {
                 let observed = await rig.simulator.observed
