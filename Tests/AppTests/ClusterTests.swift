@@ -56,6 +56,7 @@ import WhatsAppSimulator
         let observed = await rig.simulator.observed
         for user in users.values { #expect(observed.peakConnectionsPerAccount[user] == 1, "never two live connections for \(user)") }
         #expect(observed.registrations == names.count, "no session paired again")
+        await rig.stopAll()
     }
 
     /// Each node's `GET /operator/nodes` entry, by id.
@@ -111,5 +112,6 @@ import WhatsAppSimulator
         let observed = await rig.simulator.observed
         for user in users { #expect(observed.peakConnectionsPerAccount[user] == 1, "never two live connections for \(user)") }
         #expect(observed.registrations == names.count, "no session paired again")
+        await rig.stopAll()
     }
 }

@@ -64,6 +64,7 @@ import WhatsAppSimulator
         for name in names { try await eventually("\(name) connected from files again") { try await isConnected(port, name) } }
         let observed = await rig.simulator.observed
         #expect(observed.registrations == names.count, "no session paired again")
+        await rig.stopAll()
     }
 
     @Test func aRecordThatDoesNotOpenIsLeftWhereItIs() async throws {

@@ -1,5 +1,6 @@
 import App
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -116,6 +117,7 @@ final class ServerProcess: @unchecked Sendable {
         server.process.standardOutput = log
         server.process.standardError = log
         try server.process.run()
+        LiveServers.started(server.process.processIdentifier)
         return server
     }
 
@@ -141,6 +143,7 @@ final class ServerProcess: @unchecked Sendable {
         guard process.isRunning else { return }
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        LiveServers.stopped(process.processIdentifier)
     }
 
     /// SIGTERM, then waits for the exit.
@@ -148,6 +151,7 @@ final class ServerProcess: @unchecked Sendable {
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
+        LiveServers.stopped(process.processIdentifier)
     }
 
     /// SIGTERM, then waits for the exit without holding a cooperative thread.
@@ -155,6 +159,7 @@ final class ServerProcess: @unchecked Sendable {
         guard process.isRunning else { return }
         process.terminate()
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        LiveServers.stopped(process.processIdentifier)
     }
 }
 
@@ -164,4 +169,24 @@ func freePort() throws -> Int {
         "/usr/bin/env", ["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
     guard let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSupportError("no free port") }
     return port
+}
+
+/// Every `wahost` child still running when the test process exits is killed then: a test that ends (or fails) before
+/// its fire-and-forget cleanup runs leaves no server behind.
+enum LiveServers {
+    private static let pids = Mutex<Set<pid_t>>([])
+    private static let installed: Void = {
+        atexit {
+            for pid in LiveServers.pids.withLock({ $0 }) { Foundation.kill(pid, SIGKILL) }
+        }
+    }()
+
+    static func started(_ pid: pid_t) {
+        _ = installed
+        pids.withLock { _ = $0.insert(pid) }
+    }
+
+    static func stopped(_ pid: pid_t) {
+        pids.withLock { _ = $0.remove(pid) }
+    }
 }

@@ -58,6 +58,8 @@ final class APIRig: @unchecked Sendable {
     }
 
     func stopAll() async {
+        // Every server is signalled before the first wait: a test process exiting meanwhile leaves none running.
+        for server in servers where server.process.isRunning { server.process.terminate() }
         for server in servers { await server.stopDetached() }
         await simulator.stop()
     }
