@@ -2,6 +2,11 @@
 # Checks the deployment files under ops/ (docs/deployment.md) without building or starting anything:
 #   - every YAML file under ops/k8s/ and ops/compose.yaml parses (Python's yaml module, PyYAML);
 #     every Kubernetes document has apiVersion, kind and metadata.name; compose.yaml has services;
+#   - the cluster shape: each compose node (a service with WAHOST_DATABASE_URL) has its own data volume, node id and
+#     advertise URL, the master key, credentials in the database, and no volume shared with another node or mounted
+#     inside the data directory; no ReadWriteMany claim under ops/k8s/; StatefulSet/wahost has an emptyDir data
+#     directory, the pod name as node id, a per-pod advertise URL, the key and database URL from a Secret,
+#     /readyz and /healthz probes; a PodDisruptionBudget; its headless Service publishes not-ready pods;
 #   - ops/systemd/wahost.service passes `systemd-analyze verify` with no complaint at all (ExecStart's binary is
 #     swapped for /bin/true in a temporary copy, since /usr/local/bin/wahost is not installed here);
 #   - ops/pm2/ecosystem.config.js loads in node and defines at least one app;
@@ -47,11 +52,14 @@ import sys
 import yaml
 
 compose, k8s = sys.argv[1], sys.argv[2:]
-failed = False
+failures = 0
+parsed = {}  # path -> its documents ([] when it does not parse)
+DATA_DIR = "/var/lib/wahost"
+K8S_DIR = "ops/k8s"
 
 def fail(message):
-    global failed
-    failed = True
+    global failures
+    failures += 1
     print(f"check-deploy: FAIL {message}", file=sys.stderr)
 
 def load_all(path):
@@ -64,6 +72,7 @@ def load_all(path):
 
 for path in k8s:
     documents = load_all(path)
+    parsed[path] = documents or []
     if documents is None:
         continue
     if not documents:
@@ -90,6 +99,7 @@ for path in k8s:
         print(f"check-deploy: ok   {path}: {names}")
 
 documents = load_all(compose)
+parsed[compose] = documents or []
 if documents is not None:
     if len(documents) != 1 or not isinstance(documents[0], dict):
         fail(f"{compose}: expected one YAML mapping")
@@ -98,7 +108,127 @@ if documents is not None:
     else:
         print(f"check-deploy: ok   {compose}: services {', '.join(documents[0]['services'])}")
 
-sys.exit(1 if failed else 0)
+# --- The cluster shape (docs/deployment.md): nodes share PostgreSQL and the master key, never a data directory -----
+
+def env_map(environment):
+    """A compose service's environment as a dict, from either the mapping or the list form."""
+    if isinstance(environment, dict):
+        return {str(k): ("" if v is None else str(v)) for k, v in environment.items()}
+    if isinstance(environment, list):
+        return dict((item.split("=", 1) + [""])[:2] for item in environment if isinstance(item, str))
+    return {}
+
+def compose_mount(volume):
+    """(source, target) of a compose volume in short ("src:dst[:mode]") or long ({source, target}) form."""
+    if isinstance(volume, dict):
+        return volume.get("source"), volume.get("target")
+    parts = str(volume).split(":")
+    return (parts[0], parts[1]) if len(parts) >= 2 else (None, parts[0])
+
+# Compose: each wahost node its own data, its own advertise URL, no volume shared between nodes.
+section_start = failures
+compose_file = next((d for d in parsed[compose] if isinstance(d, dict)), {})
+services = compose_file.get("services") if isinstance(compose_file.get("services"), dict) else {}
+nodes = {name: service for name, service in services.items()
+         if isinstance(service, dict) and "WAHOST_DATABASE_URL" in env_map(service.get("environment"))}
+if len(nodes) < 2:
+    fail(f"{compose}: expected at least two wahost nodes (services with WAHOST_DATABASE_URL), found {len(nodes)}")
+sources, advertised, node_ids = {}, {}, {}
+for name, service in nodes.items():
+    env = env_map(service.get("environment"))
+    for key in ("WAHOST_MASTER_KEY", "WAHOST_NODE_ID", "WAHOST_ADVERTISE_URL"):
+        if not env.get(key):
+            fail(f"{compose}: {name} has no {key}")
+    if env.get("WAHOST_DATABASE_URL", "").split("://")[0] not in ("postgres", "postgresql"):
+        fail(f"{compose}: {name}'s WAHOST_DATABASE_URL is not postgres://")
+    if env.get("WAHOST_CREDENTIALS", "database") != "database":
+        fail(f"{compose}: {name} sets WAHOST_CREDENTIALS={env['WAHOST_CREDENTIALS']}; cluster nodes keep credentials in the database")
+    if env.get("WAHOST_ADVERTISE_URL"):
+        advertised.setdefault(env["WAHOST_ADVERTISE_URL"], []).append(name)
+    if env.get("WAHOST_NODE_ID"):
+        node_ids.setdefault(env["WAHOST_NODE_ID"], []).append(name)
+    has_data = False
+    for volume in service.get("volumes") or []:
+        source, target = compose_mount(volume)
+        if target == DATA_DIR:
+            has_data = True
+        elif isinstance(target, str) and target.startswith(DATA_DIR + "/"):
+            fail(f"{compose}: {name} mounts {source} at {target}; nodes share no part of the data directory")
+        if source and not source.startswith((".", "/", "~")):
+            sources.setdefault(source, []).append(name)
+    tmpfs = service.get("tmpfs") or []
+    tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+    if not has_data and not any(str(entry).split(":")[0] == DATA_DIR for entry in tmpfs):
+        fail(f"{compose}: {name} has no volume or tmpfs at {DATA_DIR} (its root file system is read-only)")
+for what, table in (("volume", sources), ("WAHOST_ADVERTISE_URL", advertised), ("WAHOST_NODE_ID", node_ids)):
+    for value, users in table.items():
+        if len(users) > 1:
+            fail(f"{compose}: {what} {value} is shared by {', '.join(sorted(users))}")
+if failures == section_start:
+    print(f"check-deploy: ok   {compose}: {len(nodes)} nodes, each its own data volume, node id and advertise URL")
+
+# Kubernetes: no ReadWriteMany claim; the wahost StatefulSet's data directory an emptyDir.
+section_start = failures
+documents = {path: [d for d in parsed[path] if isinstance(d, dict)] for path in k8s}
+
+def claim_specs(document):
+    if document.get("kind") == "PersistentVolumeClaim":
+        yield document.get("spec") or {}
+    for template in (document.get("spec") or {}).get("volumeClaimTemplates") or []:
+        yield (template or {}).get("spec") or {}
+
+for path, docs in documents.items():
+    for document in docs:
+        name = f"{document.get('kind')}/{(document.get('metadata') or {}).get('name')}"
+        for spec in claim_specs(document):
+            if "ReadWriteMany" in (spec.get("accessModes") or []):
+                fail(f"{path}: {name} claims a ReadWriteMany volume; wahost nodes share no storage")
+
+everything = [(path, d) for path, docs in documents.items() for d in docs]
+wahost_sets = [(path, d) for path, d in everything
+               if d.get("kind") == "StatefulSet" and (d.get("metadata") or {}).get("name") == "wahost"]
+if len(wahost_sets) != 1:
+    fail(f"{K8S_DIR}: expected one StatefulSet/wahost, found {len(wahost_sets)}")
+else:
+    path, statefulset = wahost_sets[0]
+    pod = ((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = [c for c in pod.get("containers") or [] if isinstance(c, dict) and c.get("name") == "wahost"]
+    volumes = {v.get("name"): v for v in pod.get("volumes") or [] if isinstance(v, dict)}
+    if len(containers) != 1:
+        fail(f"{path}: StatefulSet/wahost has no container 'wahost'")
+    else:
+        container = containers[0]
+        env = {e.get("name"): e for e in container.get("env") or [] if isinstance(e, dict)}
+        node_id = ((env.get("WAHOST_NODE_ID") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        if node_id != "metadata.name":
+            fail(f"{path}: WAHOST_NODE_ID is not the pod name (fieldRef metadata.name)")
+        if "$(WAHOST_NODE_ID)" not in str((env.get("WAHOST_ADVERTISE_URL") or {}).get("value", "")):
+            fail(f"{path}: WAHOST_ADVERTISE_URL does not name the pod ($(WAHOST_NODE_ID))")
+        for key in ("WAHOST_MASTER_KEY", "WAHOST_DATABASE_URL"):
+            if "secretKeyRef" not in ((env.get(key) or {}).get("valueFrom") or {}):
+                fail(f"{path}: {key} does not come from a Secret")
+        if (env.get("WAHOST_CREDENTIALS") or {}).get("value", "database") != "database":
+            fail(f"{path}: WAHOST_CREDENTIALS is not 'database'")
+        for probe, wanted in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            if ((container.get(probe) or {}).get("httpGet") or {}).get("path") != wanted:
+                fail(f"{path}: {probe} does not GET {wanted}")
+        data = [m.get("name") for m in container.get("volumeMounts") or [] if isinstance(m, dict) and m.get("mountPath") == DATA_DIR]
+        if len(data) != 1:
+            fail(f"{path}: nothing is mounted at {DATA_DIR} (the root file system is read-only)")
+        elif "emptyDir" not in (volumes.get(data[0]) or {}):
+            fail(f"{path}: the volume '{data[0]}' at {DATA_DIR} is not an emptyDir; nodes keep nothing there")
+    if not any(d.get("kind") == "PodDisruptionBudget" for _, d in everything):
+        fail(f"{K8S_DIR}: no PodDisruptionBudget")
+    governing = (statefulset.get("spec") or {}).get("serviceName")
+    services = [d for _, d in everything if d.get("kind") == "Service" and (d.get("metadata") or {}).get("name") == governing]
+    if len(services) != 1 or (services[0].get("spec") or {}).get("clusterIP") != "None":
+        fail(f"{K8S_DIR}: no headless Service '{governing}' (the advertise URLs' names)")
+    elif (services[0].get("spec") or {}).get("publishNotReadyAddresses") is not True:
+        fail(f"{K8S_DIR}: Service/{governing} does not publish not-ready pods; a restoring pod's sessions could not be forwarded to")
+if failures == section_start:
+    print(f"check-deploy: ok   {K8S_DIR}: no ReadWriteMany claim; StatefulSet/wahost on an emptyDir, node id = pod name, advertise URL per pod")
+
+sys.exit(1 if failures else 0)
 PY
         failures=$((failures + 1))
     fi

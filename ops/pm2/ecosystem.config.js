@@ -18,8 +18,11 @@ const dataDir = process.env.WAHOST_DATA_DIR || path.join(root, "data");
 const passThrough = [
   "WAHOST_MASTER_KEY",
   "WAHOST_DATABASE_URL",
+  "WAHOST_CREDENTIALS",
   "WAHOST_NODE_ID",
+  "WAHOST_ADVERTISE_URL",
   "WAHOST_LEASE_TTL",
+  "WAHOST_BALANCE_MOVES_PER_MINUTE",
   "WAHOST_WA_URL",
   "WAHOST_WA_CA_FILE",
 ];
@@ -47,7 +50,7 @@ module.exports = {
       // Exit 2 is a bad setting (port, WAHOST_LEASE_TTL, …), 64 a bad flag: restarting cannot fix either.
       stop_exit_codes: [0, 2, 64],
       // PM2 sends SIGTERM, then SIGKILL after kill_timeout ms: wahost stops accepting requests, closes every session
-      // without logging it out and releases its leases, which needs a few seconds with thousands of sessions.
+      // without logging it out and hands its leases over, which needs a few seconds with thousands of sessions.
       kill_signal: "SIGTERM",
       kill_timeout: 30000,
       // A process that dies within min_uptime counts as unstable; after max_restarts of those PM2 gives up.
