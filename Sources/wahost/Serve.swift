@@ -126,6 +126,7 @@ struct Serve: AsyncParsableCommand {
             throw fail("\(error)", code: 1)
         }
         do {
+            try await NodeIDCheck.ensureFree(services)
             let left = try await CredentialMigration.tenantsLeftInFiles(services)
             if !left.isEmpty {
                 await services.close()

@@ -82,6 +82,12 @@ import WhatsAppSimulator
         var users: [String] = []
         for name in names { users.append(try await pairByQR(rig, port: portA, tenant: name, token: tokens[name]!)) }
 
+        // A second process under node-a's id, on another data directory, is refused: both would take the same leases.
+        let twin = try await WahostBinary.runDetached(
+            ["serve", "--port", "\(try freePort())", "--data-dir", try makeTemporaryDirectory("wahost-twin"), "--node-id", "node-a"],
+            environment: rig.environment)
+        #expect(twin.status == 1 && twin.stderr.contains("in use by another live node"), "\(twin.stderr)")
+
         // A second node joins: node-a, above its fair share (3 of 6), hands sessions over until both run 3.
         let (_, portB) = try await startNode(rig, "node-b")
         try await eventually(timeout: .seconds(30), "three sessions each") {
