@@ -1,6 +1,7 @@
 import Foundation
 import Storage
 import Tenancy
+import WahostBasics
 
 /// Moves every tenant's sealed credential records between `auth/` files and database rows: copied as they are
 /// (the sealing is the same), checked to open under the tenant, read back, and only then removed from the source.
@@ -41,6 +42,12 @@ public struct CredentialMigration: Sendable {
             let nodes = Set(live.map(\.nodeID)).sorted().joined(separator: ", ")
             throw ConfigurationError("\(live.count) session(s) still run (node(s) \(nodes)); stop every node before moving credentials")
         }
+        // A node without sessions could still pair one meanwhile.
+        let ttl = services.configuration.leaseTTL.timeInterval
+        let beating = try await services.store.clusterNodes().filter { now.timeIntervalSince($0.lastBeatAt) < ttl }.map(\.nodeID)
+        guard beating.isEmpty else {
+            throw ConfigurationError("node(s) \(beating.joined(separator: ", ")) still run; stop every node before moving credentials")
+        }
     }
 
     /// Moves every tenant in name order, reporting each outcome as it lands.
@@ -75,7 +82,13 @@ public struct CredentialMigration: Sendable {
                 throw ConfigurationError("credential record '\(name)' of tenant '\(tenant.name)' did not read back as written; nothing was removed")
             }
         }
-        for (name, _) in copied { try await source.delete(file: name, tenant: tenant.name) }
+        for (name, sealed) in copied {
+            // Removed only while still the bytes copied: a record rewritten meanwhile is kept, and the run fails.
+            guard try await source.sealedBytes(file: name, tenant: tenant.name) == sealed else {
+                throw ConfigurationError("credential record '\(name)' of tenant '\(tenant.name)' changed while it moved; is a node running?")
+            }
+            try await source.delete(file: name, tenant: tenant.name)
+        }
         if try await source.fileNames(of: tenant.name).isEmpty { try await source.wipe(tenant: tenant.name) }
         return .moved(records: copied.count)
     }

@@ -39,10 +39,14 @@ extension SessionPool {
             logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
         }
         let running = sessions.filter { $0.value.runner != nil && $0.value.generation != nil }.map(\.key)
+        guard !handingOverInProgress else { return }
         if draining {
-            await handOver(running, now: now)
+            // A pairing stays until it ends (its QR or code belongs to this node); everything else moves now.
+            startHandOver(running.filter { sessions[$0]?.status.state != .pairing }, now: now)
             return
         }
+        // Earlier handovers not taken yet: wait for them, or the balance would count them as this node's deficit.
+        guard !handedOverAt.contains(where: { now.timeIntervalSince($0.value) < handoverGrace && !isRunningElsewhere($0.key, now: now) }) else { return }
         guard let (balance, _) = clusterBalance(leases: Array(remoteLeases.values) + ownLeases(now: now), now: now) else { return }
         let excess = balance.excess(of: configuration.nodeID)
         guard excess > 0 else { return }
@@ -51,7 +55,22 @@ extension SessionPool {
         // Connected sessions move; one pairing or reconnecting stays where it is.
         let movable = running.filter { sessions[$0]?.status.state == .connected }.shuffled()
         logger.info("handing sessions over to balance the cluster", metadata: ["count": "\(min(moves, movable.count))", "excess": "\(excess)"])
-        await handOver(Array(movable.prefix(moves)), now: now)
+        startHandOver(Array(movable.prefix(moves)), now: now)
+    }
+
+    private func isRunningElsewhere(_ tenant: TenantName, now: Date) -> Bool {
+        guard let lease = remoteLeases[tenant] else { return false }
+        return lease.expiresAt > now
+    }
+
+    /// Hands sessions over in a task of its own: the maintenance loop keeps renewing the other leases meanwhile.
+    private func startHandOver(_ tenants: [TenantName], now: Date) {
+        guard !tenants.isEmpty else { return }
+        handingOverInProgress = true
+        Task {
+            await self.handOver(tenants, now: now)
+            self.handingOverInProgress = false
+        }
     }
 
     /// This node's running sessions as lease rows, for the balance (`remoteLeases` holds only other nodes').
@@ -67,7 +86,7 @@ extension SessionPool {
     /// Closes these sessions (no logout) and releases their leases marked for another node to take at once.
     func handOver(_ tenants: [TenantName], now: Date) async {
         guard !tenants.isEmpty else { return }
-        for tenant in tenants {
+        for tenant in tenants where sessions[tenant]?.runner != nil {
             handingOver.insert(tenant)
             handedOverAt[tenant] = now
         }

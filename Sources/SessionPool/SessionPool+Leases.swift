@@ -21,7 +21,8 @@ extension SessionPool {
 
     /// Renews every lease this node holds in one batched write; stops sessions whose lease was lost.
     func heartbeat() async {
-        await beatNode()
+        // The node's row after the renewal: a slow database must not delay the renewal (or its fence below).
+        defer { Task { await self.beatNode() } }
         let beats = sessions.compactMap { tenant, session in
             session.generation.map {
                 LeaseBeat(tenant: tenant, generation: $0, state: session.status.state.rawValue, lastError: session.status.lastError)

@@ -47,6 +47,7 @@ extension SessionPool {
     /// changed since the records the decision rests on were read; otherwise the stale decision is dropped.
     func claimAndStart(_ tenant: TenantName, unchangedSince readAt: UInt64? = nil) async throws(SessionPoolError) {
         if let readAt, !admitsRestore(tenant, decidedAt: readAt) { return }
+        guard !draining else { throw SessionPoolError(.unavailable, "this node is draining; another node takes new sessions (retry)") }
         let lease: SessionLease?
         claimsInFlight[tenant, default: 0] += 1
         do {
@@ -62,6 +63,11 @@ extension SessionPool {
             // Known at once, not at the next scan: the next request for the tenant is forwarded to the holder.
             if let held, held.nodeID != configuration.nodeID, sessions[tenant]?.runner == nil { remoteLeases[tenant] = held }
             throw SessionPoolError(.ownedElsewhere, "the session runs on node \(held?.nodeID ?? "another node")")
+        }
+        if shuttingDown || draining {
+            // The node began to stop (or drain) while the lease was being taken: hand the session straight on.
+            await releaseLease(of: tenant, generation: lease.generation, handOver: true)
+            throw SessionPoolError(.unavailable, "this node is stopping; another node takes the session (retry)")
         }
         if let readAt, !admitsRestore(tenant, decidedAt: readAt) {
             // Another claim (a restart) may hold the same lease row and generation: leave it to that claim then.

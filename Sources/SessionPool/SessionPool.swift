@@ -52,6 +52,8 @@ public actor SessionPool: Service {
     var handoverScanPending = false
     /// An operator asked this node to drain: it hands every session over and takes none.
     var draining = false
+    /// A drain's or balance's handover is under way (one at a time).
+    var handingOverInProgress = false
     /// Sessions being stopped to be handed over (their leases are released marked for another node).
     var handingOver: Set<TenantName> = []
     /// When this node handed each session over; it does not take one back within ``handoverGrace``.
@@ -252,6 +254,9 @@ public actor SessionPool: Service {
             }
             await stopRunner(tenant, finalState: nil)
         }
+        // Desired `stopped` first: a node that takes the lease after the wipe then finds nothing to restore, and one that
+        // took it before fences the wipe out (the logout fails and is retried on that node).
+        await setDesired(.stopped, for: tenant)
         do {
             try await credentialStore(tenant).wipe()
         } catch {
@@ -262,7 +267,6 @@ public actor SessionPool: Service {
             }
             throw SessionPoolError(.unavailable, "cannot wipe credentials: \(error)")
         }
-        await setDesired(.stopped, for: tenant)
         ensureEntry(tenant)
         update(tenant) { status in
             status = SessionStatus(tenant: tenant, state: .loggedOut)

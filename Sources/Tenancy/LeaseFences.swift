@@ -31,6 +31,20 @@ public final class LeaseFences: Sendable {
     }
 }
 
+extension LeaseFence {
+    /// Whether the fence holds over the tenant's lease row (nil: it has none).
+    public func holds(over lease: SessionLease?) -> Bool {
+        switch self {
+        case .holder(let nodeID, let generation):
+            guard let lease else { return false }
+            return lease.nodeID == nodeID && lease.generation == generation && lease.expiresAt > Date(timeIntervalSince1970: 0)
+        case .noOtherLiveHolder(let nodeID, let now):
+            guard let lease else { return true }
+            return lease.nodeID == nodeID || lease.expiresAt <= now
+        }
+    }
+}
+
 extension RepositoryError {
     /// The write's fence failed: another node holds the tenant's session now.
     public static func leaseLost(_ tenant: TenantName) -> RepositoryError {

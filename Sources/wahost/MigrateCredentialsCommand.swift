@@ -30,6 +30,11 @@ struct MigrateCredentialsCommand: AsyncParsableCommand {
         let failures = try await withServices(storage) { services in
             let migration = CredentialMigration(services: services, direction: direction)
             do { try await migration.checkNoSessionRuns() } catch { throw fail("\(error)", code: 1) }
+            if direction == .toFiles {
+                // The files are only as durable as this directory: on an ephemeral one (a container's emptyDir) they die with it.
+                let auth = URL(fileURLWithPath: services.configuration.authDirectory).standardizedFileURL.path
+                print("writing credential files to \(auth); it must be a persistent directory every node of this deployment reads")
+            }
             var (moved, failures) = (0, 0)
             try await migration.run { tenant, outcome in
                 switch outcome {

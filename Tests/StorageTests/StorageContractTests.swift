@@ -123,34 +123,37 @@ import Testing
         #expect(first.expiresAt == t0.addingTimeInterval(30))
         #expect(try await store.acquireLease(for: acme.name, nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(10)) == nil)
 
-        // The owner re-acquiring keeps its generation.
+        // The owner taking its lease again (a restart, a new claim) starts a new tenure: a new generation, and the
+        // old tenure's beat and release no longer match.
         let again = try #require(try await store.acquireLease(for: acme.name, nodeID: "node-a", ttl: ttl, now: t0.addingTimeInterval(5)))
-        #expect(again.generation == 1)
+        #expect(again.generation == 2 && again.state == "starting")
+        #expect(try await store.renewLeases([LeaseBeat(tenant: acme.name, generation: 1, state: "connected", lastError: nil)], nodeID: "node-a", ttl: ttl, now: t0.addingTimeInterval(6)) == [acme.name])
+        try await store.releaseLease(for: acme.name, nodeID: "node-a", generation: 1)
+        #expect(try await store.leases().first?.expiresAt == again.expiresAt, "an old tenure's release leaves the new one alone")
 
         // Heartbeat renews and records state.
-        let beat = LeaseBeat(tenant: acme.name, generation: 1, state: "connected", lastError: nil)
+        let beat = LeaseBeat(tenant: acme.name, generation: 2, state: "connected", lastError: "x")
         #expect(try await store.renewLeases([beat], nodeID: "node-a", ttl: ttl, now: t0.addingTimeInterval(20)).isEmpty)
         #expect(try await store.acquireLease(for: acme.name, nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(45)) == nil)
 
-        // After expiry another node takes over with a new generation, and the old owner's beat is refused.
+        // After expiry another node takes over with a new generation (its state and error reset), and the old
+        // owner's beat is refused.
         let takeover = try #require(try await store.acquireLease(for: acme.name, nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(51)))
-        #expect(takeover.nodeID == "node-b" && takeover.generation == 2)
+        #expect(takeover.nodeID == "node-b" && takeover.generation == 3 && takeover.state == "starting" && takeover.lastError == nil)
         #expect(try await store.renewLeases([beat], nodeID: "node-a", ttl: ttl, now: t0.addingTimeInterval(52)) == [acme.name])
 
         // Release by a stale holder is a no-op; by the owner it frees the row.
-        try await store.releaseLease(for: acme.name, nodeID: "node-a", generation: 1)
-        #expect(try await store.leases().count == 1)
-        let leases = try await store.leases()
-        #expect(leases.first?.state == "connected" || leases.first?.state == "starting")
-        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 2, handOver: true)
+        try await store.releaseLease(for: acme.name, nodeID: "node-a", generation: 2)
+        #expect(try await store.leases().first?.nodeID == "node-b")
+        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 3, handOver: true)
         let released = try #require(try await store.leases().first)
         #expect(released.expiresAt <= t0 && released.state == handedOverLeaseState, "the row stays, free, marked handed over")
-        #expect(try await store.renewLeases([LeaseBeat(tenant: acme.name, generation: 2, state: "connected", lastError: nil)], nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(53)) == [acme.name], "a released lease is not renewed back to life")
+        #expect(try await store.renewLeases([LeaseBeat(tenant: acme.name, generation: 3, state: "connected", lastError: nil)], nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(53)) == [acme.name], "a released lease is not renewed back to life")
 
         // Generations only grow: the same node taking the session again after its release gets a new one.
         let retaken = try #require(try await store.acquireLease(for: acme.name, nodeID: "node-b", ttl: ttl, now: t0.addingTimeInterval(54)))
-        #expect(retaken.generation == 3)
-        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 3)
+        #expect(retaken.generation == 4)
+        try await store.releaseLease(for: acme.name, nodeID: "node-b", generation: 4)
         #expect(try await store.leases().first?.state == releasedLeaseState)
         await expectRepositoryError(.notFound) {
             _ = try await store.acquireLease(for: try TenantName("ghost"), nodeID: "node-a", ttl: ttl, now: t0)

@@ -55,11 +55,14 @@ public final class SealedRecordWriter: Sendable {
         try result.get()
     }
 
-    /// One transaction for the batch; when it fails, each write alone, so a deleted tenant fails only its own caller.
+    /// One transaction for the batch (a write whose lease fence fails is left out and fails alone); when the
+    /// transaction fails, each write alone, so a deleted tenant fails only its own caller.
     private static func commit(_ batch: [Entry], repository: any SealedRecordRepository) async {
         do {
-            try await repository.writeSealedRecords(batch.map(\.write))
-            for entry in batch { entry.waiter.resume(returning: .success(())) }
+            let fenced = try await repository.applySealedRecords(batch.map(\.write))
+            for (index, entry) in batch.enumerated() {
+                entry.waiter.resume(returning: fenced.contains(index) ? .failure(.leaseLost(entry.write.tenant)) : .success(()))
+            }
             return
         } catch where batch.count == 1 {
             batch[0].waiter.resume(returning: .failure(error))

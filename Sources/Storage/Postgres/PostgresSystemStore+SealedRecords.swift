@@ -20,14 +20,12 @@ extension PostgresSystemStore {
         return found
     }
 
-    public func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) {
-        guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
+    public func applySealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) -> Set<Int> {
+        guard batch.contains(where: { !$0.changes.isEmpty }) else { return [] }
         let now = Date().milliseconds
-        try await transaction { connection, logger in
-            for write in batch where !write.changes.isEmpty {
-                if let fence = write.fence { try await Self.check(fence, of: write.tenant, on: connection, logger: logger) }
-            }
-            for write in batch {
+        return try await transaction { connection, logger in
+            let fenced = try await Self.fencedOut(batch, on: connection, logger: logger)
+            for (index, write) in batch.enumerated() where !fenced.contains(index) {
                 let tenant = write.tenant.rawValue
                 for change in write.changes {
                     if let sealed = change.sealed {
@@ -44,6 +42,7 @@ extension PostgresSystemStore {
                     }
                 }
             }
+            return fenced
         }
     }
 
@@ -55,26 +54,25 @@ extension PostgresSystemStore {
         }
     }
 
-    /// Throws `.fenced` unless `fence` holds; the lease row read stays locked until the transaction ends, so a
-    /// takeover waits for this write instead of racing it.
-    static func check(_ fence: LeaseFence, of tenant: TenantName, on connection: PostgresConnection, logger: Logger) async throws {
-        switch fence {
-        case .holder(let nodeID, let generation):
-            let rows = try await connection.query(
-                """
-                SELECT 1 FROM session_leases
-                WHERE tenant = \(tenant.rawValue) AND node_id = \(nodeID) AND generation = \(generation) AND expires_at_ms > 0
-                FOR SHARE
-                """, logger: logger)
-            guard try await rows.collect().count == 1 else { throw RepositoryError.leaseLost(tenant) }
-        case .noOtherLiveHolder(let nodeID, let now):
-            let rows = try await connection.query(
-                """
-                SELECT 1 FROM session_leases
-                WHERE tenant = \(tenant.rawValue) AND node_id <> \(nodeID) AND expires_at_ms > \(now.milliseconds)
-                FOR SHARE
-                """, logger: logger)
-            guard try await rows.collect().isEmpty else { throw RepositoryError.leaseLost(tenant) }
+    /// The indices of the writes whose fence does not hold. The lease rows of every fenced tenant are read in one
+    /// statement in tenant order and locked `FOR SHARE` until the transaction ends: a takeover's update waits for this
+    /// write, and the heartbeat's renewal (which locks in the same order) cannot deadlock with it.
+    static func fencedOut(_ batch: [SealedRecordWrite], on connection: PostgresConnection, logger: Logger) async throws -> Set<Int> {
+        let fenced = batch.enumerated().filter { $0.element.fence != nil && !$0.element.changes.isEmpty }
+        guard !fenced.isEmpty else { return [] }
+        let tenants = Array(Set(fenced.map(\.element.tenant.rawValue))).sorted()
+        let rows = try await connection.query(
+            """
+            SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
+            WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR SHARE
+            """, logger: logger)
+        var leases: [String: SessionLease] = [:]
+        for try await (tenant, node, generation, expires, beat, state, error) in rows.decode((String, String, Int64, Int64, Int64, String, String?).self) {
+            guard let name = try? TenantName(tenant) else { continue }
+            leases[tenant] = SessionLease(
+                tenant: name, nodeID: node, generation: generation, expiresAt: Date(milliseconds: expires), lastBeatAt: Date(milliseconds: beat),
+                state: state, lastError: error)
         }
+        return Set(fenced.filter { !$0.element.fence!.holds(over: leases[$0.element.tenant.rawValue]) }.map(\.offset))
     }
 }

@@ -184,10 +184,8 @@ public final class PostgresSystemStore: SystemStore {
                 INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
                 VALUES (\(tenant.rawValue), \(nodeID), 1, \(expires), \(nowMS), 'starting', NULL)
                 ON CONFLICT (tenant) DO UPDATE SET
-                    generation = CASE
-                        WHEN session_leases.node_id = excluded.node_id AND session_leases.expires_at_ms > \(nowMS)
-                        THEN session_leases.generation ELSE session_leases.generation + 1 END,
-                    node_id = excluded.node_id,
+                    generation = session_leases.generation + 1,
+                    node_id = excluded.node_id, state = 'starting', last_error = NULL,
                     expires_at_ms = excluded.expires_at_ms,
                     last_beat_at_ms = excluded.last_beat_at_ms
                 WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= \(nowMS)
@@ -207,7 +205,11 @@ public final class PostgresSystemStore: SystemStore {
         let states = beats.map(\.state)
         // postgres-nio binds no arrays of optionals; an empty string stands for "no error".
         let errors = beats.map { $0.lastError ?? "" }
-        let renewed = try await run { client, logger in
+        let renewed = try await transaction { client, logger in
+            // Locked in tenant order first, as a batch of fenced record writes locks them: the two cannot deadlock.
+            _ = try await client.query(
+                "SELECT tenant FROM session_leases WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR NO KEY UPDATE", logger: logger
+            ).collect()
             let rows = try await client.query(
                 """
                 UPDATE session_leases AS l

@@ -15,14 +15,21 @@ extension SQLiteSystemStore {
         }
     }
 
-    public func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) {
-        guard batch.contains(where: { !$0.changes.isEmpty }) else { return }
+    public func applySealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) -> Set<Int> {
+        guard batch.contains(where: { !$0.changes.isEmpty }) else { return [] }
         let now = Date().milliseconds
-        try await write { db in
-            for write in batch where !write.changes.isEmpty {
-                if let fence = write.fence { try Self.check(fence, of: write.tenant, in: db) }
+        return try await write { db in
+            // The write transaction is the only writer: nothing can take a lease between this check and the writes.
+            var fenced: Set<Int> = []
+            for (index, write) in batch.enumerated() where !write.changes.isEmpty {
+                guard let fence = write.fence else { continue }
+                let lease = try Row.fetchOne(
+                    db, sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases WHERE tenant = ?",
+                    arguments: [write.tenant.rawValue]
+                ).map { row in try SQLiteSystemStore.lease(from: row) }
+                if !fence.holds(over: lease) { fenced.insert(index) }
             }
-            for write in batch {
+            for (index, write) in batch.enumerated() where !fenced.contains(index) {
                 let tenant = write.tenant.rawValue
                 for change in write.changes {
                     if let sealed = change.sealed {
@@ -37,6 +44,7 @@ extension SQLiteSystemStore {
                     }
                 }
             }
+            return fenced
         }
     }
 
@@ -44,22 +52,6 @@ extension SQLiteSystemStore {
         try await read { db in
             try String.fetchAll(
                 db, sql: "SELECT record_key FROM sealed_records WHERE tenant = ? AND kind = ? ORDER BY record_key", arguments: [tenant.rawValue, kind])
-        }
-    }
-
-    /// Throws `.fenced` unless `fence` holds (the write transaction is the only writer, so nothing races the check).
-    static func check(_ fence: LeaseFence, of tenant: TenantName, in db: Database) throws {
-        switch fence {
-        case .holder(let nodeID, let generation):
-            let held = try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id = ? AND generation = ? AND expires_at_ms > 0",
-                arguments: [tenant.rawValue, nodeID, generation]) ?? false
-            guard held else { throw RepositoryError.leaseLost(tenant) }
-        case .noOtherLiveHolder(let nodeID, let now):
-            let other = try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM session_leases WHERE tenant = ? AND node_id <> ? AND expires_at_ms > ?",
-                arguments: [tenant.rawValue, nodeID, now.milliseconds]) ?? false
-            guard !other else { throw RepositoryError.leaseLost(tenant) }
         }
     }
 }

@@ -170,7 +170,7 @@ public final class SQLiteSystemStore: SystemStore {
         let nowMS = now.milliseconds
         let expires = nowMS + ttl.wholeMilliseconds
         return try await write { db in
-            try Row.fetchOne(db, sql: Self.acquireLeaseSQL, arguments: [tenant.rawValue, nodeID, expires, nowMS, nowMS, nowMS])
+            try Row.fetchOne(db, sql: Self.acquireLeaseSQL, arguments: [tenant.rawValue, nodeID, expires, nowMS, nowMS])
                 .map { try Self.lease(from: $0) }
         }
     }
@@ -262,15 +262,13 @@ public final class SQLiteSystemStore: SystemStore {
 
     // MARK: Helpers
 
-    /// Takes a lease that is free, expired or already this node's. Binds: tenant, node, expires, now, now, now.
+    /// Takes a lease that is free, expired or already this node's. Every take starts a new tenure (a new generation). Binds: tenant, node, expires, now, now.
     private static let acquireLeaseSQL = """
         INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
         VALUES (?, ?, 1, ?, ?, 'starting', NULL)
         ON CONFLICT (tenant) DO UPDATE SET
-            generation = CASE
-                WHEN session_leases.node_id = excluded.node_id AND session_leases.expires_at_ms > ?
-                THEN session_leases.generation ELSE session_leases.generation + 1 END,
-            node_id = excluded.node_id,
+            generation = session_leases.generation + 1,
+            node_id = excluded.node_id, state = 'starting', last_error = NULL,
             expires_at_ms = excluded.expires_at_ms,
             last_beat_at_ms = excluded.last_beat_at_ms
         WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= ?
@@ -309,7 +307,7 @@ public final class SQLiteSystemStore: SystemStore {
             mfaNumber: row["mfa_number"])
     }
 
-    private static func lease(from row: Row) throws(RepositoryError) -> SessionLease {
+    static func lease(from row: Row) throws(RepositoryError) -> SessionLease {
         let tenantText: String = row["tenant"]
         guard let tenant = try? TenantName(tenantText) else { throw RepositoryError(.corrupt, "invalid tenant name in session_leases") }
         return SessionLease(

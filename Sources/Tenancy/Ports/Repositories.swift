@@ -161,9 +161,9 @@ public struct SealedRecordChange: Sendable, Equatable {
 public protocol SealedRecordRepository: Sendable {
     /// The stored bytes of those of `keys` (of `kind`) that exist.
     func sealedRecords(of tenant: TenantName, kind: String, keys: [String]) async throws(RepositoryError) -> [String: [UInt8]]
-    /// Applies every change of every tenant in one transaction (a group commit); each tenant must exist and each
-    /// write's fence hold (`.fenced` otherwise, and nothing is written).
-    func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError)
+    /// Applies every change of every tenant in one transaction (a group commit), except the writes whose fence does
+    /// not hold; returns their indices. Each tenant must exist.
+    func applySealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) -> Set<Int>
     /// The keys of every record of `kind` the tenant has, sorted.
     func sealedRecordKeys(of tenant: TenantName, kind: String) async throws(RepositoryError) -> [String]
 }
@@ -172,6 +172,11 @@ extension SealedRecordRepository {
     /// Applies one tenant's changes in one transaction; the tenant must exist.
     public func writeSealedRecords(of tenant: TenantName, _ changes: [SealedRecordChange]) async throws(RepositoryError) {
         try await writeSealedRecords([SealedRecordWrite(tenant: tenant, changes: changes)])
+    }
+
+    /// Applies the batch; throws `.fenced` (and writes nothing of that write) when a fence does not hold.
+    public func writeSealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) {
+        if let first = try await applySealedRecords(batch).min() { throw RepositoryError.leaseLost(batch[first].tenant) }
     }
 }
 
