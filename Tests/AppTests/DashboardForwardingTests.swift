@@ -58,9 +58,11 @@ import WhatsAppSimulator
         // A tenant signed in on B, the operator on A: B's tenant page is A's, with the session connected and its groups.
         let tenantCookie = try await dashboard.signIn(portB, form: "kind=tenant&tenant=t1&token=\(first)")
         let operatorCookie = try await dashboard.signIn(portA, form: "kind=operator&token=\(operatorToken)")
-        try await eventually("node B forwards t1's tenant page to node A") {
+        // Node B learns each lease at its next scan.
+        try await eventually("node B forwards both tenant pages to node A") {
             let page = try await dashboard.send(portB, .get, "/dashboard/tenant", cookie: tenantCookie)
-            return page.head.status == .ok && page.head.headerFields[Self.servedBy] == "node-a"
+            let other = try await dashboard.send(portB, .get, "/dashboard/tenant?tenant=t2", cookie: operatorCookie)
+            return page.head.status == .ok && [page, other].allSatisfy { $0.head.headerFields[Self.servedBy] == "node-a" }
         }
         let page = Self.body(try await dashboard.send(portB, .get, "/dashboard/tenant", cookie: tenantCookie))
         #expect(page.contains(#"data-state="connected""#) && page.contains(account), "\(page)")
