@@ -75,22 +75,26 @@ public func buildAdminRouter(_ dependencies: AdminAPIDependencies) throws -> Rou
     HealthRoutes(dependencies: dependencies).register(on: router)
     let dashboardSessions = DashboardSessions(signIns: dependencies.dashboardSignIns)
     // The routes that act on a tenant's session answer on the node that runs it.
-    let sessionRouter = ownerRoutes(router, dependencies, bodyLimit: AdminRequestContext.maximumBody)
+    let api = APISessionRouting()
+    let sessionRouter = ownerRoutes(router, dependencies, bodyLimit: AdminRequestContext.maximumBody, routing: api)
     SessionRoutes(dependencies: dependencies).register(on: sessionRouter)
     EventRoutes(dependencies: dependencies).register(on: sessionRouter)
-    MessageRoutes(dependencies: dependencies).register(on: ownerRoutes(router, dependencies, bodyLimit: MessageRoutes.maximumBodyBytes))
+    MessageRoutes(dependencies: dependencies).register(on: ownerRoutes(router, dependencies, bodyLimit: MessageRoutes.maximumBodyBytes, routing: api))
     OneTimeCodeRoutes(dependencies: dependencies).register(on: sessionRouter)
     WebhookRoutes(dependencies: dependencies).register(on: router)
     OperatorRoutes(dependencies: dependencies, dashboardSessions: dashboardSessions).register(on: router, sessionRouter: sessionRouter)
-    try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions).register(on: router)
+    let dashboard = try DashboardRoutes(dependencies: dependencies, sessions: dashboardSessions)
+    dashboard.register(on: router, sessionRouter: ownerRoutes(router, dependencies, bodyLimit: DashboardRoutes.maximumFormBytes, routing: dashboard))
     return router
 }
 
 /// A group whose routes are forwarded to the session's owner when another node runs it (bodies up to `bodyLimit`).
-private func ownerRoutes(_ router: Router<AdminRequestContext>, _ dependencies: AdminAPIDependencies, bodyLimit: Int) -> RouterGroup<AdminRequestContext> {
+private func ownerRoutes(
+    _ router: Router<AdminRequestContext>, _ dependencies: AdminAPIDependencies, bodyLimit: Int, routing: some SessionOwnerRouting
+) -> RouterGroup<AdminRequestContext> {
     let group = router.group()
     if let forwarding = dependencies.forwarding {
-        group.add(middleware: OwnerForwardingMiddleware(pool: dependencies.pool, forwarding: forwarding, bodyLimit: bodyLimit))
+        group.add(middleware: OwnerForwardingMiddleware(pool: dependencies.pool, forwarding: forwarding, bodyLimit: bodyLimit, routing: routing))
     }
     return group
 }

@@ -8,11 +8,12 @@ import Testing
 /// Dashboard sign-ins live in the system database: two real `wahost serve` processes on one database (a shared
 /// SQLite data directory, or PostgreSQL) accept each other's cookies, and a sign-in ended on one ends on both.
 @Suite(.serialized) struct DashboardClusterTests {
-    /// One request to the node on `port`, over a connection of its own; redirects are not followed.
+    /// One request to the node on `port`, over a connection of its own; redirects are not followed. `extra` headers, e.g. `Origin`.
     static func send(
-        _ port: Int, _ method: HTTPRequest.Method, _ path: String, cookie: String? = nil, form: String? = nil
+        _ port: Int, _ method: HTTPRequest.Method, _ path: String, cookie: String? = nil, form: String? = nil, extra: [String: String] = [:]
     ) async throws -> TestClient.Response {
         var headers: HTTPFields = [:]
+        for (name, value) in extra { headers[HTTPField.Name(name)!] = value }
         if let cookie { headers[.cookie] = cookie }
         if form != nil { headers[.contentType] = "application/x-www-form-urlencoded" }
         let request = TestClient.Request(path, method: method, authority: "127.0.0.1:\(port)", headers: headers, body: form.map { ByteBuffer(string: $0) })

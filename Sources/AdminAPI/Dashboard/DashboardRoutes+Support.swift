@@ -55,9 +55,7 @@ extension DashboardRoutes {
 
     func decodeForm<Form: Decodable>(_ type: Form.Type, _ request: Request, _ context: AdminRequestContext) async throws -> Form {
         let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: 16 * 1024) } catch {
-            throw APIError(.contentTooLarge, "body_too_large", "the form is too large")
-        }
+        do { buffer = try await request.body.collect(upTo: Self.maximumFormBytes) } catch { throw Self.formTooLarge }
         do { return try URLEncodedFormDecoder().decode(type, from: String(buffer: buffer)) } catch {
             throw APIError.badRequest("invalid_form", "the form could not be read")
         }

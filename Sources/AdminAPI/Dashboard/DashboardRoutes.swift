@@ -10,7 +10,7 @@ import WahostBasics
 
 /// The operator and tenant dashboard at `/dashboard/`: server-rendered pages, a live tenant page fed by
 /// server-sent events from the pool, the QR code as SVG, cookie sessions with CSRF tokens on every form.
-struct DashboardRoutes {
+struct DashboardRoutes: Sendable {
     let dependencies: AdminAPIDependencies
     let templates: MustacheLibrary
     let sessions: DashboardSessions
@@ -61,24 +61,25 @@ struct DashboardRoutes {
         let csrf: String?
     }
 
-    func register(on router: Router<AdminRequestContext>) {
+    /// The routes on `sessionRouter` act on a tenant's running session: another node's session answers from that node.
+    func register(on router: Router<AdminRequestContext>, sessionRouter: some RouterMethods<AdminRequestContext>) {
         router.get("dashboard/") { request, context in try await home(request, context) }
         router.get("dashboard/static/:file") { _, context in try staticFile(context) }
         router.post("dashboard/sign-in") { request, context in try await signIn(request, context) }
         router.post("dashboard/sign-out") { request, context in try await signOut(request, context) }
-        router.post("dashboard/sign-in/code") { request, context in try await sendSignInCode(request, context) }
-        router.post("dashboard/otp/code") { request, context in try await sendTenantCode(request, context) }
-        router.get("dashboard/tenant") { request, context in try await tenantPage(request, context) }
-        router.get("dashboard/events") { request, context in try await events(request, context) }
-        router.get("dashboard/groups") { request, context in try await groupsFragment(request, context) }
+        sessionRouter.post("dashboard/sign-in/code") { request, context in try await sendSignInCode(request, context) }
+        sessionRouter.post("dashboard/otp/code") { request, context in try await sendTenantCode(request, context) }
+        sessionRouter.get("dashboard/tenant") { request, context in try await tenantPage(request, context) }
+        sessionRouter.get("dashboard/events") { request, context in try await events(request, context) }
+        sessionRouter.get("dashboard/groups") { request, context in try await groupsFragment(request, context) }
         router.get("dashboard/messages") { request, context in try await messagesFragment(request, context) }
-        router.post("dashboard/messages/send") { request, context in try await sendMessage(request, context) }
-        router.post("dashboard/pairing/start") { request, context in try await startPairing(request, context) }
-        router.post("dashboard/pairing/code") { request, context in try await pairingCode(request, context) }
-        router.post("dashboard/logout") { request, context in try await logout(request, context) }
-        router.post("dashboard/demo/scan") { request, context in try await demoScan(request, context) }
+        sessionRouter.post("dashboard/messages/send") { request, context in try await sendMessage(request, context) }
+        sessionRouter.post("dashboard/pairing/start") { request, context in try await startPairing(request, context) }
+        sessionRouter.post("dashboard/pairing/code") { request, context in try await pairingCode(request, context) }
+        sessionRouter.post("dashboard/logout") { request, context in try await logout(request, context) }
+        sessionRouter.post("dashboard/demo/scan") { request, context in try await demoScan(request, context) }
         router.get("dashboard/operator") { request, context in try await operatorPage(request, context, created: nil) }
-        router.post("dashboard/operator/restart") { request, context in try await operatorRestart(request, context) }
+        sessionRouter.post("dashboard/operator/restart") { request, context in try await operatorRestart(request, context) }
         router.post("dashboard/operator/tenants") { request, context in try await operatorCreate(request, context) }
     }
 
@@ -181,6 +182,9 @@ struct DashboardRoutes {
 
     private func groupValues(_ tenant: TenantName, status: SessionStatus) async throws -> [String: Any] {
         guard status.state == .connected else { return ["groupsEmpty": "Groups appear once the session is connected."] }
+        if let owner = await dependencies.pool.owner(of: tenant) {
+            return ["groupsEmpty": "Groups are listed by the node running this session (\(owner.nodeID))."]
+        }
         do {
             let groups = try await actions.groups(tenant)
             guard !groups.isEmpty else { return ["groupsEmpty": "This account is in no groups."] }
@@ -332,8 +336,9 @@ struct DashboardRoutes {
 
     // MARK: Operator
 
-    private func operatorPage(
-        _ request: Request, _ context: AdminRequestContext, created: [String: Any]?, error: String? = nil, notice: String? = nil
+    func operatorPage(
+        _ request: Request, _ context: AdminRequestContext, created: [String: Any]?, error: String? = nil, notice: String? = nil,
+        status httpStatus: HTTPResponse.Status = .ok
     ) async throws -> Response {
         guard let session = try await currentSession(request) else { return redirect("/dashboard/") }
         guard session.principal == .operator else { return redirect("/dashboard/tenant") }
@@ -357,7 +362,7 @@ struct DashboardRoutes {
         values["failingWebhooks"] = failing == 0 ? nil : "\(failing) tenant\(failing == 1 ? "" : "s") with failing webhooks"
         values["hasTenants"] = rows.isEmpty ? nil : true
         values["tenants"] = rows
-        return try page("operator", values)
+        return try page("operator", values, status: httpStatus)
     }
 
     private func operatorRestart(_ request: Request, _ context: AdminRequestContext) async throws -> Response {
