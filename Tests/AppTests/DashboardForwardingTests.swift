@@ -44,6 +44,8 @@ import WhatsAppSimulator
         rig.databaseURL = try await makePostgresDatabase()
         // Node B reads the leases every 5 s; a killed owner's lease stays live long enough to see B say so.
         rig.extraEnvironment["WAHOST_LEASE_TTL"] = "15"
+        // Both sessions stay on node A: the test is about forwarding, not balancing (ClusterTests).
+        rig.extraEnvironment["WAHOST_BALANCE_MOVES_PER_MINUTE"] = "0"
         let first = try await rig.createTenant("t1").token
         let second = try await rig.createTenant("t2").token
         let rotated = try await WahostBinary.runDetached(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
