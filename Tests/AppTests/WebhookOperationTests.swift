@@ -63,6 +63,8 @@ import Webhooks
         let running = Task { try await deliverer.run() }
         defer { running.cancel() }
         try await eventually("the failure recorded") { try await store.webhook(for: acme)?.lastError?.contains("does not open") == true }
+        // The rest is stored when the turn releases its claim, just after the error: wait for that, not only the error.
+        try await eventually("the webhook rested") { try await store.dueWebhooks(at: Date().addingTimeInterval(200), node: "node-b", limit: 10).isEmpty }
         running.cancel()
         _ = await running.result
         // Rested for the backoff cap (5 min), not retried every poll: no node can claim it before then.
