@@ -153,6 +153,7 @@ let package = Package(
                 "Tenancy", "Storage", "SessionPool", "AdminAPI", "Webhooks", "WhatsApp", "CQREncode",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

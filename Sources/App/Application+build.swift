@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import UnixSignals
 import SessionPool
 import Storage
 import Tenancy
@@ -18,11 +19,23 @@ public func buildApplication(
     return try buildApplication(services: services, pool: pool, logger: logger)
 }
 
-/// Builds the HTTP application around an existing pool (tests keep a handle on it).
+/// Runs `serve` until SIGTERM or SIGINT. The pool is stopped first, handing every session over while the HTTP
+/// server still answers (forwarding to the new owners); then the server drains its requests and the background
+/// services (webhook turns in flight) finish. Inside the application's own group the pool would be stopped last.
+public func runServer(services: WahostServices, logger: Logger) async throws {
+    let pool = try makeSessionPool(services: services, logger: logger)
+    let app = try buildApplication(services: services, pool: pool, logger: logger, runsPool: false)
+    let group = ServiceGroup(configuration: .init(services: [app, pool], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+}
+
+/// Builds the HTTP application around an existing pool (tests keep a handle on it); `runsPool`: the pool runs as one
+/// of its services (else the caller runs it).
 public func buildApplication(
-    services: WahostServices, pool: SessionPool, logger: Logger, demoPhone: (@Sendable (String) async throws -> Void)? = nil
+    services: WahostServices, pool: SessionPool, logger: Logger, runsPool: Bool = true,
+    demoPhone: (@Sendable (String) async throws -> Void)? = nil
 ) throws -> some ApplicationProtocol {
-    var background: [any Service] = [pool]
+    var background: [any Service] = runsPool ? [pool] : []
     if let retention = services.configuration.auditRetention {
         background.append(LogRetention.audit(retention, services.store, logger: logger))
     }

@@ -169,8 +169,7 @@ struct Serve: AsyncParsableCommand {
                 "data_dir": "\(configuration.dataDirectory)",
             ])
         do {
-            let app = try buildApplication(services: services, logger: logger)
-            try await app.runService()
+            try await runServer(services: services, logger: logger)
         } catch {
             await services.close()
             throw fail("\(error)", code: 1)
