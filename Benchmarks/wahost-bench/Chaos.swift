@@ -9,9 +9,10 @@ import WahostBasics
 import Webhooks
 
 /// `chaos --tenants N --cycles C`: `kill -9` of `serve` at random moments while peers message its sessions and their
-/// webhooks deliver; with `--nodes 2|3` on PostgreSQL, nodes of a cluster are killed or stopped in turn (failovers).
-/// Afterwards every session must be connected again without pairing and never twice at once, every message the peers
-/// sent must be in its tenant's event log exactly once, and every one must have reached the webhook receiver.
+/// webhooks deliver; with `--nodes 2|3` on PostgreSQL, nodes of a cluster are killed or stopped in turn (failovers,
+/// with the cluster checks of ChaosFailover.swift). Afterwards every session must be connected again without pairing
+/// and never twice at once, every message the peers sent must be in its tenant's event log exactly once, and every
+/// one must have reached the webhook receiver.
 struct Chaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Crash cycles and failovers of `wahost serve` under message load; fails if a promise breaks.")
@@ -21,15 +22,22 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "Longest a `serve` runs before its kill, in seconds.") var cycleSeconds = 3.0
     @Option(help: "Texts per second the peers send, across all tenants.") var rate = 20
     @Option(help: "Seed of the kill moments (0: a random seed, printed).") var seed: UInt64 = 0
-    @Option(help: "Nodes sharing --database-url; above 1, each cycle kills (or stops) one and waits for the others to take over.")
+    @Option(help: "Nodes sharing --database-url (each its own data directory); above 1, each cycle kills or stops one and times the takeover.")
     var nodes = 1
     @Option(help: "The cluster's PostgreSQL URL (an empty database), for --nodes above 1.") var databaseURL: String?
     @Option(help: "Network faults (drops, stream errors, a few terminal ones) applied after the kills, each after up to --cycle-seconds.")
     var networkFaults = 0
 
+    @Option(help: "With --nodes: tenants whose every endpoint is called through a node that does not run them, each cycle.")
+    var probeTenants = 3
+    @Flag(help: "With --nodes: start one node more after the failovers; fails unless it runs a session --join-seconds later (pending: needs balancing).")
+    var joinNode = false
+    @Option(help: "Seconds the joined node gets to take its share.") var joinSeconds = 120
+
     func validate() throws {
         guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
+        if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
     }
 
     func run() async throws {
@@ -37,73 +45,102 @@ struct Chaos: AsyncParsableCommand {
         defer { receiver.stop() }
         let rig = try await BenchRig(count: tenants, databaseURL: databaseURL)
         defer { rig.stop() }
-        var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
-        // Leases are renewed every third of the TTL: 10 s leaves a loaded machine room for a late renewal.
-        if nodes > 1 { environment["WAHOST_LEASE_TTL"] = "10" }
         try await configureWebhooks(rig, receiverPort: receiver.port)
-        var servers: [(process: ChildProcess, port: Int)] = []
-        for node in 0..<nodes { servers.append(try await rig.startServer(extraEnvironment: environment.merging(["WAHOST_NODE_ID": "chaos-\(node)"]) { $1 })) }
-        _ = try await rig.pairAll(port: servers[0].port, concurrency: 8)
-        try await rig.waitForPreKeys()
-        let registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
-
-        let sent = SentTexts()
-        let sender = Task { try await sendTexts(rig, into: sent) }
         let seed = self.seed == 0 ? UInt64.random(in: 1...UInt64.max) : self.seed
         FileHandle.standardError.write(Data("chaos: seed \(seed)\n".utf8))
         var generator = SeededGenerator(seed: seed)
+        var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
+        var report: [String: Any] = ["benchmark": "chaos", "tenants": tenants, "nodes": nodes, "kills": cycles, "seed": "\(seed)"]
         var broken: [String] = []
-        var reconnectChecks = 0
-        var reconnectFailures = 0
-        var moved = 0
-        for cycle in 0..<cycles {
-            // One node: half of the kills land in the first second after the start (restore, login, prekey upload, the
-            // offline queue's messages being stored and acked), half anywhere in the cycle. Several: the node running
-            // the most sessions is killed (even cycles), or a random one is stopped with SIGTERM (odd), and the others
-            // must take its sessions over.
-            let window = nodes == 1 && cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
-            try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
-            var victim = Int.random(in: 0..<nodes, using: &generator)
-            var moving: [String] = []
-            var loginsBefore: [String: Int] = [:]
-            if nodes > 1 {
-                loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
-                var running: [[String]] = []
-                for (node, server) in servers.enumerated() { running.append(try await rig.tenantsRunning(onNodeAt: server.port, nodeID: "chaos-\(node)")) }
-                if cycle % 2 == 0, let busiest = running.indices.max(by: { running[$0].count < running[$1].count }) { victim = busiest }
-                moving = running[victim]
+        let sent = SentTexts()
+        let port: Int
+        let registrationsBefore: Int
+        let sender: Task<Void, any Error>
+        let stopSending = StopFlag()
+        var reconnect = (checks: 0, failures: 0)
+        if nodes == 1 {
+            var server = try await rig.startServer(extraEnvironment: environment)
+            _ = try await rig.pairAll(port: server.port, concurrency: 8)
+            try await rig.waitForPreKeys()
+            registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
+            sender = Task { try await sendTexts(rig, into: sent, until: stopSending) }
+            for cycle in 0..<cycles {
+                // Half of the kills land in the first second after the start (restore, login, prekey upload, the
+                // offline queue's messages being stored and acked), half anywhere in the cycle.
+                let window = cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
+                try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
+                kill(server.process.pid, SIGKILL)
+                server.process.process.waitUntilExit()
+                server = try await rig.startServer(extraEnvironment: environment)
+                if cycle % 5 == 4 {
+                    reconnect.checks += 1
+                    if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnect.failures += 1 }
+                }
             }
-            if nodes == 1 || cycle % 2 == 0 {
-                kill(servers[victim].process.pid, SIGKILL)
-                servers[victim].process.process.waitUntilExit()
-            } else if try await !stop(servers[victim].process, within: .seconds(30)) {
-                broken.append("node chaos-\(victim) did not stop within 30 s of SIGTERM")
+            port = server.port
+        } else {
+            environment["WAHOST_LEASE_TTL"] = "\(Self.leaseTTLSeconds)"
+            let cluster = ChaosCluster(rig: rig, environment: environment)
+            for index in 0..<nodes { try await cluster.start(index) }
+            _ = try await rig.pairAll(ports: cluster.nodes.map(\.port), concurrency: 8)
+            try await rig.waitForPreKeys()
+            let pairing = try await pairAndLogOutThroughOtherNodes(cluster)
+            broken += pairing.map { "pairing and logout through other nodes: " + $0 }
+            registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
+            sender = Task { try await sendTexts(rig, into: sent, until: stopSending) }
+            let failovers = try await runFailovers(cluster, generator: &generator)
+            reconnect = (failovers.checks, failovers.failures)
+            broken += failovers.broken
+            if joinNode {
+                let joined = try await measureJoinedNode(cluster)
+                report["join_node_sessions"] = joined.sessions
+                report["join_fair_share"] = joined.fairShare
+                report["join_seconds"] = joinSeconds
+                if joined.sessions == 0 { broken.append("the node started after the failovers runs no session \(joinSeconds) s later") }
             }
-            if nodes > 1 {
-                // The sessions the victim ran must log in again on the other nodes, each with one connection.
-                reconnectChecks += 1
-                moved += moving.count
-                if try await !rig.waitTakenOver(moving, loginsBefore: loginsBefore, timeout: .seconds(60)) { reconnectFailures += 1 }
-            }
-            let node = ["WAHOST_NODE_ID": "chaos-\(victim)"]
-            servers[victim] = try await rig.startServer(extraEnvironment: environment.merging(node) { $1 })
-            if nodes == 1, cycle % 5 == 4 {
-                reconnectChecks += 1
-                if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnectFailures += 1 }
-            }
+            let undelivered = try await cluster.undelivered(failovers.forwarded.texts)
+            let wrong = failovers.forwarded.wrong + undelivered
+            let files = cluster.credentialFiles()
+            let figures: [String: Any] = [
+                "sessions_moved": failovers.moved, "lease_ttl_seconds": Self.leaseTTLSeconds,
+                "takeover_after_kill_max_seconds": (failovers.killSeconds * 10).rounded() / 10, "takeover_after_kill_bound_seconds": Self.leaseTTLSeconds + 10,
+                "handover_after_sigterm_max_seconds": (failovers.drainSeconds * 10).rounded() / 10, "handover_after_sigterm_bound_seconds": 5,
+                "calls_through_other_nodes": failovers.forwarded.calls, "wrong_answers": wrong.count,
+                "refusals_in_motion": failovers.forwarded.refusalsInMotion, "refusals_after_move": failovers.forwarded.refusalsAfterMove,
+                "refusal_after_move_max_seconds": (failovers.forwarded.latestRefusalAfterMove * 10).rounded() / 10,
+                "texts_through_other_nodes": failovers.forwarded.texts.count, "pairing_and_logout_through_other_nodes": pairing.isEmpty,
+                "credential_files_on_nodes": files.count,
+            ]
+            report.merge(figures) { $1 }
+            broken += wrong.prefix(20).map { "wrong answer: " + $0 }
+            if !files.isEmpty { broken.append("credential files in the nodes' data directories: \(files.prefix(5))") }
+            if failovers.moved == 0 { broken.append("no failover moved a session") }
+            port = cluster.nodes[0].port
         }
+        try await finish(
+            rig, port: port, sent: sent, sender: (sender, stopSending), receiver: receiver, registrationsBefore: registrationsBefore, reconnect: reconnect,
+            generator: &generator, report: report, broken: broken)
+    }
+
+    /// The network faults (when asked for), then the checks every run ends with: sessions connected once, every text
+    /// in `/events` exactly once and at the webhook, no re-pairing; prints the report, throws on a broken promise.
+    private func finish(
+        _ rig: BenchRig, port: Int, sent: SentTexts, sender: (task: Task<Void, any Error>, stop: StopFlag), receiver: WebhookCounter, registrationsBefore: Int,
+        reconnect: (checks: Int, failures: Int), generator: inout SeededGenerator, report: [String: Any], broken: [String]
+    ) async throws {
+        var broken = broken
         var network = NetworkFaultOutcome()
         var sentBeforeFaults = 0
         if networkFaults > 0 {
             // Everything sent so far is logged before a session may end for good, so the kills' texts are all checked.
             sentBeforeFaults = sent.all.count
-            _ = try await waitForEvents(rig, port: servers[0].port, expected: Array(sent.all.prefix(sentBeforeFaults)), timeout: .seconds(120))
-            network = try await applyNetworkFaults(rig, port: servers[0].port, sent: sent, generator: &generator)
+            _ = try await waitForEvents(rig, port: port, expected: Array(sent.all.prefix(sentBeforeFaults)), timeout: .seconds(120))
+            network = try await applyNetworkFaults(rig, port: port, sent: sent, generator: &generator)
         }
         let running = tenants - network.terminal.count
         let connected = try await rig.waitConnected(expected: running, timeout: .seconds(120))
-        sender.cancel()
-        if case .failure(let error) = await sender.result { broken.append("the texts stopped: \(error)") }
+        sender.stop.stop()
+        if case .failure(let error) = await sender.task.result { broken.append("the texts stopped: \(error)") }
         // Texts to a session ended for good (replaced, device removed) after the faults began may never be delivered.
         let messages = sent.all.enumerated().filter { $0.offset < sentBeforeFaults || !network.terminal.contains($0.element.tenant) }.map(\.element)
         let live = try await rig.simulatorState()["liveConnections"] as? [String: Int] ?? [:]
@@ -113,7 +150,7 @@ struct Chaos: AsyncParsableCommand {
                 broken.append("\(tenant) has \(live[user, default: 0]) live connections, not \(expected)")
             }
         }
-        let logged = try await waitForEvents(rig, port: servers[0].port, expected: messages, timeout: .seconds(120))
+        let logged = try await waitForEvents(rig, port: port, expected: messages, timeout: .seconds(120))
         let deadline = ContinuousClock.now + .seconds(60)
         while receiver.missing(messages.map(\.id)) > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
         let state = try await rig.simulatorState()
@@ -122,35 +159,23 @@ struct Chaos: AsyncParsableCommand {
         let duplicated = logged.values.filter { $0 > 1 }.count
         let webhookMissing = receiver.missing(messages.map(\.id))
         let peak = (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0
-        printJSONLine([
-            "benchmark": "chaos", "tenants": tenants, "nodes": nodes, "kills": cycles, "seed": "\(seed)", "connected_at_end": connected,
-            "reconnect_checks": reconnectChecks, "reconnect_failures": reconnectFailures, "re_pairings": repairings,
+        let figures: [String: Any] = [
+            "connected_at_end": connected, "reconnect_checks": reconnect.checks, "reconnect_failures": reconnect.failures, "re_pairings": repairings,
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
-            "sessions_moved": moved, "network_faults": network.faults, "sessions_ended": network.terminal.count,
-        ])
+            "network_faults": network.faults, "sessions_ended": network.terminal.count,
+        ]
+        printJSONLine(report.merging(figures) { $1 })
         broken += network.broken
-        if connected != running || reconnectFailures > 0 {
-            broken.append("sessions not connected again (\(reconnectFailures) of \(reconnectChecks) checks failed, \(connected) of \(running) at the end)")
+        if connected != running || reconnect.failures > 0 {
+            broken.append("sessions not connected again (\(reconnect.failures) of \(reconnect.checks) checks failed, \(connected) of \(running) at the end)")
         }
         if peak > 1 { broken.append("an account had \(peak) live connections at once") }
         if repairings > 0 { broken.append("\(repairings) sessions paired again") }
         if missing > 0 || duplicated > 0 { broken.append("\(missing) messages missing from and \(duplicated) duplicated in the event logs") }
         if webhookMissing > 0 { broken.append("\(webhookMissing) messages never reached the webhook") }
         if messages.isEmpty { broken.append("no message was sent") }
-        if nodes > 1, moved == 0 { broken.append("no failover moved a session") }
-        if !broken.isEmpty { throw BenchError("promises broken (seed \(seed)): " + broken.joined(separator: "; ")) }
-    }
-
-    /// Waits for a SIGTERM'd `serve` to exit; after `deadline`, kills it and returns false.
-    private func stop(_ server: ChildProcess, within deadline: Duration) async throws -> Bool {
-        server.process.terminate()
-        let end = ContinuousClock.now + deadline
-        while server.process.isRunning, ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(50)) }
-        guard server.process.isRunning else { return true }
-        kill(server.pid, SIGKILL)
-        server.process.waitUntilExit()
-        return false
+        if !broken.isEmpty { throw BenchError("promises broken (seed \(report["seed"] ?? "")): " + broken.joined(separator: "; ")) }
     }
 
     /// A webhook for every tenant, to the receiver, for messages.
@@ -168,10 +193,10 @@ struct Chaos: AsyncParsableCommand {
 
     /// Peers text the tenants' accounts in turn at `rate` per second, whether `serve` is up or not (the simulator
     /// queues them until the account's device acks), recording every id the simulator accepted.
-    private func sendTexts(_ rig: BenchRig, into sent: SentTexts) async throws {
+    private func sendTexts(_ rig: BenchRig, into sent: SentTexts, until stop: StopFlag) async throws {
         let names = rig.tokens.map(\.0)
         var index = 0
-        while !Task.isCancelled {
+        while !stop.isStopped {
             let tenant = names[index % names.count]
             if sent.isStopped(tenant) {
                 index += 1
@@ -183,7 +208,7 @@ struct Chaos: AsyncParsableCommand {
             let status: Int
             let body: [String: Any]
             do { (status, body) = try await request("POST", rig.control + "/peers/\(peer)/messages", body: ["to": account, "text": "chaos \(index)"]) } catch {
-                if Task.isCancelled { return }
+                if stop.isStopped { return }
                 throw error
             }
             if status == 200, let id = body["id"] as? String { sent.add(tenant: tenant, id: id) }

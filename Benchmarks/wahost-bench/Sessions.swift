@@ -132,10 +132,13 @@ final class BenchRig: @unchecked Sendable {
         await services.close()
     }
 
-    /// Starts `wahost serve` on a free port (under `wrapper`, e.g. heaptrack, when given) and waits for `/healthz`.
-    func startServer(wrapper: [String] = [], extraEnvironment: [String: String] = [:]) async throws -> (process: ChildProcess, port: Int) {
+    /// Starts `wahost serve` on a free port (under `wrapper`, e.g. heaptrack, when given) and waits for `/healthz`;
+    /// `dataDirectory` (default: the rig's) and `arguments` go to `serve`.
+    func startServer(
+        wrapper: [String] = [], extraEnvironment: [String: String] = [:], dataDirectory: String? = nil, arguments: [String] = []
+    ) async throws -> (process: ChildProcess, port: Int) {
         let port = try freeLoopbackPort()
-        let command = wrapper + [binary, "serve", "--port", "\(port)", "--data-dir", directory]
+        let command = wrapper + [binary, "serve", "--port", "\(port)", "--data-dir", dataDirectory ?? directory] + arguments
         var environment = ["WAHOST_WA_URL": url, "WAHOST_WA_ROOT_KEY": rootKey, "WAHOST_MASTER_KEY": masterKey, "WAHOST_LOG_LEVEL": "warning"]
         environment.merge(extraEnvironment) { $1 }
         environment["WAHOST_WA_CA_FILE"] = certificateFile
@@ -147,7 +150,10 @@ final class BenchRig: @unchecked Sendable {
     }
 
     /// Asks the server for each tenant's QR code and has the simulated phone scan it; returns the seconds taken.
-    func pairAll(port: Int, concurrency: Int) async throws -> Double {
+    func pairAll(port: Int, concurrency: Int) async throws -> Double { try await pairAll(ports: [port], concurrency: concurrency) }
+
+    /// Pairs tenant i through the server at `ports[i % ports.count]` (the node asked for the QR code runs the session).
+    func pairAll(ports: [Int], concurrency: Int) async throws -> Double {
         let start = ContinuousClock.now
         let tokens = self.tokens
         let control = self.control
@@ -157,6 +163,7 @@ final class BenchRig: @unchecked Sendable {
             func add() {
                 guard next < tokens.count else { return }
                 let (name, token) = tokens[next]
+                let port = ports[next % ports.count]
                 next += 1
                 group.addTask {
                     let (status, body) = try await request("GET", "http://127.0.0.1:\(port)/tenants/\(name)/session/qr", headers: ["x-admin-token": token])
@@ -211,17 +218,22 @@ final class BenchRig: @unchecked Sendable {
         return list.filter { $0["owner_node"] as? String == nodeID && $0["connected"] as? Bool == true }.compactMap { $0["tenant"] as? String }
     }
 
-    /// Waits (up to `timeout`) until each of `tenants` logged in again since `loginsBefore` and has one live connection.
-    func waitTakenOver(_ tenants: [String], loginsBefore: [String: Int], timeout: Duration) async throws -> Bool {
-        let users = tenants.compactMap { accounts[$0] }
+    /// When each of `tenants` was first seen logged in again since `loginsBefore` with one live connection; polls
+    /// until all were or `timeout` passes (the missing ones are left out).
+    func waitMoved(_ tenants: [String], loginsBefore: [String: Int], timeout: Duration) async throws -> [String: ContinuousClock.Instant] {
+        var moved: [String: ContinuousClock.Instant] = [:]
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        while moved.count < tenants.count, ContinuousClock.now < deadline {
             let state = try await simulatorState()
             let (logins, live) = (state["logins"] as? [String: Int] ?? [:], state["liveConnections"] as? [String: Int] ?? [:])
-            if users.allSatisfy({ logins[$0, default: 0] > loginsBefore[$0, default: 0] && live[$0] == 1 }) { return true }
-            try await Task.sleep(for: .milliseconds(100))
+            let now = ContinuousClock.now
+            for tenant in tenants where moved[tenant] == nil {
+                guard let user = accounts[tenant], logins[user, default: 0] > loginsBefore[user, default: 0], live[user] == 1 else { continue }
+                moved[tenant] = now
+            }
+            if moved.count < tenants.count { try await Task.sleep(for: .milliseconds(100)) }
         }
-        return false
+        return moved
     }
 
     /// The simulator's counters (`/control/state`).
