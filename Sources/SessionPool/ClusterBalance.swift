@@ -16,10 +16,28 @@ struct ClusterBalance: Sendable {
         return (total + loads.count - 1) / loads.count
     }
 
-    /// How many sessions `node` runs beyond its fair share.
+    /// How many sessions `node` should hand over: all beyond the fair share (rounded up); and while some node is
+    /// below the share rounded down and the excess does not fill it, one each from the fullest nodes (the same ones on
+    /// every node: by load, then rendezvous hash), so 6 sessions on 3 nodes give a fourth node a share too.
     func excess(of node: String) -> Int {
-        max(0, (loads[node] ?? 0) - fairShare)
+        let load = loads[node] ?? 0
+        let high = fairShare
+        if load > high { return load - high }
+        guard !loads.isEmpty else { return 0 }
+        let low = loads.values.reduce(homeless, +) / loads.count
+        let missing = loads.values.reduce(0) { $0 + max(0, low - $1) }
+        let given = loads.values.reduce(homeless) { $0 + max(0, $1 - high) }
+        let deficit = missing - given
+        guard deficit > 0, load > low else { return 0 }
+        let givers = loads.filter { $0.value > low }.keys.sorted { lhs, rhs in
+            let (left, right) = (loads[lhs] ?? 0, loads[rhs] ?? 0)
+            return left != right ? left > right : Self.score(Self.balanceKey, lhs) > Self.score(Self.balanceKey, rhs)
+        }
+        return givers.prefix(deficit).contains(node) ? 1 : 0
     }
+
+    /// The name the givers of one session each are ranked under (any fixed name: all nodes must agree).
+    private static let balanceKey = try! TenantName("balance")
 
     /// The node each handed-over session goes to: one below its fair share, the same on every node (highest
     /// rendezvous hash of tenant and node among those with room), so takers do not race for the same sessions.

@@ -19,6 +19,20 @@ import Testing
         #expect(ClusterBalance(loads: [:], homeless: 3).fairShare == 0)
     }
 
+    @Test func aFewSessionsStillGiveANewNodeAShare() {
+        // 6 on three nodes and a fourth: nobody is above 2 (the share rounded up), but the new node is below 1.
+        let few = ClusterBalance(loads: ["a": 2, "b": 2, "c": 2, "d": 0], homeless: 0)
+        #expect(["a", "b", "c", "d"].map(few.excess(of:)).reduce(0, +) == 1, "exactly one session moves")
+        // 30 on three nodes and a fourth: 2 each above 8 first, then one more so the new node reaches 7.
+        let many = ClusterBalance(loads: ["a": 10, "b": 10, "c": 10, "d": 0], homeless: 0)
+        #expect(["a", "b", "c"].map(many.excess(of:)) == [2, 2, 2])
+        let next = ClusterBalance(loads: ["a": 8, "b": 8, "c": 8, "d": 6], homeless: 0)
+        #expect(["a", "b", "c", "d"].map(next.excess(of:)).reduce(0, +) == 1)
+        // Sessions already handed over fill the gap: nothing more moves.
+        #expect(["a", "b", "c"].map(ClusterBalance(loads: ["a": 2, "b": 2, "c": 1, "d": 0], homeless: 1).excess(of:)).reduce(0, +) == 0)
+        #expect(ClusterBalance(loads: ["a": 2, "b": 1, "c": 1, "d": 2], homeless: 0).excess(of: "a") == 0, "settled: nobody below 1")
+    }
+
     @Test func everyNodeAssignsHandedOverSessionsTheSameWayAndNoneBeyondItsShare() throws {
         // A stopped node's 10 sessions over three nodes that run 4, 6 and 0.
         let balance = ClusterBalance(loads: ["a": 4, "b": 6, "c": 0], homeless: 10)
