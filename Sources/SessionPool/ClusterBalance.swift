@@ -39,15 +39,20 @@ struct ClusterBalance: Sendable {
     /// The name the givers of one session each are ranked under (any fixed name: all nodes must agree).
     private static let balanceKey = try! TenantName("balance")
 
-    /// The node each handed-over session goes to: one below its fair share, the same on every node (highest
-    /// rendezvous hash of tenant and node among those with room), so takers do not race for the same sessions.
+    /// The node each handed-over session goes to: the least loaded below its fair share (ties: the highest rendezvous
+    /// hash of tenant and node), the same on every node, so takers do not race for the same sessions.
     func assign(_ tenants: [TenantName], excluding: [TenantName: Set<String>] = [:]) -> [TenantName: String] {
         var loads = self.loads
         let fair = fairShare
         var assignment: [TenantName: String] = [:]
         for tenant in tenants.sorted(by: { $0.rawValue < $1.rawValue }) {
             let candidates = loads.filter { $0.value < fair && excluding[tenant]?.contains($0.key) != true }.map(\.key)
-            guard let node = candidates.max(by: { Self.score(tenant, $0) < Self.score(tenant, $1) }) else { continue }
+            // The least loaded first (so the node that gave the session away, now one below, is not chosen over an
+            // empty one), then the highest rendezvous hash.
+            guard let node = candidates.min(by: { lhs, rhs in
+                let (left, right) = (loads[lhs] ?? 0, loads[rhs] ?? 0)
+                return left != right ? left < right : Self.score(tenant, lhs) > Self.score(tenant, rhs)
+            }) else { continue }
             assignment[tenant] = node
             loads[node, default: 0] += 1
         }

@@ -22,10 +22,17 @@ extension SessionPool {
         guard sessions[tenant]?.runner == nil, let nodes else { return nil }
         let now = configuration.clock.now()
         var lease = remoteLeases[tenant].flatMap { $0.expiresAt > now ? $0 : nil }
-        if lease == nil, now.timeIntervalSince(ownerLookups[tenant] ?? .distantPast) >= 1 {
+        // While this node or the cached owner hands sessions over, the cached lease may already be stale: read the row.
+        let moving = shuttingDown || draining || lease.map { clusterNodes[$0.nodeID]?.drainRequested == true } == true
+        if lease == nil || moving, now.timeIntervalSince(ownerLookups[tenant] ?? .distantPast) >= (moving ? 0.2 : 1) {
             ownerLookups[tenant] = now
+            var row: SessionLease?
             if ownerLookups.count > 10_000 { ownerLookups = ownerLookups.filter { now.timeIntervalSince($0.value) < 1 } }
-            if let row = try? await records.lease(of: tenant), row.nodeID != configuration.nodeID, row.expiresAt > now {
+            do {
+                row = try await records.lease(of: tenant)
+                lease = nil
+            } catch {}  // a failed read keeps the cached owner
+            if let row, row.nodeID != configuration.nodeID, row.expiresAt > now {
                 remoteLeases[tenant] = row
                 lease = row
                 if clusterNodes[row.nodeID] == nil, let rows = try? await nodes.clusterNodes() {

@@ -19,10 +19,13 @@ import Testing
         #expect(ClusterBalance(loads: [:], homeless: 3).fairShare == 0)
     }
 
-    @Test func aFewSessionsStillGiveANewNodeAShare() {
+    @Test func aFewSessionsStillGiveANewNodeAShare() throws {
         // 6 on three nodes and a fourth: nobody is above 2 (the share rounded up), but the new node is below 1.
         let few = ClusterBalance(loads: ["a": 2, "b": 2, "c": 2, "d": 0], homeless: 0)
         #expect(["a", "b", "c", "d"].map(few.excess(of:)).reduce(0, +) == 1, "exactly one session moves")
+        // The moved session goes to the empty node, not back to the giver (now one below the share too).
+        let after = ClusterBalance(loads: ["a": 1, "b": 2, "c": 2, "d": 0], homeless: 1)
+        #expect(after.assign([try TenantName("moved")]) == [try TenantName("moved"): "d"])
         // 30 on three nodes and a fourth: 2 each above 8 first, then one more so the new node reaches 7.
         let many = ClusterBalance(loads: ["a": 10, "b": 10, "c": 10, "d": 0], homeless: 0)
         #expect(["a", "b", "c"].map(many.excess(of:)) == [2, 2, 2])
