@@ -36,7 +36,7 @@ extension SessionPool {
                 remoteLeases[tenant] = row
                 lease = row
                 if clusterNodes[row.nodeID] == nil, let rows = try? await nodes.clusterNodes() {
-                    clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+                    remember(rows)
                 }
             }
         }
@@ -51,10 +51,15 @@ extension SessionPool {
         let row = ClusterNode(nodeID: configuration.nodeID, advertiseURL: configuration.advertiseURL, startedAt: startedAt, lastBeatAt: now)
         do {
             let rows = try await nodes.beatNode(row, forgetBefore: now.addingTimeInterval(-Self.forgottenNodeAge))
-            clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+            remember(rows)
         } catch {
             logger.warning("cannot record the node heartbeat", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Keeps these node rows as the cluster's nodes (addresses, heartbeats, drain requests).
+    func remember(_ rows: [ClusterNode]) {
+        clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
     }
 
     /// Marks this node's row as draining before a shutdown hands its sessions over.

@@ -66,7 +66,7 @@ extension SessionPool {
         handoverScanPending = false
         // The handing node marked itself draining just before: read the node rows too, not only the heartbeat's copy.
         if let nodes, let rows = try? await nodes.clusterNodes() {
-            clusterNodes = Dictionary(rows.map { ($0.nodeID, $0) }, uniquingKeysWith: { $1 })
+            remember(rows)
         }
         await scan()
     }

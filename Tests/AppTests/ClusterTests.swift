@@ -59,13 +59,6 @@ import WhatsAppSimulator
         await rig.stopAll()
     }
 
-    /// Each node's `GET /operator/nodes` entry, by id.
-    func nodeTable(_ port: Int, _ token: String) async throws -> [String: [String: Any]] {
-        let answer = try await http("GET", port, "/operator/nodes", headers: ["x-admin-token": token])
-        let rows = answer.object["nodes"] as? [[String: Any]] ?? []
-        return Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["id"] as? String).map { ($0, row) } })
-    }
-
     @Test func aNewNodeTakesAShareAndADrainedNodeHandsEverythingOverWithoutStopping() async throws {
         guard ExternalTools.postgresEnabled else { return }
         let rig = try await APIRig()
@@ -76,8 +69,7 @@ import WhatsAppSimulator
         let names = (1...6).map { "b\($0)" }
         var tokens: [String: String] = [:]
         for name in names { tokens[name] = try await rig.createTenant(name).token }
-        let result = try await WahostBinary.runDetached(["operator", "rotate-token", "--data-dir", rig.dataDirectory], environment: rig.environment)
-        let operatorToken = try #require(try WahostBinary.json(result)["operator_token"] as? String)
+        let operatorToken = try await ClusterForwardingTests().operatorToken(rig)
         let (_, portA) = try await startNode(rig, "node-a")
         var users: [String] = []
         for name in names { users.append(try await pairByQR(rig, port: portA, tenant: name, token: tokens[name]!)) }
@@ -91,7 +83,7 @@ import WhatsAppSimulator
         // A second node joins: node-a, above its fair share (3 of 6), hands sessions over until both run 3.
         let (_, portB) = try await startNode(rig, "node-b")
         try await eventually(timeout: .seconds(30), "three sessions each") {
-            let table = try await nodeTable(portB, operatorToken)
+            let table = try await ClusterForwardingTests().nodes(portB, operatorToken)
             return table["node-a"]?["sessions"] as? Int == 3 && table["node-b"]?["sessions"] as? Int == 3
         }
 
@@ -101,7 +93,7 @@ import WhatsAppSimulator
         #expect(try await http("POST", portB, "/operator/nodes/node-z/drain", headers: ["x-admin-token": operatorToken]).errorCode == "node_not_found")
         #expect(try await http("POST", portB, "/operator/nodes/node-a/drain", headers: ["x-admin-token": tokens["b1"]!]).status == 401)
         try await eventually(timeout: .seconds(15), "every session on node-b") {
-            let table = try await nodeTable(portA, operatorToken)
+            let table = try await ClusterForwardingTests().nodes(portA, operatorToken)
             let live = await rig.simulator.observed.liveConnections
             return table["node-a"]?["sessions"] as? Int == 0 && table["node-b"]?["sessions"] as? Int == 6
                 && table["node-a"]?["draining"] as? Bool == true && users.allSatisfy { live[$0] == 1 }
@@ -112,7 +104,7 @@ import WhatsAppSimulator
         let undrain = try await http("DELETE", portA, "/operator/nodes/node-a/drain", headers: ["x-admin-token": operatorToken])
         #expect(undrain.status == 200 && undrain.object["draining"] as? Bool == false)
         try await eventually(timeout: .seconds(30), "three sessions each again") {
-            let table = try await nodeTable(portB, operatorToken)
+            let table = try await ClusterForwardingTests().nodes(portB, operatorToken)
             return table["node-a"]?["sessions"] as? Int == 3 && table["node-b"]?["sessions"] as? Int == 3
         }
         let observed = await rig.simulator.observed
