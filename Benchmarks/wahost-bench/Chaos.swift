@@ -108,6 +108,8 @@ struct Chaos: AsyncParsableCommand {
                 "calls_through_other_nodes": failovers.forwarded.calls, "wrong_answers": wrong.count,
                 "refusals_in_motion": failovers.forwarded.refusalsInMotion, "refusals_after_move": failovers.forwarded.refusalsAfterMove,
                 "refusal_after_move_max_seconds": (failovers.forwarded.latestRefusalAfterMove * 10).rounded() / 10,
+                "probes_waiting_for_a_handover": failovers.forwarded.ownerGaps,
+                "handover_gap_max_seconds": (failovers.forwarded.longestOwnerGap * 10).rounded() / 10,
                 "texts_through_other_nodes": failovers.forwarded.texts.count, "pairing_and_logout_through_other_nodes": pairing.isEmpty,
                 "credential_files_on_nodes": files.count,
             ]

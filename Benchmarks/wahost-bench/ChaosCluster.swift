@@ -53,6 +53,16 @@ final class ChaosCluster: @unchecked Sendable {
         return running
     }
 
+    /// How long a handed-over session may run on no node (the issue's bound for a SIGTERM handover).
+    static let handoverBoundSeconds = 5
+
+    /// The node index running each tenant's session, as the nodes say.
+    func ownerIndices() async throws -> [String: Int] {
+        var owners: [String: Int] = [:]
+        for (index, tenants) in try await running().enumerated() { for tenant in tenants { owners[tenant] = index } }
+        return owners
+    }
+
     /// Files under any node's `auth/` (credential files; with PostgreSQL there must be none).
     func credentialFiles() -> [String] {
         nodes.flatMap { node -> [String] in
@@ -71,20 +81,34 @@ final class ChaosCluster: @unchecked Sendable {
     /// run its session (a different one each cycle), and expects the owner's correct answer, forwarded.
     func probeSample(cycle: Int, count: Int) async throws -> ProbeTally {
         var tally = ProbeTally()
-        var owners: [String: Int] = [:]
-        for (index, tenants) in try await running().enumerated() { for tenant in tenants { owners[tenant] = index } }
+        var owners = try await ownerIndices()
         var jobs: [(tenant: String, token: String, account: String, through: Node, owner: String, peer: String)] = []
         for offset in 0..<min(count, rig.tokens.count) {
             let (tenant, token) = rig.tokens[(cycle * count + offset) % rig.tokens.count]
+            if owners[tenant] == nil {
+                // A handover in flight (balancing after the restart): released, not yet logged in on its taker.
+                let since = ContinuousClock.now
+                while owners[tenant] == nil, ContinuousClock.now < since + .seconds(Self.handoverBoundSeconds) {
+                    try await Task.sleep(for: .milliseconds(100))
+                    owners = try await ownerIndices()
+                }
+                let gap = seconds(ContinuousClock.now - since)
+                if owners[tenant] != nil {
+                    tally.ownerGaps += 1
+                    tally.longestOwnerGap = max(tally.longestOwnerGap, gap)
+                }
+                FileHandle.standardError.write(Data("chaos: cycle \(cycle): \(tenant) on no node for \(String(format: "%.1f", gap)) s at \(Date())\n".utf8))
+            }
             guard let owner = owners[tenant], let account = rig.accounts[tenant] else {
-                tally.wrong.append("cycle \(cycle): \(tenant) runs on no node")
+                tally.wrong.append("cycle \(cycle): \(tenant) runs on no node for \(Self.handoverBoundSeconds) s (since before \(Date()))")
                 continue
             }
             let through = nodes[(owner + 1 + (cycle + offset) % (nodes.count - 1)) % nodes.count]
             nextPeer += 1
             jobs.append((tenant, token, account, through, nodes[owner].id, "1555666" + String(format: "%04d", nextPeer % 10_000)))
         }
-        return await withTaskGroup(of: ProbeTally.self) { group in
+        let loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
+        let found = await withTaskGroup(of: ProbeTally.self) { group in
             for job in jobs {
                 group.addTask {
                     await Self.probeEndpoints(
@@ -92,9 +116,21 @@ final class ChaosCluster: @unchecked Sendable {
                         label: "cycle \(cycle)")
                 }
             }
-            for await found in group { tally.add(found) }
-            return tally
+            var found = ProbeTally()
+            for await one in group { found.add(one) }
+            return found
         }
+        tally.add(found)
+        let loginsAfter = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
+        for answer in tally.unlessMoved {
+            if loginsAfter[answer.account] != loginsBefore[answer.account] {
+                tally.refusalsInMotion["balancing: " + answer.summary, default: 0] += 1
+            } else {
+                tally.wrong.append(answer.wrong)
+            }
+        }
+        tally.unlessMoved = []
+        return tally
     }
 
     /// Status, groups, a text to `peer`, the events page and the event stream resumed, through `through`.
@@ -106,8 +142,14 @@ final class ChaosCluster: @unchecked Sendable {
         let at = "\(label): \(tenant) through \(node.id) (owner \(owner))"
         func expect(_ what: String, _ answer: NodeAnswer, status: Int, _ correct: Bool) {
             tally.calls += 1
-            if answer.status != status || answer.servedBy != owner || !correct {
-                tally.wrong.append("\(at): \(what) answered \(answer.summary), served by \(answer.servedBy ?? "itself")")
+            guard answer.status != status || answer.servedBy != owner || !correct else { return }
+            let wrong = "\(at): \(what) answered \(answer.summary), served by \(answer.servedBy ?? "itself")"
+            // Right only if a balancing move took the session meanwhile: a status or answer from its next node, or
+            // the product's "moving, retry" refusal. The caller checks the simulator's logins to tell.
+            if [200, 201].contains(answer.status) || answer.errorCode == "session_moving" {
+                tally.unlessMoved.append(MovedAnswer(account: account, wrong: wrong, summary: answer.summary))
+            } else {
+                tally.wrong.append(wrong)
             }
         }
         let status = await callNode("GET", port: node.port, "/tenants/\(tenant)/session/status", headers: auth)
@@ -140,7 +182,9 @@ final class ChaosCluster: @unchecked Sendable {
             let stream = try await readEventStream(port: node.port, "/tenants/\(tenant)/events", headers: auth.merging(["last-event-id": "\(ids[ids.count - 3])"]) { $1 })
             let head = stream.head.lowercased()
             let ordered = zip(stream.ids, stream.ids.dropFirst()).allSatisfy { $0 < $1 }
-            if !head.contains("x-wahost-served-by: \(owner)") || !head.contains("text/event-stream") || Array(stream.ids.prefix(2)) != Array(ids.suffix(2)) || !ordered {
+            if !head.contains("x-wahost-served-by: \(owner)"), head.contains("x-wahost-served-by: "), head.contains("text/event-stream") {
+                tally.unlessMoved.append(MovedAnswer(account: account, wrong: "\(at): event stream served by another node", summary: "stream from another node"))
+            } else if !head.contains("x-wahost-served-by: \(owner)") || !head.contains("text/event-stream") || Array(stream.ids.prefix(2)) != Array(ids.suffix(2)) || !ordered {
                 tally.wrong.append("\(at): event stream resumed at \(ids[ids.count - 3]) gave \(stream.ids.prefix(5)) (page ended \(ids.suffix(2))), head \(stream.head.prefix(200))")
             }
         } catch {
@@ -183,6 +227,11 @@ struct ProbeTally: Sendable {
     /// Those of them answered after the session had already logged in on its new node, and the latest, in seconds after.
     var refusalsAfterMove = 0
     var latestRefusalAfterMove = 0.0
+    /// Sessions a probe found on no node (a handover in flight) that came up within the bound, and the longest gap.
+    var ownerGaps = 0
+    var longestOwnerGap = 0.0
+    /// Answers that are wrong unless the session moved (logged in anew) during the probe.
+    var unlessMoved: [MovedAnswer] = []
 
     mutating func add(_ other: ProbeTally) {
         calls += other.calls
@@ -191,7 +240,17 @@ struct ProbeTally: Sendable {
         refusalsInMotion.merge(other.refusalsInMotion, uniquingKeysWith: +)
         refusalsAfterMove += other.refusalsAfterMove
         latestRefusalAfterMove = max(latestRefusalAfterMove, other.latestRefusalAfterMove)
+        unlessMoved += other.unlessMoved
+        ownerGaps += other.ownerGaps
+        longestOwnerGap = max(longestOwnerGap, other.longestOwnerGap)
     }
+}
+
+/// A probe's answer that is right only if its session moved meanwhile.
+struct MovedAnswer: Sendable {
+    let account: String
+    let wrong: String
+    let summary: String
 }
 
 /// A text a probe sent through a node, to check at its peer.

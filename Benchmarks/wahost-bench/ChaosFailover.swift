@@ -86,7 +86,7 @@ extension Chaos {
         let node: String
         let correct: Bool
         let summary: String
-        /// A refusal to retry: 503 `owner_unreachable` or `not_owned_here`, or 409 `wrong_state` (no node runs it yet).
+        /// A refusal to retry: 503 `owner_unreachable`, `not_owned_here` or `session_moving`, or 409 `wrong_state` (no node runs it yet).
         let refusal: Bool
     }
 
@@ -98,7 +98,7 @@ extension Chaos {
             let node = nodes[turn % nodes.count]
             turn += 1
             let answer = await callNode("GET", port: node.port, "/tenants/\(tenant)/session/groups", headers: ["x-admin-token": token])
-            let refusal = (answer.status == 503 && ["owner_unreachable", "not_owned_here"].contains(answer.errorCode ?? ""))
+            let refusal = (answer.status == 503 && ["owner_unreachable", "not_owned_here", "session_moving"].contains(answer.errorCode ?? ""))
                 || (answer.status == 409 && answer.errorCode == "wrong_state")
             answers.append(
                 MotionAnswer(
@@ -116,7 +116,8 @@ extension Chaos {
             tally.calls += 1
             if answer.correct { continue }
             let settled = movedAt.map { answer.at > $0 + viewRefresh } ?? false
-            if answer.refusal, !settled {
+            // "Moving, retry" is the product's own bounded signal (a balancing move may follow the failover).
+            if answer.refusal, !settled || answer.summary.contains("session_moving") {
                 tally.refusalsInMotion[answer.summary, default: 0] += 1
                 if let movedAt, answer.at > movedAt {
                     tally.refusalsAfterMove += 1

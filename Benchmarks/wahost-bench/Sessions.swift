@@ -143,7 +143,11 @@ final class BenchRig: @unchecked Sendable {
         environment.merge(extraEnvironment) { $1 }
         environment["WAHOST_WA_CA_FILE"] = certificateFile
         environment["WAHOST_DATABASE_URL"] = databaseURL
-        let server = try ChildProcess(command[0], Array(command.dropFirst()), environment: environment)
+        // WAHOST_BENCH_LOG_DIR keeps each server's log (at WAHOST_BENCH_LOG_LEVEL, default info) for a failed run.
+        let logDirectory = ProcessInfo.processInfo.environment["WAHOST_BENCH_LOG_DIR"]
+        if logDirectory != nil { environment["WAHOST_LOG_LEVEL"] = ProcessInfo.processInfo.environment["WAHOST_BENCH_LOG_LEVEL"] ?? "info" }
+        let log = logDirectory.map { "\($0)/serve-\(port).log" }
+        let server = try ChildProcess(command[0], Array(command.dropFirst()), environment: environment, errorLog: log)
         servers.append(server)
         try await waitForHealth(port: port)
         return (server, port)
@@ -251,12 +255,19 @@ final class ChildProcess: @unchecked Sendable {
     let process = Process()
     private let output = Pipe()
 
-    init(_ executable: String, _ arguments: [String], environment extra: [String: String]) throws {
+    /// Starts the child; its standard error goes to `errorLog` (appended, created if missing) or nowhere.
+    init(_ executable: String, _ arguments: [String], environment extra: [String: String], errorLog: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
+        if let errorLog {
+            if !FileManager.default.fileExists(atPath: errorLog) { _ = FileManager.default.createFile(atPath: errorLog, contents: nil) }
+            guard let handle = FileHandle(forWritingAtPath: errorLog) else { throw BenchError("cannot write \(errorLog)") }
+            handle.seekToEndOfFile()
+            process.standardError = handle
+        }
         try process.run()
     }
 

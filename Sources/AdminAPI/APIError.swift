@@ -69,6 +69,7 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.kind {
         case .wrongState: APIError(.conflict, "wrong_state", error.message)
         case .ownedElsewhere: APIError(.serviceUnavailable, "not_owned_here", error.message, retryAfter: ownedElsewhereRetry)
+        case .moving: APIError(.serviceUnavailable, "session_moving", error.message, retryAfter: 1)
         case .upstreamUnavailable: APIError(.serviceUnavailable, "upstream_unavailable", error.message)
         case .invalidInput: APIError(.unprocessableContent, "invalid_input", error.message)
         case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message)

@@ -86,7 +86,9 @@ extension SessionPool {
     /// Closes these sessions (no logout) and releases their leases marked for another node to take at once.
     func handOver(_ tenants: [TenantName], now: Date) async {
         guard !tenants.isEmpty else { return }
+        let reason = draining ? "drain" : "balance"
         for tenant in tenants where sessions[tenant]?.runner != nil {
+            logger.info("handing a session over", metadata: ["tenant": "\(tenant)", "reason": "\(reason)"])
             handingOver.insert(tenant)
             handedOverAt[tenant] = now
         }
@@ -94,5 +96,25 @@ extension SessionPool {
             for tenant in tenants { group.addTask { await self.stopRunner(tenant, finalState: .stopped) } }
         }
         handedOverAt = handedOverAt.filter { now.timeIntervalSince($0.value) < handoverGrace }
+    }
+
+    // MARK: Sessions in motion
+
+    /// Why a session cannot serve a request here: moving (503, retry) while it changes nodes, else not connected.
+    func notConnected(_ tenant: TenantName, state: SessionState? = nil) -> SessionPoolError {
+        if isMoving(tenant, state: state) { return SessionPoolError(.moving, "the session is moving between nodes; retry shortly") }
+        return SessionPoolError(.wrongState, "the session is not connected" + (state.map { " (state \($0.rawValue))" } ?? ""))
+    }
+
+    /// True while the session changes nodes: being handed over from here, on its first connection here after a
+    /// takeover, or released for a handover (or left by a dead node) and not yet taken.
+    func isMoving(_ tenant: TenantName, state: SessionState?) -> Bool {
+        let now = configuration.clock.now()
+        if handingOver.contains(tenant) || (arriving.contains(tenant) && state == .connecting) { return true }
+        if let at = handedOverAt[tenant], now.timeIntervalSince(at) < handoverGrace { return true }
+        guard let lease = remoteLeases[tenant], lease.expiresAt <= now else { return false }
+        if lease.state == handedOverLeaseState { return now.timeIntervalSince(lease.lastBeatAt) < handoverGrace }
+        // Its node stopped without releasing it: a live node takes it over within a heartbeat of the expiry.
+        return lease.state != releasedLeaseState && now.timeIntervalSince(lease.expiresAt) < configuration.leaseTTL.timeInterval
     }
 }

@@ -130,12 +130,15 @@ extension SessionPool {
                 restoreQueue.markUnrestorable(tenant)
                 return
             }
+            arriving.insert(tenant)
             try await claimAndStart(tenant, unchangedSince: readAt)
         } catch {
+            arriving.remove(tenant)
             if error.kind != .ownedElsewhere { logger.warning("restore failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"]) }
             return
         }
         _ = await waitForStatus(of: tenant, timeout: configuration.leaseTTL) { $0.state != .connecting }
+        arriving.remove(tenant)
     }
 
     func liveRemoteOwner(of tenant: TenantName) -> String? {

@@ -35,7 +35,7 @@ extension SessionPool {
         do {
             sent = try await client.sendText(text, to: chat, id: messageID)
         } catch let error as WhatsAppClientError {
-            if error.isNotConnected { throw SessionPoolError(.wrongState, "the session is not connected") }
+            if error.isNotConnected { throw notConnected(tenant) }
             if error.isNotOnWhatsApp { throw SessionPoolError(.notOnWhatsApp, "\(error)") }
             if error.isTimeout { throw SessionPoolError(.upstreamTimeout, "WhatsApp did not acknowledge the message in time") }
             throw SessionPoolError(.upstreamUnavailable, "sending failed: \(error)")

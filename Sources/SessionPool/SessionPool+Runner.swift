@@ -84,11 +84,14 @@ extension SessionPool {
             return
         }
         markChanged(tenant)
+        logger.debug("took the session's lease", metadata: ["tenant": "\(tenant)", "generation": "\(lease.generation)"])
         session.generation = lease.generation
         let actions = session.lifecycle.started(on: configuration.nodeID, status: session.status)
         restoreQueue.clearUnrestorable(tenant)
         let client = session.client
-        session.runner = Task { await self.runLoop(tenant, client: client) }
+        // Detached: a runner started inside a request or the pool's service task would inherit its graceful shutdown,
+        // on which the WebSocket closes itself; the pool alone decides when a session stops (and hands it over then).
+        session.runner = Task.detached { await self.runLoop(tenant, client: client) }
         sessions[tenant] = session
         remoteLeases[tenant] = nil
         for action in actions { await perform(action, for: tenant) }

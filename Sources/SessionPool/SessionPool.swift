@@ -58,6 +58,8 @@ public actor SessionPool: Service {
     var handingOver: Set<TenantName> = []
     /// When this node handed each session over; it does not take one back within ``handoverGrace``.
     var handedOverAt: [TenantName: Date] = [:]
+    /// Sessions on their first connection attempt after this node took them (restore, takeover, handover).
+    var arriving: Set<TenantName> = []
     /// When each tenant's lease was last read for `owner(of:)` (a request for a session no node is known to run).
     var ownerLookups: [TenantName: Date] = [:]
     /// Balancing moves left this minute.
@@ -128,6 +130,8 @@ public actor SessionPool: Service {
         logger.info("session pool stopping", metadata: ["sessions": "\(running.count)"])
         // Marked as draining first, so the nodes taking the handed-over sessions do not count this one among them.
         if !running.isEmpty { await markLeaving() }
+        let now = configuration.clock.now()
+        for tenant in running { handedOverAt[tenant] = now }
         await withTaskGroup(of: Void.self) { group in
             for tenant in running { group.addTask { await self.stopRunner(tenant, finalState: .stopped) } }
         }
@@ -219,10 +223,10 @@ public actor SessionPool: Service {
     func connectedClient(of tenant: TenantName) throws(SessionPoolError) -> WhatsAppClient {
         guard let session = sessions[tenant], session.runner != nil else {
             if let owner = liveRemoteOwner(of: tenant) { throw SessionPoolError(.ownedElsewhere, "the session runs on node \(owner)") }
-            throw SessionPoolError(.wrongState, "the session is not connected")
+            throw notConnected(tenant)
         }
-        guard session.status.state == .connected else {
-            throw SessionPoolError(.wrongState, "the session is not connected (state \(session.status.state.rawValue))")
+        guard session.status.state == .connected, !handingOver.contains(tenant) else {
+            throw notConnected(tenant, state: session.status.state)
         }
         return session.client
     }
@@ -233,7 +237,7 @@ public actor SessionPool: Service {
         do {
             return try await client.groups().map { SessionGroup(id: $0.id, subject: $0.subject, participants: $0.participants) }
         } catch let error as WhatsAppClientError where error.isNotConnected {
-            throw SessionPoolError(.wrongState, "the session is not connected")
+            throw notConnected(tenant)
         } catch {
             throw SessionPoolError(.upstreamUnavailable, "group listing failed: \(error)")
         }

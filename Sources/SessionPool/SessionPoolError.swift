@@ -6,6 +6,8 @@ public struct SessionPoolError: Error, Sendable, Equatable, CustomStringConverti
         case wrongState
         /// Another node runs this session.
         case ownedElsewhere
+        /// The session is moving between nodes (handed over, or taken over after its node stopped); retry shortly.
+        case moving
         /// WhatsApp (or the simulator) did not answer or refused; retry later.
         case upstreamUnavailable
         /// The request's input is invalid (e.g. a phone number).

@@ -38,7 +38,7 @@ struct PoolRig {
 
     /// A pool over the rig's database and files; `records` and `credentials` wrap them when a test needs a gate.
     func pool(
-        node: String = "node-a", ttl: Duration = .seconds(3), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+        node: String = "node-a", ttl: Duration = .seconds(3), heartbeat: Duration = .milliseconds(200), backoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
         records: (any SessionRecordRepository)? = nil, clock: PoolClock = .system,
         credentials: (@Sendable (any CredentialStore) -> any CredentialStore)? = nil
     ) -> SessionPool {
@@ -47,7 +47,7 @@ struct PoolRig {
         let files = self.files
         return SessionPool(
             configuration: SessionPoolConfiguration(
-                nodeID: node, leaseTTL: ttl, heartbeatInterval: .milliseconds(200), restoreJitter: .milliseconds(20), backoff: backoff,
+                nodeID: node, leaseTTL: ttl, heartbeatInterval: heartbeat, restoreJitter: .milliseconds(20), backoff: backoff,
                 qrWait: .seconds(20), clock: clock),
             records: records ?? store, clientConfiguration: clientConfiguration,
             credentialStore: { tenant in
@@ -182,6 +182,40 @@ func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition:
             let status = await b.status(of: tenant)
             return status.ownerNode == "node-b" && status.state == .connected
         }
+        #expect(await rig.simulator.observed.peakConnectionsPerAccount[user] == 1)
+        await b.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test func aSessionChangingNodesIsMovingNeverWrongState() async throws {
+        let rig = try await PoolRig.make()
+        let tenant = rig.tenants[0]
+        // Scans every 2 s: the handover stays visible long enough to be asked about on a loaded machine.
+        let a = rig.pool(node: "node-a", ttl: .seconds(12), heartbeat: .seconds(2))
+        await a.startMaintenance()
+        let user = try await rig.pair(tenant, on: a)
+        let b = rig.pool(node: "node-b", ttl: .seconds(12), heartbeat: .seconds(2))
+        await b.startMaintenance()
+        try await waitUntil { await b.status(of: tenant).ownerNode == "node-a" }
+        await a.shutdown()
+        // From the handover until b runs the session, both answer "moving" or "ask the owner"; never "not connected".
+        var answers: [String: Int] = [:]
+        try await waitUntil(timeout: .seconds(30)) {
+            for pool in [a, b] {
+                do {
+                    _ = try await pool.groups(for: tenant)
+                    answers["groups", default: 0] += 1
+                } catch let error as SessionPoolError {
+                    answers["\(error.kind)", default: 0] += 1
+                } catch {
+                    answers["\(error)", default: 0] += 1
+                }
+            }
+            return answers["groups", default: 0] > 0
+        }
+        #expect(answers["moving", default: 0] > 0, "\(answers)")
+        #expect(answers["wrongState"] == nil, "\(answers)")
+        #expect(await b.status(of: tenant).ownerNode == "node-b")
         #expect(await rig.simulator.observed.peakConnectionsPerAccount[user] == 1)
         await b.shutdown()
         await rig.simulator.stop()
