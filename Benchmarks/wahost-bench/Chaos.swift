@@ -28,6 +28,9 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "Network faults (drops, stream errors, a few terminal ones) applied after the kills, each after up to --cycle-seconds.")
     var networkFaults = 0
 
+    @Option(help: "With one node: new tenants paired after the kills, each with a kill -9 during its pairing.")
+    var pairingKills = 0
+
     @Option(help: "With --nodes: tenants whose every endpoint is called through a node that does not run them, each cycle.")
     var probeTenants = 3
     @Flag(help: "With --nodes: start one node more after the failovers; fails unless it runs a session --join-seconds later (pending: needs balancing).")
@@ -38,6 +41,7 @@ struct Chaos: AsyncParsableCommand {
         guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
+        if pairingKills > 0, nodes > 1 { throw ValidationError("--pairing-kills needs one node") }
     }
 
     func run() async throws {
@@ -54,7 +58,7 @@ struct Chaos: AsyncParsableCommand {
         var broken: [String] = []
         let sent = SentTexts()
         let port: Int
-        let registrationsBefore: Int
+        var registrationsBefore: Int
         let sender: Task<Void, any Error>
         let stopSending = StopFlag()
         var reconnect = (checks: 0, failures: 0)
@@ -76,6 +80,17 @@ struct Chaos: AsyncParsableCommand {
                     reconnect.checks += 1
                     if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnect.failures += 1 }
                 }
+            }
+            if pairingKills > 0 {
+                // The new tenants' registrations are theirs, not re-pairings of the others (those would not connect).
+                let registrations = try await rig.simulatorState()["registrations"] as? Int ?? 0
+                let pairing = try await runPairingKills(rig, server: &server, environment: environment, generator: &generator)
+                registrationsBefore += (try await rig.simulatorState()["registrations"] as? Int ?? 0) - registrations
+                report["pairing_kills"] = pairing.kills
+                report["pairing_kept_after_kill"] = pairing.keptPairing
+                report["pairing_redone_after_kill"] = pairing.pairedAgain
+                broken += pairing.broken.prefix(20).map { "pairing kill: " + $0 }
+                if pairing.kills < pairingKills { broken.append("only \(pairing.kills) of \(pairingKills) pairing kills ran") }
             }
             port = server.port
         } else {

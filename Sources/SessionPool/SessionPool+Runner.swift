@@ -11,7 +11,9 @@ extension SessionPool {
         var clientLogger = logger
         clientLogger[metadataKey: "tenant"] = "\(tenant)"
         let messaging = eventLog.flatMap { log in signalStore.map { ClientMessaging(signalStore: $0(tenant), inbox: EventLogInbox(tenant: tenant, log: log)) } }
-        let client = WhatsAppClient(configuration: clientConfiguration, store: credentialStore(tenant), messaging: messaging, logger: clientLogger)
+        let client = WhatsAppClient(
+            configuration: clientConfiguration, store: credentialStore(tenant), messaging: messaging,
+            pairingAccepted: { [weak self] in await self?.setDesired(.running, for: tenant) }, logger: clientLogger)
         let listener = Task { [weak self] in
             for await event in client.events {
                 guard let self else { return }

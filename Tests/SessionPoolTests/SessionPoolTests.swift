@@ -221,6 +221,33 @@ func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition:
         await rig.simulator.stop()
     }
 
+    @Test func aPairingCutOffWhileItsCredentialsAreStoredIsRestoredOrPairsAgain() async throws {
+        let rig = try await PoolRig.make()
+        let tenant = rig.tenants[0]
+        let gate = Gate()
+        await gate.close()
+        let a = rig.pool(credentials: { PairedSaveGate(base: $0, gate: gate) })
+        await a.startMaintenance()
+        let qr = try #require(try await a.qrCode(for: tenant).qr)
+        // The phone waits for the companion's answer to pair-success, which comes after the credentials are stored.
+        let simulator = rig.simulator
+        let scan = Task { try await simulator.scanQRCode(qr) }
+        // The phone linked the device; the paired credentials are on their way to the disk (a crash may come now).
+        try await waitUntil { await gate.waitingCount == 1 }
+        #expect(try await rig.store.desiredStates()[tenant] == .running, "recorded before the paired credentials are stored")
+        await gate.open()
+        _ = try await scan.value
+        try await waitUntil { await a.status(of: tenant).state == .connected }
+        await a.shutdown()
+        // A new start restores it: it was paired and is wanted running.
+        let b = rig.pool()
+        await b.startMaintenance()
+        try await waitUntil { await b.status(of: tenant).state == .connected }
+        #expect(await rig.simulator.observed.registrations == 1, "no second pairing")
+        await b.shutdown()
+        await rig.simulator.stop()
+    }
+
     @Test func replacedIsTerminalAndNotRetried() async throws {
         let rig = try await PoolRig.make()
         let pool = rig.pool()
@@ -344,4 +371,20 @@ func waitUntil(timeout: Duration = .seconds(15), line: Int = #line, _ condition:
             }
         }
     }
+}
+
+/// The real credential store, whose saves of paired credentials wait at a gate (a crash point during pairing).
+struct PairedSaveGate: CredentialStore {
+    let base: any CredentialStore
+    let gate: Gate
+
+    func load() async throws -> DeviceCredentials? { try await base.load() }
+    func save(_ credentials: DeviceCredentials) async throws {
+        if credentials.isPaired { await gate.pass() }
+        try await base.save(credentials)
+    }
+    func savePreKeys(_ preKeys: [PreKey]) async throws { try await base.savePreKeys(preKeys) }
+    func loadPreKeys() async throws -> [PreKey] { try await base.loadPreKeys() }
+    func removePreKeys(_ ids: Set<UInt32>) async throws { try await base.removePreKeys(ids) }
+    func wipe() async throws { try await base.wipe() }
 }

@@ -71,6 +71,7 @@ extension WhatsAppClient {
             if let id = node.attributes["id"]?.string { try? send(PairSuccess.errorReply(iqID: id, for: error)) }
             return .streamError(code: nil, condition: "pair-success rejected: \(error)")
         }
+        await pairingAccepted?()
         do {
             try await store.save(completion.credentials)
         } catch {

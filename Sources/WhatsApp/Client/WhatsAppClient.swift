@@ -21,6 +21,9 @@ public actor WhatsAppClient {
     let store: any CredentialStore
     /// Where Signal records and received messages go; nil: messages are acked unread (clients that only pair).
     let messaging: ClientMessaging?
+    /// Awaited once the phone's pair-success verified, before the paired credentials are stored (the host records
+    /// that the session should run, so a crash between the two cannot leave a paired session nobody restores).
+    let pairingAccepted: (@Sendable () async -> Void)?
     let logger: Logger
     var credentials: DeviceCredentials?
     /// Moves on at each credential wipe; a write that started before one must not outlive it.
@@ -45,10 +48,14 @@ public actor WhatsAppClient {
     /// Device lists, group members and sender-key holders learned while sending (bounded).
     var sendCaches = SendCaches()
 
-    public init(configuration: WhatsAppClientConfiguration, store: any CredentialStore, messaging: ClientMessaging? = nil, logger: Logger) {
+    public init(
+        configuration: WhatsAppClientConfiguration, store: any CredentialStore, messaging: ClientMessaging? = nil,
+        pairingAccepted: (@Sendable () async -> Void)? = nil, logger: Logger
+    ) {
         self.configuration = configuration
         self.store = store
         self.messaging = messaging
+        self.pairingAccepted = pairingAccepted
         self.logger = logger
         (events, eventSink) = AsyncStream.makeStream(of: WhatsAppEvent.self, bufferingPolicy: .bufferingNewest(64))
     }
