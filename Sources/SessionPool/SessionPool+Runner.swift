@@ -88,7 +88,9 @@ extension SessionPool {
         let actions = session.lifecycle.started(on: configuration.nodeID, status: session.status)
         restoreQueue.clearUnrestorable(tenant)
         let client = session.client
-        session.runner = Task { await self.runLoop(tenant, client: client) }
+        // Detached: a runner started from an HTTP request must not inherit its task-locals, or the server's graceful
+        // shutdown would close the session's WebSocket (WSCore closes on the creating task's); only the pool ends it.
+        session.runner = Task.detached { await self.runLoop(tenant, client: client) }
         sessions[tenant] = session
         remoteLeases[tenant] = nil
         for action in actions { await perform(action, for: tenant) }
