@@ -235,6 +235,7 @@ let package = Package(
             name: "AppTests",
             dependencies: [
                 "App", "Tenancy", "Storage", "TestSupport", "WhatsAppSimulator", "AdminAPI", "WhatsApp", "WABinary", "WahostBasics", "Webhooks",
+                "SessionPool",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -7,7 +7,8 @@ import WahostBasics
 /// (the sealing is the same), checked to open under the tenant, read back, and only then removed from the source.
 ///
 /// Resumable: a tenant left half-moved by an interrupted run is finished by the next one (the copy is idempotent;
-/// nothing is removed from the source before the destination holds the same bytes).
+/// nothing is removed from the source before the destination holds the same bytes). A tenant that stops on a
+/// conflict or an unreadable record is rolled back: the destination keeps no copy of its records, only its own.
 public struct CredentialMigration: Sendable {
     /// Which way the records move.
     public enum Direction: String, Sendable {
@@ -21,10 +22,12 @@ public struct CredentialMigration: Sendable {
         case moved(records: Int)
         /// Nothing of it was left in the source.
         case nothingToMove
-        /// The destination holds other bytes under a name the source has; both are left as they are.
-        case conflict(file: String)
-        /// A record does not open as this tenant's (tampered, moved or another master key); it is left in the source.
-        case unreadable(file: String, reason: String)
+        /// The destination holds other bytes under a name the source has; both are left as they are, and the copies
+        /// of the tenant's other records are removed from the destination again (`removedCopies` of them).
+        case conflict(file: String, removedCopies: Int)
+        /// A record does not open as this tenant's (tampered, moved or another master key); it is left in the source,
+        /// and the copies of the tenant's other records are removed from the destination again.
+        case unreadable(file: String, reason: String, removedCopies: Int)
     }
 
     let services: WahostServices
@@ -64,14 +67,19 @@ public struct CredentialMigration: Sendable {
         let names = try await source.fileNames(of: tenant.name)
         guard !names.isEmpty else { return .nothingToMove }
         let sealer = CredentialSealer(masterKey: services.masterKey)
+        let destinationWasEmpty = try await destination.fileNames(of: tenant.name).isEmpty
         var copied: [(String, [UInt8])] = []
         for name in names {
             guard let sealed = try await source.sealedBytes(file: name, tenant: tenant.name) else { continue }
             do { _ = try sealer.open(sealed, file: name, tenant: tenant.name, instanceID: tenant.instanceID) } catch {
-                return .unreadable(file: name, reason: error.description)
+                let removed = try await removeCopies(of: tenant.name, names: names, from: source, in: destination, wipe: destinationWasEmpty)
+                return .unreadable(file: name, reason: error.description, removedCopies: removed)
             }
             if let existing = try await destination.sealedBytes(file: name, tenant: tenant.name) {
-                guard existing == sealed else { return .conflict(file: name) }
+                guard existing == sealed else {
+                    let removed = try await removeCopies(of: tenant.name, names: names, from: source, in: destination, wipe: destinationWasEmpty)
+                    return .conflict(file: name, removedCopies: removed)
+                }
             } else {
                 try await destination.storeSealed(sealed, file: name, tenant: tenant.name)
             }
@@ -93,10 +101,55 @@ public struct CredentialMigration: Sendable {
         return .moved(records: copied.count)
     }
 
-    /// Tenants with credential files under `auth/` although credentials live in the database: a deployment that
-    /// switched to PostgreSQL without `migrate-credentials`, whose sessions would otherwise look unpaired.
-    public static func tenantsLeftInFiles(_ services: WahostServices) async throws -> [TenantName] {
-        guard services.configuration.effectiveCredentialsLocation == .database else { return [] }
-        return try await services.tenants.listTenants().map(\.name).filter { !services.credentials.files(tenant: $0).isEmpty }
+    /// Rolls a tenant that cannot move back: deletes each destination record holding the very bytes of the source's
+    /// record of that name (this run's copy, or an interrupted run's), so the tenant lives wholly in the source again;
+    /// a destination record with other bytes is never touched. Returns how many were deleted.
+    private func removeCopies(
+        of tenant: TenantName, names: [String], from source: any CredentialFiles, in destination: any CredentialFiles, wipe: Bool
+    ) async throws -> Int {
+        var removed = 0
+        for name in names {
+            guard let sealed = try await source.sealedBytes(file: name, tenant: tenant),
+                try await destination.sealedBytes(file: name, tenant: tenant) == sealed
+            else { continue }
+            try await destination.delete(file: name, tenant: tenant)
+            removed += 1
+        }
+        // A tenant directory this run created goes too (the destination was empty and holds nothing again).
+        if wipe, try await destination.fileNames(of: tenant).isEmpty { try await destination.wipe(tenant: tenant) }
+        return removed
+    }
+
+    /// What `serve` makes of credentials kept where this node does not read them: a refusal when a tenant's records
+    /// are only there (its session would look unpaired), a warning when they are copies next to the ones it reads.
+    public static func startupCheck(_ services: WahostServices) async throws -> (refusal: String?, warning: String?) {
+        let tenants = try await services.tenants.listTenants().map(\.name)
+        switch services.configuration.effectiveCredentialsLocation {
+        case .database:
+            let left = tenants.filter { !services.credentials.files(tenant: $0).isEmpty }
+            guard !left.isEmpty else { return (nil, nil) }
+            return (
+                "\(left.count) tenant(s) have credentials under auth/ but this node keeps credentials in the database (\(listed(left))): "
+                    + "stop every node and run `wahost migrate-credentials --to-database`, or start with --credentials files", nil
+            )
+        case .files:
+            let rows = DatabaseCredentialStore(repository: services.store, masterKey: services.masterKey, fences: nil)
+            var (only, alongside): ([TenantName], [TenantName]) = ([], [])
+            for tenant in tenants {
+                guard try await !rows.fileNames(of: tenant).isEmpty else { continue }
+                if services.credentials.files(tenant: tenant).isEmpty { only.append(tenant) } else { alongside.append(tenant) }
+            }
+            let refusal = only.isEmpty ? nil : "\(only.count) tenant(s) have credentials only in the database but this node keeps credentials "
+                + "in files (\(listed(only))): stop every node and run `wahost migrate-credentials --to-files`, or start with --credentials database"
+            let warning = alongside.isEmpty ? nil : "\(alongside.count) tenant(s) have credential rows in the database next to their files "
+                + "under auth/ (\(listed(alongside))); the files are used. Stop every node and run `wahost migrate-credentials --to-files` "
+                + "to settle them (rows with other bytes than the files are reported as conflicts)"
+            return (refusal, warning)
+        }
+    }
+
+    /// The first few names, for a message.
+    private static func listed(_ tenants: [TenantName]) -> String {
+        tenants.prefix(5).map(\.rawValue).joined(separator: ", ") + (tenants.count > 5 ? ", …" : "")
     }
 }

@@ -42,12 +42,13 @@ struct MigrateCredentialsCommand: AsyncParsableCommand {
                     moved += 1
                     print("moved \(tenant) (\(records) record\(records == 1 ? "" : "s"))")
                 case .nothingToMove: break
-                case .conflict(let file):
+                case .conflict(let file, let removed):
                     failures += 1
-                    print("conflict \(tenant): '\(file)' differs in the destination; left as it is")
-                case .unreadable(let file, let reason):
+                    print("conflict \(tenant): '\(file)' differs in the destination; both left as they are, the tenant stays in the source"
+                        + Self.rolledBack(removed))
+                case .unreadable(let file, let reason, let removed):
                     failures += 1
-                    print("unreadable \(tenant): \(reason); '\(file)' left in the source")
+                    print("unreadable \(tenant): \(reason); '\(file)' left in the source, the tenant stays there" + Self.rolledBack(removed))
                 }
                 fflush(nil)
             }
@@ -60,5 +61,10 @@ struct MigrateCredentialsCommand: AsyncParsableCommand {
             return failures
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// What a failed tenant's rollback did, for its line.
+    static func rolledBack(_ removed: Int) -> String {
+        removed == 0 ? "" : " (\(removed) copied record\(removed == 1 ? "" : "s") removed from the destination again)"
     }
 }

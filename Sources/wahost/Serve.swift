@@ -127,14 +127,12 @@ struct Serve: AsyncParsableCommand {
         }
         do {
             try await NodeIDCheck.ensureFree(services)
-            let left = try await CredentialMigration.tenantsLeftInFiles(services)
-            if !left.isEmpty {
+            let (refusal, warning) = try await CredentialMigration.startupCheck(services)
+            if let refusal {
                 await services.close()
-                let names = left.prefix(5).map(\.rawValue).joined(separator: ", ") + (left.count > 5 ? ", …" : "")
-                throw fail(
-                    "\(left.count) tenant(s) have credentials under auth/ but this node keeps credentials in the database (\(names)): "
-                        + "stop every node and run `wahost migrate-credentials --to-database`, or start with --credentials files", code: 1)
+                throw fail(refusal, code: 1)
             }
+            if let warning { logger.warning("\(warning)") }
         } catch let error as ExitCode {
             throw error
         } catch {

@@ -81,6 +81,90 @@ import WhatsAppSimulator
         #expect(usage.status != 0 && usage.stderr.contains("--to-database"))
     }
 
+    @Test(arguments: ["--to-database", "--to-files"])
+    func aTenantThatCannotMoveLeavesNoCopyInTheDestination(_ direction: String) async throws {
+        let rig = try await APIRig()
+        defer { Task { await rig.stopAll() } }
+        if ExternalTools.postgresEnabled { rig.databaseURL = try await makePostgresDatabase() }
+        for name in ["torn", "clash"] { _ = try await rig.createTenant(name) }
+        var services = try await openServices(rig)
+        let rows = DatabaseCredentialStore(repository: services.store, masterKey: try MasterKey(base64: rig.masterKey), fences: nil)
+        let (source, destination): (any CredentialFiles, any CredentialFiles) =
+            direction == "--to-database" ? (services.credentials, rows) : (rows, services.credentials)
+        let (torn, clash) = (try TenantName("torn"), try TenantName("clash"))
+        func write(_ file: String, of tenant: TenantName, to store: any CredentialFiles) async throws {
+            let instance = try await services.tenants.tenant(named: tenant)?.instanceID
+            try await store.write(Array("\(tenant) \(file)".utf8), file: file, tenant: tenant, instanceID: instance)
+        }
+        // torn: two good records, then one that does not open; clash: the destination has its own 'b.json'.
+        for file in ["a.json", "b.json"] {
+            try await write(file, of: torn, to: source)
+            try await write(file, of: clash, to: source)
+        }
+        try await source.storeSealed(Array(repeating: 7, count: 64), file: "c.json", tenant: torn)
+        try await write("b.json", of: clash, to: destination)
+        let clashOwn = try await destination.sealedBytes(file: "b.json", tenant: clash)
+        let before = [torn: try await sealed(torn, in: source), clash: try await sealed(clash, in: source)]
+        await services.close()
+
+        let result = try await migrate(rig, direction)
+        #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("unreadable torn") && result.stdout.contains("2 copied records removed"), "\(result.stdout)")
+        #expect(result.stdout.contains("conflict clash") && result.stdout.contains("1 copied record removed"), "\(result.stdout)")
+        services = try await openServices(rig)
+        let reopened = DatabaseCredentialStore(repository: services.store, masterKey: try MasterKey(base64: rig.masterKey), fences: nil)
+        let (sourceAfter, destinationAfter): (any CredentialFiles, any CredentialFiles) =
+            direction == "--to-database" ? (services.credentials, reopened) : (reopened, services.credentials)
+        // The source is as it was; the destination holds none of the copies, only its own record.
+        for tenant in [torn, clash] { #expect(try await sealed(tenant, in: sourceAfter) == before[tenant], "\(tenant) intact in the source") }
+        #expect(try await destinationAfter.fileNames(of: torn).isEmpty)
+        if direction == "--to-files" { #expect(!services.credentials.holdsFiles(tenant: torn), "no auth/torn directory left behind") }
+        #expect(try await destinationAfter.fileNames(of: clash) == ["b.json"])
+        #expect(try await destinationAfter.sealedBytes(file: "b.json", tenant: clash) == clashOwn)
+        await services.close()
+    }
+
+    @Test func aFilesNodeRefusesCredentialsOnlyInTheDatabaseAndWarnsOfCopies() async throws {
+        let rig = try await APIRig()
+        defer { Task { await rig.stopAll() } }
+        if ExternalTools.postgresEnabled { rig.databaseURL = try await makePostgresDatabase() }
+        rig.extraEnvironment["WAHOST_CREDENTIALS"] = "files"
+        let (rowsOnly, both) = (try TenantName("rowsonly"), try TenantName("both"))
+        for tenant in [rowsOnly, both] { _ = try await rig.createTenant(tenant.rawValue) }
+        var services = try await openServices(rig)
+        var rows = DatabaseCredentialStore(repository: services.store, masterKey: try MasterKey(base64: rig.masterKey), fences: nil)
+        for (tenant, stores) in [(rowsOnly, [rows]), (both, [rows, services.credentials] as [any CredentialFiles])] {
+            let instance = try await services.tenants.tenant(named: tenant)?.instanceID
+            for store in stores { try await store.write(Array("\(tenant)".utf8), file: "device.json", tenant: tenant, instanceID: instance) }
+        }
+        await services.close()
+
+        // Credentials only in rows: a files node would see the session unpaired; it refuses and names the way out.
+        let refused = try ServerProcess.start(
+            arguments: ["serve", "--port", "\(try freePort())", "--data-dir", rig.dataDirectory], environment: rig.environment)
+        defer { refused.stop() }
+        try await eventually(timeout: .seconds(30), "serve exits") { !refused.process.isRunning }
+        #expect(refused.process.terminationStatus == 1, "\(refused.output)")
+        #expect(refused.output.contains("only in the database") && refused.output.contains("(rowsonly)"), "\(refused.output)")
+        #expect(refused.output.contains("migrate-credentials --to-files") && refused.output.contains("--credentials database"))
+
+        // Rows next to files are copies the node never reads: it starts, and warns.
+        services = try await openServices(rig)
+        rows = DatabaseCredentialStore(repository: services.store, masterKey: try MasterKey(base64: rig.masterKey), fences: nil)
+        try await rows.wipe(tenant: rowsOnly)
+        await services.close()
+        let (server, _) = try await rig.startServer()
+        #expect(server.output.contains("credential rows in the database next to their files under auth/ (both)"), "\(server.output)")
+        await server.stopDetached()
+    }
+
+    /// Every sealed record of `tenant` in `store`, by name.
+    func sealed(_ tenant: TenantName, in store: any CredentialFiles) async throws -> [String: [UInt8]] {
+        var records: [String: [UInt8]] = [:]
+        for name in try await store.fileNames(of: tenant) { records[name] = try await store.sealedBytes(file: name, tenant: tenant) }
+        return records
+    }
+
     func migrate(_ rig: APIRig, _ direction: String) async throws -> ProcessResult {
         try await WahostBinary.runDetached(["migrate-credentials", direction, "--data-dir", rig.dataDirectory], environment: rig.environment)
     }

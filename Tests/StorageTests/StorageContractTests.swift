@@ -245,4 +245,31 @@ import Testing
         #expect(try await store.clusterNodes().isEmpty)
         try await store.close()
     }
+
+    @Test(arguments: Backend.available)
+    func aNewStartEndsAnOlderDrainButNotOneRequestedSinceItBegan(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let first = ClusterNode(nodeID: "node-a", advertiseURL: nil, startedAt: t0, lastBeatAt: t0)
+        _ = try await store.beatNode(first, forgetBefore: t0.addingTimeInterval(-100))
+        // Drained during its first run, then restarted: the new start ends that drain.
+        #expect(try await store.setDrainRequested(true, for: "node-a", at: t0.addingTimeInterval(5)))
+        var second = ClusterNode(nodeID: "node-a", advertiseURL: nil, startedAt: t0.addingTimeInterval(10), lastBeatAt: t0.addingTimeInterval(11))
+        #expect(try await store.beatNode(second, forgetBefore: t0)[0].drainRequested == false)
+        // Restarted again, and drained after that start but before its first beat (the row still shows the old start):
+        // the request was for the new run, so it stands, and the run's later beats keep it.
+        var third = ClusterNode(nodeID: "node-a", advertiseURL: nil, startedAt: t0.addingTimeInterval(20), lastBeatAt: t0.addingTimeInterval(22))
+        #expect(try await store.setDrainRequested(true, for: "node-a", at: t0.addingTimeInterval(21)))
+        #expect(try await store.beatNode(third, forgetBefore: t0)[0].drainRequested)
+        third.lastBeatAt = t0.addingTimeInterval(30)
+        #expect(try await store.beatNode(third, forgetBefore: t0)[0].drainRequested)
+        // A request made at the very start counts for it too; an undrain clears it whatever the times.
+        second.startedAt = t0.addingTimeInterval(40)
+        second.lastBeatAt = t0.addingTimeInterval(41)
+        #expect(try await store.setDrainRequested(true, for: "node-a", at: t0.addingTimeInterval(40)))
+        #expect(try await store.beatNode(second, forgetBefore: t0)[0].drainRequested)
+        #expect(try await store.setDrainRequested(false, for: "node-a", at: t0.addingTimeInterval(42)))
+        #expect(try await store.clusterNodes()[0].drainRequested == false)
+        try await store.close()
+    }
 }

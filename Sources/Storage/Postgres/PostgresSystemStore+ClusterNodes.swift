@@ -15,6 +15,7 @@ extension PostgresSystemStore {
                         ON CONFLICT (node_id) DO UPDATE SET advertise_url = excluded.advertise_url, started_at_ms = excluded.started_at_ms,
                             last_beat_at_ms = excluded.last_beat_at_ms,
                             drain_requested_at_ms = CASE WHEN cluster_nodes.started_at_ms = excluded.started_at_ms
+                                OR cluster_nodes.drain_requested_at_ms >= excluded.started_at_ms
                                 THEN cluster_nodes.drain_requested_at_ms END
                         RETURNING node_id, advertise_url, started_at_ms, last_beat_at_ms, drain_requested_at_ms IS NOT NULL
                     ), forgotten AS (

@@ -66,13 +66,7 @@ extension PostgresSystemStore {
             SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
             WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR SHARE
             """, logger: logger)
-        var leases: [String: SessionLease] = [:]
-        for try await (tenant, node, generation, expires, beat, state, error) in rows.decode((String, String, Int64, Int64, Int64, String, String?).self) {
-            guard let name = try? TenantName(tenant) else { continue }
-            leases[tenant] = SessionLease(
-                tenant: name, nodeID: node, generation: generation, expiresAt: Date(milliseconds: expires), lastBeatAt: Date(milliseconds: beat),
-                state: state, lastError: error)
-        }
+        let leases = Dictionary(try await Self.leases(rows).map { ($0.tenant.rawValue, $0) }, uniquingKeysWith: { $1 })
         return Set(fenced.filter { !$0.element.fence!.holds(over: leases[$0.element.tenant.rawValue]) }.map(\.offset))
     }
 }

@@ -330,15 +330,21 @@ public final class PostgresSystemStore: SystemStore {
     }
 
     private func leases(query: PostgresQuery) async throws(RepositoryError) -> [SessionLease] {
-        let rows = try await run { client, logger in
-            try await collectAll(try await client.query(query, logger: logger).decode((String, String, Int64, Int64, Int64, String, String?).self))
-        }
-        return try rows.map { row throws(RepositoryError) in
+        try await run { client, logger in try await Self.leases(try await client.query(query, logger: logger)) }
+    }
+
+    /// Decodes lease rows (`tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error`), read
+    /// through the client or a transaction's connection.
+    static func leases(_ rows: PostgresRowSequence) async throws -> [SessionLease] {
+        var leases: [SessionLease] = []
+        for try await row in rows.decode((String, String, Int64, Int64, Int64, String, String?).self) {
             guard let tenant = try? TenantName(row.0) else { throw RepositoryError(.corrupt, "invalid tenant name in session_leases") }
-            return SessionLease(
-                tenant: tenant, nodeID: row.1, generation: row.2, expiresAt: Date(milliseconds: row.3),
-                lastBeatAt: Date(milliseconds: row.4), state: row.5, lastError: row.6)
+            leases.append(
+                SessionLease(
+                    tenant: tenant, nodeID: row.1, generation: row.2, expiresAt: Date(milliseconds: row.3),
+                    lastBeatAt: Date(milliseconds: row.4), state: row.5, lastError: row.6))
         }
+        return leases
     }
 
     @discardableResult

@@ -11,6 +11,7 @@ extension SQLiteSystemStore {
                     ON CONFLICT (node_id) DO UPDATE SET advertise_url = excluded.advertise_url, started_at_ms = excluded.started_at_ms,
                         last_beat_at_ms = excluded.last_beat_at_ms,
                         drain_requested_at_ms = CASE WHEN cluster_nodes.started_at_ms = excluded.started_at_ms
+                            OR cluster_nodes.drain_requested_at_ms >= excluded.started_at_ms
                             THEN cluster_nodes.drain_requested_at_ms END
                     """, arguments: [node.nodeID, node.advertiseURL, node.startedAt.milliseconds, node.lastBeatAt.milliseconds])
             try db.execute(

@@ -24,7 +24,7 @@ public struct ClusterNode: Sendable, Equatable {
 
 /// The `cluster_nodes` table: every node's advertised address and heartbeat.
 public protocol ClusterNodeRepository: Sendable {
-    /// Upserts this node's row (a new `startedAt` clears a drain request), deletes other rows silent since
+    /// Upserts this node's row (a new `startedAt` clears a drain request made before it), deletes other rows silent since
     /// `forgetBefore`, and returns every row (one round trip).
     func beatNode(_ node: ClusterNode, forgetBefore: Date) async throws(RepositoryError) -> [ClusterNode]
     /// Deletes the node's row (it stopped on purpose).
@@ -32,6 +32,6 @@ public protocol ClusterNodeRepository: Sendable {
     /// Every row, ordered by node id.
     func clusterNodes() async throws(RepositoryError) -> [ClusterNode]
     /// Asks the node to drain (or to take sessions again); false when no such node has a row. A node's new start
-    /// clears the request.
+    /// clears a request made before that start, not one made at or after it (before the start's first heartbeat).
     func setDrainRequested(_ requested: Bool, for nodeID: String, at now: Date) async throws(RepositoryError) -> Bool
 }
