@@ -176,11 +176,13 @@ struct Chaos: AsyncParsableCommand {
         let duplicated = logged.values.filter { $0 > 1 }.count
         let webhookMissing = receiver.missing(messages.map(\.id))
         let peak = (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0
+        // Every node stopped as an operator would: SIGTERM, and it must exit (its sessions handed over or closed).
+        let hungStops = rig.stopServers()
         let figures: [String: Any] = [
             "connected_at_end": connected, "reconnect_checks": reconnect.checks, "reconnect_failures": reconnect.failures, "re_pairings": repairings,
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
-            "network_faults": network.faults, "sessions_ended": network.terminal.count,
+            "network_faults": network.faults, "sessions_ended": network.terminal.count, "stops_over_30_seconds": hungStops,
         ]
         printJSONLine(report.merging(figures) { $1 })
         broken += network.broken
@@ -188,6 +190,7 @@ struct Chaos: AsyncParsableCommand {
             broken.append("sessions not connected again (\(reconnect.failures) of \(reconnect.checks) checks failed, \(connected) of \(running) at the end)")
         }
         if peak > 1 { broken.append("an account had \(peak) live connections at once") }
+        if hungStops > 0 { broken.append("\(hungStops) serve processes did not exit within 30 s of SIGTERM at the end") }
         if repairings > 0 { broken.append("\(repairings) sessions paired again") }
         if missing > 0 || duplicated > 0 { broken.append("\(missing) messages missing from and \(duplicated) duplicated in the event logs") }
         if webhookMissing > 0 { broken.append("\(webhookMissing) messages never reached the webhook") }

@@ -243,6 +243,9 @@ final class BenchRig: @unchecked Sendable {
     /// The simulator's counters (`/control/state`).
     func simulatorState() async throws -> [String: Any] { try await request("GET", control + "/state").1 }
 
+    /// SIGTERMs every server still running; how many had not exited 30 s later (and were killed).
+    func stopServers() -> Int { servers.filter { !$0.stop() }.count }
+
     func stop() {
         for server in servers { server.stop() }
         simulator.stop()
@@ -290,10 +293,21 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    func stop() {
-        guard process.isRunning else { return }
+    /// SIGTERM, then SIGKILL if the child has not exited 30 s later (a stop must not hang); true if it exited in time.
+    @discardableResult
+    func stop() -> Bool {
+        guard process.isRunning else { return true }
         process.terminate()
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning, Date() < deadline { usleep(50_000) }
+        let exited = !process.isRunning
+        if !exited {
+            let name = process.executableURL?.lastPathComponent ?? "child"
+            FileHandle.standardError.write(Data("bench: \(name) \(pid) did not exit within 30 s of SIGTERM; killed\n".utf8))
+            kill(pid, SIGKILL)
+        }
         process.waitUntilExit()
+        return exited
     }
 }
 

@@ -25,8 +25,11 @@ public func buildApplication(
 public func runServer(services: WahostServices, logger: Logger) async throws {
     let pool = try makeSessionPool(services: services, logger: logger)
     let app = try buildApplication(services: services, pool: pool, logger: logger, runsPool: false)
-    let group = ServiceGroup(configuration: .init(services: [app, pool], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    // The pool hands sessions over at most a lease TTL late; past that and a minute more the process ends anyway.
+    let watchdog = ShutdownWatchdog(limit: pool.leaseTTL + .seconds(60), logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [app, pool, watchdog], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
+    logger.info("server and session pool stopped")
 }
 
 /// Builds the HTTP application around an existing pool (tests keep a handle on it); `runsPool`: the pool runs as one

@@ -151,9 +151,16 @@ extension SessionPool {
         // The caller may be a runner being cancelled (a terminal stop racing a shutdown); the write must still land,
         // or a `replaced` session would be restored on the next start.
         let (records, logger) = (self.records, self.logger)
+        // Refused once another node holds a live lease: a node that was frozen past its lease hears `replaced` from
+        // WhatsApp when the taker logs in, and must not stop the session the taker now runs.
+        let fence = LeaseFence.noOtherLiveHolder(nodeID: configuration.nodeID, now: configuration.clock.now())
         await completing {
-            do { try await records.setDesiredState(state, for: tenant) } catch {
-                logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            do { try await records.setDesiredState(state, for: tenant, fence: fence) } catch {
+                if (error as? RepositoryError)?.kind == .fenced {
+                    logger.notice("another node runs the session now; its desired state is that node's", metadata: ["tenant": "\(tenant)"])
+                } else {
+                    logger.error("cannot record desired session state", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+                }
             }
         }
         markChanged(tenant)

@@ -141,6 +141,7 @@ public actor SessionPool: Service {
         if let eventLog, await !eventLog.flushed(within: .seconds(5)) {
             logger.warning("session events not yet stored at shutdown; the next start records the state it finds")
         }
+        logger.info("session pool stopped")
     }
 
     /// True once every session that should run here was given its first connection attempt.

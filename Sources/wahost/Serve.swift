@@ -173,6 +173,7 @@ struct Serve: AsyncParsableCommand {
             throw fail("\(error)", code: 1)
         }
         await services.close()
+        logger.info("database closed; stopped")
         withExtendedLifetime(identity) {}
     }
 

@@ -44,14 +44,18 @@ enum Moment: String, CaseIterable, Sendable {
     var usesPings: Bool { self == .ping || self == .afterPing }
 }
 
-/// The real system store, with a gate every scan passes right after reading the desired states.
+/// The real system store, with a gate every scan passes right after reading the desired states, and one every lease
+/// renewal passes first.
 struct ObservedRecords: SessionRecordRepository {
     let base: SQLiteSystemStore
     /// Closed, it holds the maintenance scan with what it read (a read that may go stale meanwhile).
     let scans = Gate()
+    /// Closed, it holds the heartbeat's renewal: the node's leases run out while its sessions stay connected (a node
+    /// frozen, as by SIGSTOP, whose sockets the server still sees open).
+    let renewals = Gate()
 
-    func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
-        try await base.setDesiredState(state, for: tenant)
+    func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError) {
+        try await base.setDesiredState(state, for: tenant, fence: fence)
     }
     func desiredStates() async throws(RepositoryError) -> [TenantName: DesiredSessionState] {
         let desired = try await base.desiredStates()
@@ -62,7 +66,8 @@ struct ObservedRecords: SessionRecordRepository {
         try await base.acquireLease(for: tenant, nodeID: nodeID, ttl: ttl, now: now)
     }
     func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError) -> Set<TenantName> {
-        try await base.renewLeases(beats, nodeID: nodeID, ttl: ttl, now: now)
+        await renewals.pass()
+        return try await base.renewLeases(beats, nodeID: nodeID, ttl: ttl, now: now)
     }
     func releaseLease(for tenant: TenantName, nodeID: String, generation: Int64, handOver: Bool) async throws(RepositoryError) {
         try await base.releaseLease(for: tenant, nodeID: nodeID, generation: generation, handOver: handOver)

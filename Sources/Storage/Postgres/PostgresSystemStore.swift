@@ -157,9 +157,18 @@ public final class PostgresSystemStore: SystemStore {
 
     // MARK: SessionRecordRepository
 
-    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
-        try await run { client, logger in
-            try await client.query(
+    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError) {
+        try await transaction { connection, logger in
+            if let fence {
+                // Locked until the write commits, as for sealed records: a takeover's update waits for it.
+                let rows = try await connection.query(
+                    """
+                    SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
+                    WHERE tenant = \(tenant.rawValue) FOR SHARE
+                    """, logger: logger)
+                guard fence.holds(over: try await Self.leases(rows).first) else { throw RepositoryError.leaseLost(tenant) }
+            }
+            try await connection.query(
                 """
                 INSERT INTO session_desired (tenant, desired, updated_at_ms) VALUES (\(tenant.rawValue), \(state.rawValue), \(Date().milliseconds))
                 ON CONFLICT (tenant) DO UPDATE SET desired = excluded.desired, updated_at_ms = excluded.updated_at_ms

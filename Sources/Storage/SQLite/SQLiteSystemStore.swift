@@ -146,8 +146,16 @@ public final class SQLiteSystemStore: SystemStore {
 
     // MARK: SessionRecordRepository
 
-    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
+    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError) {
         try await write { db in
+            // The write transaction is the only writer: no lease changes between this check and the write.
+            if let fence {
+                let lease = try Row.fetchOne(
+                    db, sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases WHERE tenant = ?",
+                    arguments: [tenant.rawValue]
+                ).map { row in try SQLiteSystemStore.lease(from: row) }
+                guard fence.holds(over: lease) else { throw RepositoryError.leaseLost(tenant) }
+            }
             try db.execute(
                 sql: """
                     INSERT INTO session_desired (tenant, desired, updated_at_ms) VALUES (?, ?, ?)

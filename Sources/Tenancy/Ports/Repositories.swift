@@ -58,10 +58,18 @@ public protocol WhatsAppCodeRepository: Sendable {
     func deleteExpiredWhatsAppCodes(at now: Date) async throws(RepositoryError) -> [TenantName]
 }
 
+extension SessionRecordRepository {
+    /// Records the desired state unfenced (operator tools, tests).
+    public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError) {
+        try await setDesiredState(state, for: tenant, fence: nil)
+    }
+}
+
 /// Desired session state and the lease/heartbeat rows that give each session one owner.
 public protocol SessionRecordRepository: Sendable {
-    /// Records whether the tenant's session should run; `.notFound` for an unknown tenant.
-    func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName) async throws(RepositoryError)
+    /// Records whether the tenant's session should run; `.notFound` for an unknown tenant, `.fenced` (nothing written)
+    /// when `fence` does not hold over the tenant's lease row.
+    func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError)
     /// The desired state of every tenant that has one.
     func desiredStates() async throws(RepositoryError) -> [TenantName: DesiredSessionState]
     /// Takes the lease if it is free, expired, or already this node's; nil while another node holds it.
