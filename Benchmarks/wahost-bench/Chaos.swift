@@ -28,6 +28,11 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "Network faults (drops, stream errors, a few terminal ones) applied after the kills, each after up to --cycle-seconds.")
     var networkFaults = 0
 
+    @Option(help: "Storage faults after the kills (one node): system.db locked, the data directory full, PostgreSQL stopped.")
+    var storageFaults = 0
+    @Option(help: "Seconds each storage fault lasts.") var storageFaultSeconds = 30.0
+    @Option(help: "The PGDATA of --database-url's server, for --storage-faults to stop and start it.") var postgresDataDir: String?
+
     @Option(help: "With --nodes: tenants whose every endpoint is called through a node that does not run them, each cycle.")
     var probeTenants = 3
     @Flag(help: "With --nodes: start one node more after the failovers; fails unless it runs a session --join-seconds later (pending: needs balancing).")
@@ -38,6 +43,7 @@ struct Chaos: AsyncParsableCommand {
         guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
+        if storageFaults > 0, nodes > 1 { throw ValidationError("--storage-faults runs with one node") }
     }
 
     func run() async throws {
@@ -58,8 +64,11 @@ struct Chaos: AsyncParsableCommand {
         let sender: Task<Void, any Error>
         let stopSending = StopFlag()
         var reconnect = (checks: 0, failures: 0)
+        let faultable = nodes == 1 && storageFaults > 0 ? Self.faultableDataDirectory(copying: rig.directory) : nil
+        defer { if let faultable { _ = spawnAndWait(["/bin/sh", "-c", "umount -l '\(faultable)' && rmdir '\(faultable)'"]) } }
         if nodes == 1 {
-            var server = try await rig.startServer(extraEnvironment: environment)
+            let dataDirectory = faultable ?? rig.directory
+            var server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
             _ = try await rig.pairAll(port: server.port, concurrency: 8)
             try await rig.waitForPreKeys()
             registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
@@ -71,13 +80,23 @@ struct Chaos: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
                 kill(server.process.pid, SIGKILL)
                 server.process.process.waitUntilExit()
-                server = try await rig.startServer(extraEnvironment: environment)
+                server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
                 if cycle % 5 == 4 {
                     reconnect.checks += 1
                     if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnect.failures += 1 }
                 }
             }
             port = server.port
+            if storageFaults > 0 {
+                let outcome = try await applyStorageFaults(rig, port: port, dataDirectory: dataDirectory, onTmpfs: faultable != nil, generator: &generator)
+                report["storage_faults"] = outcome.faults
+                report["storage_fault_answers"] = outcome.refusals
+                report["storage_fault_wrong_answers"] = outcome.wrong.count
+                report["storage_fault_seconds"] = storageFaultSeconds
+                reconnect.checks += storageFaults
+                reconnect.failures += outcome.reconnectFailures
+                broken += outcome.wrong.prefix(10).map { "during a storage fault: " + $0 }
+            }
         } else {
             environment["WAHOST_LEASE_TTL"] = "\(Self.leaseTTLSeconds)"
             let cluster = ChaosCluster(rig: rig, environment: environment)
