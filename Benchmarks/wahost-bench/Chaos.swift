@@ -64,7 +64,7 @@ struct Chaos: AsyncParsableCommand {
         let sender: Task<Void, any Error>
         let stopSending = StopFlag()
         var reconnect = (checks: 0, failures: 0)
-        let faultable = nodes == 1 && storageFaults > 0 ? Self.faultableDataDirectory(copying: rig.directory) : nil
+        let faultable = nodes == 1 && storageFaults > 0 && databaseURL == nil ? Self.faultableDataDirectory(copying: rig.directory) : nil
         defer { if let faultable { _ = spawnAndWait(["/bin/sh", "-c", "umount -l '\(faultable)' && rmdir '\(faultable)'"]) } }
         if nodes == 1 {
             let dataDirectory = faultable ?? rig.directory

@@ -2,8 +2,8 @@ import Foundation
 import WahostBasics
 
 /// `chaos --storage-faults N`: the system database taken away from a running `serve` for `--storage-fault-seconds`, in
-/// turn: `system.db` locked by another process (`BEGIN EXCLUSIVE`), the data directory's file system full (a tmpfs,
-/// when mounting is permitted), PostgreSQL stopped (with `--database-url` and `--postgres-data-dir`). Peers keep
+/// turn: `system.db` locked by another process (`BEGIN EXCLUSIVE`) and the data directory's file system full (a tmpfs,
+/// when mounting is permitted), or with `--database-url` and `--postgres-data-dir`, PostgreSQL stopped. Peers keep
 /// texting; the API must answer every probe with a success or a clear refusal, and every session must connect again.
 extension Chaos {
     /// What the storage faults came to.
@@ -33,7 +33,7 @@ extension Chaos {
         var outcome = StorageFaultOutcome()
         var kinds: [String] = []
         if databaseURL == nil { kinds.append("sqlite_locked") }
-        if onTmpfs { kinds.append("disk_full") }
+        if onTmpfs, databaseURL == nil { kinds.append("disk_full") }
         if databaseURL != nil, postgresDataDir != nil { kinds.append("postgres_stopped") }
         guard !kinds.isEmpty else { throw BenchError("--storage-faults: no fault applies (PostgreSQL needs --postgres-data-dir)") }
         for index in 0..<storageFaults {
