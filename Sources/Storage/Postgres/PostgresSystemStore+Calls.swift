@@ -23,20 +23,39 @@ extension PostgresSystemStore {
     fileprivate func bounded<T: Sendable>(_ call: @escaping @Sendable () async throws -> T) async throws(RepositoryError) -> T {
         if let refusal = outage.refusal() { throw refusal }
         do {
-            let value = try await Deadline.run(within: callDeadline, call) {
-                RepositoryError(.unavailable, "PostgreSQL did not answer within \($0.components.seconds) s")
-            }
+            let value = try await Deadline.run(within: callDeadline, call) { CallTimedOut(limit: $0) }
             outage.succeeded()
             return value
         } catch {
             let mapped = Self.map(error)
-            outage.failed(mapped)
+            if Self.meansUnreachable(error) { outage.failed(mapped) }
             throw mapped
+        }
+    }
+
+    /// A call the deadline ended.
+    struct CallTimedOut: Error {
+        let limit: Duration
+    }
+
+    /// Whether a failure says the server cannot be reached or is going away (a refused statement does not).
+    static func meansUnreachable(_ error: any Error) -> Bool {
+        switch error {
+        case is CallTimedOut: return true
+        case let error as PostgresTransactionError:
+            return (error.closureError ?? error.beginError ?? error.commitError).map(meansUnreachable) ?? true
+        case let error as PSQLError:
+            // No SQLSTATE: the connection failed. 08: connection exceptions, 57P: shutdown, 53: out of resources.
+            guard let state = error.serverInfo?[.sqlState] else { return true }
+            return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
+        case is RepositoryError: return false
+        default: return true  // the pool's own errors (circuit breaker, shutdown) and the channel's
         }
     }
 
     static func map(_ error: any Error) -> RepositoryError {
         if let error = error as? RepositoryError { return error }
+        if let error = error as? CallTimedOut { return RepositoryError(.unavailable, "PostgreSQL did not answer within \(error.limit.components.seconds) s") }
         if let error = error as? PostgresTransactionError {
             if let inner = error.closureError ?? error.beginError ?? error.commitError { return map(inner) }
             return RepositoryError(.unavailable, "PostgreSQL transaction failed")

@@ -303,8 +303,15 @@ public final class SQLiteSystemStore: SystemStore {
 
     private func failed(_ error: any Error) -> RepositoryError {
         let mapped = Self.map(error)
-        outage.failed(mapped)
+        if Self.meansUnusable(error) { outage.failed(mapped) }
         return mapped
+    }
+
+    /// Whether a failure says the file cannot be used now (locked elsewhere, disk full, I/O), not that a statement was refused.
+    private static func meansUnusable(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        let codes: [ResultCode] = [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_NOMEM, .SQLITE_PROTOCOL]
+        return codes.contains(error.resultCode)
     }
 
     private static func map(_ error: any Error) -> RepositoryError {
