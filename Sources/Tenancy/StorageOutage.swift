@@ -79,7 +79,7 @@ public final class StorageOutage: Sendable {
 extension Logger {
     /// Logs a failed storage call at `level`, or at debug when the database is away (its store logged the outage once).
     public func storageFailure(_ message: @autoclosure () -> Logger.Message, _ error: any Error, level: Logger.Level = .warning, metadata: Logger.Metadata = [:]) {
-        let away = (error as? RepositoryError)?.kind == .unavailable
+        let away = (error as? RepositoryError)?.kind == .unavailable || (error as? TenancyError)?.kind == .storage
         log(level: away ? .debug : level, message(), metadata: metadata.merging(["error": "\(error)"]) { $1 })
     }
 }
