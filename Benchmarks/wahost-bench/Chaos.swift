@@ -30,6 +30,10 @@ struct Chaos: AsyncParsableCommand {
 
     @Option(help: "With one node: new tenants paired after the kills, each with a kill -9 during its pairing.")
     var pairingKills = 0
+    @Option(help: "Storage faults after the kills (one node): system.db locked, the data directory full, PostgreSQL stopped.")
+    var storageFaults = 0
+    @Option(help: "Seconds each storage fault lasts.") var storageFaultSeconds = 30.0
+    @Option(help: "The PGDATA of --database-url's server, for --storage-faults to stop and start it.") var postgresDataDir: String?
 
     @Option(help: "With --nodes: tenants whose every endpoint is called through a node that does not run them, each cycle.")
     var probeTenants = 3
@@ -42,6 +46,7 @@ struct Chaos: AsyncParsableCommand {
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
         if pairingKills > 0, nodes > 1 { throw ValidationError("--pairing-kills needs one node") }
+        if storageFaults > 0, nodes > 1 { throw ValidationError("--storage-faults runs with one node") }
     }
 
     func run() async throws {
@@ -62,8 +67,11 @@ struct Chaos: AsyncParsableCommand {
         let sender: Task<Void, any Error>
         let stopSending = StopFlag()
         var reconnect = (checks: 0, failures: 0)
+        let faultable = nodes == 1 && storageFaults > 0 && databaseURL == nil ? Self.faultableDataDirectory(copying: rig.directory) : nil
+        defer { if let faultable { _ = spawnAndWait(["/bin/sh", "-c", "umount -l '\(faultable)' && rmdir '\(faultable)'"]) } }
         if nodes == 1 {
-            var server = try await rig.startServer(extraEnvironment: environment)
+            let dataDirectory = faultable ?? rig.directory
+            var server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
             _ = try await rig.pairAll(port: server.port, concurrency: 8)
             try await rig.waitForPreKeys()
             registrationsBefore = try await rig.simulatorState()["registrations"] as? Int ?? 0
@@ -75,7 +83,7 @@ struct Chaos: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
                 kill(server.process.pid, SIGKILL)
                 server.process.process.waitUntilExit()
-                server = try await rig.startServer(extraEnvironment: environment)
+                server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
                 if cycle % 5 == 4 {
                     reconnect.checks += 1
                     if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnect.failures += 1 }
@@ -84,7 +92,7 @@ struct Chaos: AsyncParsableCommand {
             if pairingKills > 0 {
                 // The new tenants' registrations are theirs, not re-pairings of the others (those would not connect).
                 let registrations = try await rig.simulatorState()["registrations"] as? Int ?? 0
-                let pairing = try await runPairingKills(rig, server: &server, environment: environment, generator: &generator)
+                let pairing = try await runPairingKills(rig, server: &server, environment: environment, dataDirectory: dataDirectory, generator: &generator)
                 registrationsBefore += (try await rig.simulatorState()["registrations"] as? Int ?? 0) - registrations
                 report["pairing_kills"] = pairing.kills
                 report["pairing_kept_after_kill"] = pairing.keptPairing
@@ -93,6 +101,16 @@ struct Chaos: AsyncParsableCommand {
                 if pairing.kills < pairingKills { broken.append("only \(pairing.kills) of \(pairingKills) pairing kills ran") }
             }
             port = server.port
+            if storageFaults > 0 {
+                let outcome = try await applyStorageFaults(rig, port: port, dataDirectory: dataDirectory, onTmpfs: faultable != nil, generator: &generator)
+                report["storage_faults"] = outcome.faults
+                report["storage_fault_answers"] = outcome.refusals
+                report["storage_fault_wrong_answers"] = outcome.wrong.count
+                report["storage_fault_seconds"] = storageFaultSeconds
+                reconnect.checks += storageFaults
+                reconnect.failures += outcome.reconnectFailures
+                broken += outcome.wrong.prefix(10).map { "during a storage fault: " + $0 }
+            }
         } else {
             environment["WAHOST_LEASE_TTL"] = "\(Self.leaseTTLSeconds)"
             let cluster = ChaosCluster(rig: rig, environment: environment)

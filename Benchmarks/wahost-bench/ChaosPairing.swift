@@ -20,7 +20,8 @@ extension Chaos {
 
     /// Pairs one new tenant per cycle and kills `serve` at a random moment of the pairing; checks, then logs it out.
     func runPairingKills(
-        _ rig: BenchRig, server: inout (process: ChildProcess, port: Int), environment: [String: String], generator: inout SeededGenerator
+        _ rig: BenchRig, server: inout (process: ChildProcess, port: Int), environment: [String: String], dataDirectory: String?,
+        generator: inout SeededGenerator
     ) async throws -> PairingKillReport {
         var report = PairingKillReport()
         for cycle in 0..<pairingKills {
@@ -51,7 +52,7 @@ extension Chaos {
             report.kills += 1
             // A scan the kill cut short links nothing the companion kept; the phone may still have linked the device.
             let linked = await scan.value
-            server = try await rig.startServer(extraEnvironment: environment)
+            server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
             let outcome = try await pairingOutcome(name, auth: auth, port: server.port)
             let line = String(format: "chaos: pairing kill %d at %.2f s after the scan: ", cycle, delay) + "linked \(linked ?? "nothing"), then \(outcome)\n"
             FileHandle.standardError.write(Data(line.utf8))

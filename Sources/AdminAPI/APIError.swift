@@ -53,12 +53,17 @@ public struct APIError: HTTPResponseError, Sendable {
             var error = APIError(.tooManyRequests, "locked_out", "too many failed attempts; try again later")
             error.headers[.retryAfter] = String(max(1, Int(until.timeIntervalSinceNow.rounded(.up))))
             return error
-        case .unavailable: return APIError(.serviceUnavailable, "storage_unavailable", "credential store unavailable")
+        case .unavailable: return storageUnavailable("credential store unavailable")
         case .busy:
             var error = APIError(.serviceUnavailable, "busy", "too many sign-ins in progress; try again shortly")
             error.headers[.retryAfter] = "1"
             return error
         }
+    }
+
+    /// The database is away: a 503 with the `retry_after` of ``StorageOutage/retryAfterSeconds``.
+    static func storageUnavailable(_ message: String = "the database is unavailable") -> APIError {
+        APIError(.serviceUnavailable, "storage_unavailable", message, retryAfter: StorageOutage.retryAfterSeconds)
     }
 
     /// Seconds a `not_owned_here` caller waits: by then this node has read the leases again and forwards, or runs the session.
@@ -72,7 +77,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .moving: APIError(.serviceUnavailable, "session_moving", error.message, retryAfter: 1)
         case .upstreamUnavailable: APIError(.serviceUnavailable, "upstream_unavailable", error.message)
         case .invalidInput: APIError(.unprocessableContent, "invalid_input", error.message)
-        case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message)
+        case .unavailable: APIError(.serviceUnavailable, "unavailable", error.message, retryAfter: StorageOutage.retryAfterSeconds)
         case .invalidRecipient: APIError.badRequest("invalid_recipient", error.message)
         case .notOnWhatsApp: APIError(.notFound, "not_on_whatsapp", error.message)
         case .upstreamTimeout: APIError(.gatewayTimeout, "whatsapp_timeout", error.message)
@@ -87,7 +92,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case let error as AuthenticationError: from(error)
         case let error as SessionPoolError: from(error)
         case let error as TenancyError: from(error)
-        default: APIError(.serviceUnavailable, "unavailable", "temporarily unavailable")
+        case let error as RepositoryError where error.kind == .unavailable: storageUnavailable()
+        default: APIError(.serviceUnavailable, "unavailable", "temporarily unavailable", retryAfter: StorageOutage.retryAfterSeconds)
         }
     }
 
@@ -96,7 +102,7 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.kind {
         case .tenantExists: APIError(.conflict, "tenant_exists", "a tenant with this name exists")
         case .tenantNotFound: unknownTenant
-        case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        case .storage: storageUnavailable()
         case .hashing: APIError(.serviceUnavailable, "unavailable", "cannot hash the token right now")
         case .credentialsRemain: APIError(.conflict, "credentials_remain", error.description)
         case .invalidNumber: APIError.badRequest("invalid_mfa_number", error.description)
@@ -130,6 +136,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         } catch let error as any HTTPResponseError {
             throw APIError(error.status, Self.code(for: error.status), Self.message(for: error.status))
+        } catch let error as RepositoryError where error.kind == .unavailable {
+            throw APIError.storageUnavailable()
         } catch is DecodingError {
             throw APIError.badRequest("invalid_json", "the request body is not the expected JSON")
         } catch {

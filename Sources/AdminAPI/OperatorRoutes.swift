@@ -238,7 +238,7 @@ struct OperatorRoutes {
         let node = context.parameters.get("node") ?? ""
         let found: Bool
         do { found = try await cluster.setDrainRequested(requested, for: node, at: Date()) } catch {
-            throw APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+            throw APIError.storageUnavailable()
         }
         guard found else { throw APIError(.notFound, "node_not_found", "no node with this id has a row") }
         await SessionActions(dependencies: dependencies).audit(
@@ -255,7 +255,7 @@ struct OperatorRoutes {
             rows = try await cluster.clusterNodes()
             leases = try await cluster.leases()
         } catch {
-            throw APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+            throw APIError.storageUnavailable()
         }
         let now = Date()
         let held = Dictionary(grouping: leases.filter { $0.expiresAt > now }, by: \.nodeID).mapValues(\.count)

@@ -137,7 +137,7 @@ struct WebhookRoutes {
                 ? APIError.badRequest("webhook_url_forbidden", "\(error) (serve --allow-private-webhooks allows it)")
                 : APIError.badRequest("webhook_url_invalid", error.description)
         case .invalidEvents(let text): APIError.badRequest("invalid_events", text)
-        case .storage: APIError(.serviceUnavailable, "storage_unavailable", "the database is unavailable")
+        case .storage: APIError.storageUnavailable()
         }
     }
 }

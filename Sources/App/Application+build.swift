@@ -77,7 +77,7 @@ public func buildRouter(
                 try await store.ping()
                 return true
             } catch {
-                logger.warning("readiness check failed", metadata: ["error": "\(error)"])
+                logger.storageFailure("readiness check failed", error)
                 return false
             }
         },

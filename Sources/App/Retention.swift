@@ -70,7 +70,7 @@ public struct LogRetention: Service {
             let deleted = try await trim(cutoff)
             if deleted > 0 { logger.info("\(name) trimmed", metadata: ["deleted": "\(deleted)"]) }
         } catch {
-            logger.warning("\(name) trim failed", metadata: ["error": "\(error)"])
+            logger.storageFailure("\(name) trim failed", error)
         }
     }
 }

@@ -46,7 +46,7 @@ public final class EventLogWriter: Sendable {
         drain = Task {
             for await _ in wakes {
                 while let batch = Self.takeBatch(shared) {
-                    await Self.append(batch, repository: repository, logger: logger)
+                    await Self.append(batch, repository: repository, logger: logger, shared: shared)
                     Self.finishBatch(batch, shared)
                 }
             }
@@ -152,6 +152,16 @@ public final class EventLogWriter: Sendable {
         }
     }
 
+    /// Every pending entry, if one of them waits for its ids (in order, so the log keeps the order of the calls).
+    private static func takeIfDurableWaits(_ shared: Shared) -> [Entry]? {
+        shared.state.withLock { state -> [Entry]? in
+            guard state.pending.contains(where: { $0.waiter != nil }) else { return nil }
+            defer { state.pending.removeAll() }
+            state.inFlight += state.pending.reduce(0) { $0 + $1.events.count }
+            return state.pending
+        }
+    }
+
     private static func finishBatch(_ batch: [Entry], _ shared: Shared) {
         shared.state.withLock { $0.inFlight = 0 }
         wake(readersOf: Set(batch.flatMap { $0.events.map(\.tenant) }), shared)
@@ -165,7 +175,7 @@ public final class EventLogWriter: Sendable {
     /// One transaction for the batch. While the database is away, the durable appends in it fail at once (their
     /// callers do not acknowledge) and the recorded events are retried with backoff until the writer is cancelled.
     /// When a row is refused (a deleted tenant), each call alone, so only the refused ones fail or are dropped.
-    private static func append(_ batch: [Entry], repository: any EventLogRepository, logger: Logger) async {
+    private static func append(_ batch: [Entry], repository: any EventLogRepository, logger: Logger, shared: Shared) async {
         var entries = batch
         var delay = Duration.milliseconds(100)
         while !entries.isEmpty {
@@ -187,8 +197,17 @@ public final class EventLogWriter: Sendable {
                     return
                 }
                 guard !entries.isEmpty else { return }
-                logger.warning("event log write failed; retrying", metadata: ["error": "\(error)", "delay_ms": "\(delay.wholeMilliseconds)"])
-                try? await Task.sleep(for: delay)
+                logger.storageFailure("event log write failed; retrying", error, metadata: ["delay_ms": "\(delay.wholeMilliseconds)"])
+                // A durable append queued meanwhile is tried at once, with what waits before it: its caller (a received
+                // message's ack) must get an answer now, not after the outage.
+                let resume = ContinuousClock.now + delay
+                while ContinuousClock.now < resume, !Task.isCancelled {
+                    if let queued = takeIfDurableWaits(shared) {
+                        entries += queued
+                        break
+                    }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
                 delay = min(delay * 2, .seconds(10))
             }
         }

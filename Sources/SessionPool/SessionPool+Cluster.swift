@@ -53,7 +53,7 @@ extension SessionPool {
             let rows = try await nodes.beatNode(row, forgetBefore: now.addingTimeInterval(-Self.forgottenNodeAge))
             remember(rows)
         } catch {
-            logger.warning("cannot record the node heartbeat", metadata: ["error": "\(error)"])
+            logger.storageFailure("cannot record the node heartbeat", error)
         }
     }
 

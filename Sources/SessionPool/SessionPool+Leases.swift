@@ -41,7 +41,7 @@ extension SessionPool {
                 await stopRunner(tenant, finalState: .stopped, leaseLost: true)
             }
         } catch {
-            logger.error("lease renewal failed", metadata: ["error": "\(error)", "sessions": "\(beats.count)"])
+            logger.storageFailure("lease renewal failed", error, level: .error, metadata: ["sessions": "\(beats.count)"])
             // Fence before the leases can expire: another node may take them over, so stop connecting here.
             guard configuration.clock.now().timeIntervalSince(lastRenewal) > (configuration.leaseTTL * 2 / 3).timeInterval else { return }
             for tenant in sessions.keys where sessions[tenant]?.runner != nil {
@@ -81,7 +81,7 @@ extension SessionPool {
             desired = try await records.desiredStates()
             leases = try await records.leases()
         } catch {
-            logger.error("cannot read session records", metadata: ["error": "\(error)"])
+            logger.storageFailure("cannot read session records", error, level: .error)
             return
         }
         let now = configuration.clock.now()
@@ -134,7 +134,7 @@ extension SessionPool {
             try await claimAndStart(tenant, unchangedSince: readAt)
         } catch {
             arriving.remove(tenant)
-            if error.kind != .ownedElsewhere { logger.warning("restore failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"]) }
+            if error.kind != .ownedElsewhere { logger.storageFailure("restore failed", error, metadata: ["tenant": "\(tenant)"]) }
             return
         }
         _ = await waitForStatus(of: tenant, timeout: configuration.leaseTTL) { $0.state != .connecting }

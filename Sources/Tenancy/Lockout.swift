@@ -60,6 +60,21 @@ public actor LockoutTracker {
         return .counted(locking: locking)
     }
 
+    /// Takes back an attempt counted by ``beginAttempt(_:now:)`` at `now` that ended without an answer (the database
+    /// was away): neither a failure nor, if it reached the limit, the lockout it started.
+    public func withdrawAttempt(_ keys: [String], now: Date) {
+        for key in keys {
+            guard var entry = entries[key] else { continue }
+            if entry.failures.isEmpty, entry.lockedUntil == now.addingTimeInterval(policy.lockoutDuration.timeInterval) {
+                entry.lockedUntil = nil
+                entry.failures = Array(repeating: now, count: max(0, policy.maximumFailures - 1))
+            } else if let index = entry.failures.lastIndex(of: now) {
+                entry.failures.remove(at: index)
+            }
+            entries[key] = entry
+        }
+    }
+
     /// Records a failure; returns the lockout end if this failure locked the key.
     @discardableResult
     public func recordFailure(_ key: String, now: Date) -> Date? {

@@ -13,9 +13,10 @@ extension TenantDirectory {
             try await failCheaply(addressKey, action: "auth.token_invalid", clientAddress: clientAddress)
         }
         let keys = [addressKey, Self.tenantKey(tenant)]
-        let locking = try await begin(keys)
+        let attempt = try await begin(keys)
+        let locking = attempt.locking
         let storedHash: String?
-        do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw AuthenticationError(.unavailable) }
+        do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw await unavailable(attempt) }
         guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
             await auditFailure("auth.token_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.tokenInvalid)
@@ -37,9 +38,10 @@ extension TenantDirectory {
             try await failCheaply(addressKey, action: "auth.operator_token_invalid", clientAddress: clientAddress)
         }
         let keys = [addressKey, Self.operatorKey]
-        let locking = try await begin(keys)
+        let attempt = try await begin(keys)
+        let locking = attempt.locking
         let storedHash: String?
-        do { storedHash = try await repositories.operatorTokenHash() } catch { throw AuthenticationError(.unavailable) }
+        do { storedHash = try await repositories.operatorTokenHash() } catch { throw await unavailable(attempt) }
         guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
             await auditFailure("auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.tokenInvalid)
@@ -57,9 +59,10 @@ extension TenantDirectory {
             if stored == nil { return }
             throw AuthenticationError(.otpRequired)
         }
-        let locking = try await begin(keys)
+        let attempt = try await begin(keys)
+        let locking = attempt.locking
         let stored: StoredOTPSecret?
-        do { stored = try await repositories.otpSecret(for: tenant) } catch { throw AuthenticationError(.unavailable) }
+        do { stored = try await repositories.otpSecret(for: tenant) } catch { throw await unavailable(attempt) }
         guard let stored else {
             for key in keys { await lockout.recordSuccess(key) }
             return
@@ -78,7 +81,7 @@ extension TenantDirectory {
             throw AuthenticationError(.otpInvalid)
         }
         let fresh: Bool
-        do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
+        do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw await unavailable(attempt) }
         guard fresh else {
             await auditFailure("auth.otp_replayed", tenant: tenant, clientAddress: clientAddress, locking: locking)
             throw AuthenticationError(.otpInvalid)
@@ -100,12 +103,26 @@ extension TenantDirectory {
         return matches
     }
 
+    /// An attempt counted against its keys at `at`; `locking` if it reached the limit.
+    private struct Attempt {
+        let keys: [String]
+        let at: Date
+        let locking: Bool
+    }
+
     /// Counts the attempt against every key before anything else happens; throws if one is locked.
-    private func begin(_ keys: [String]) async throws(AuthenticationError) -> Bool {
-        switch await lockout.beginAttempt(keys, now: now()) {
+    private func begin(_ keys: [String]) async throws(AuthenticationError) -> Attempt {
+        let at = now()
+        switch await lockout.beginAttempt(keys, now: at) {
         case .refused(let until): throw AuthenticationError(.lockedOut(until: until))
-        case .counted(let locking): return locking
+        case .counted(let locking): return Attempt(keys: keys, at: at, locking: locking)
         }
+    }
+
+    /// The database did not answer: the attempt is taken back (an outage must not lock anyone out), then refused.
+    private func unavailable(_ attempt: Attempt) async -> AuthenticationError {
+        await lockout.withdrawAttempt(attempt.keys, now: attempt.at)
+        return AuthenticationError(.unavailable)
     }
 
     private func refuseIfLocked(_ key: String) async throws(AuthenticationError) {
@@ -114,8 +131,8 @@ extension TenantDirectory {
 
     /// A malformed token: refused without a database read or argon2, counted against the client only.
     private func failCheaply(_ addressKey: String, action: String, clientAddress: String) async throws(AuthenticationError) -> Never {
-        let locking = try await begin([addressKey])
-        await auditFailure(action, tenant: nil, clientAddress: clientAddress, locking: locking)
+        let attempt = try await begin([addressKey])
+        await auditFailure(action, tenant: nil, clientAddress: clientAddress, locking: attempt.locking)
         throw AuthenticationError(.tokenInvalid)
     }
 

@@ -72,7 +72,7 @@ public final class WebhookDeliverer: Service, Sendable {
         // The due list includes this node's own claims (in flight, or left by a crash before a restart): ask for a
         // full window.
         do { due = try await repository.dueWebhooks(at: now(), node: node, limit: concurrency) } catch {
-            logger.warning("webhook queue not readable", metadata: ["error": "\(error)"])
+            logger.storageFailure("webhook queue not readable", error)
             return []
         }
         var chosen: [StoredWebhook] = []
@@ -95,13 +95,13 @@ public final class WebhookDeliverer: Service, Sendable {
         let claimedUntil = now().addingTimeInterval(claimDuration.timeInterval)
         let claimed: StoredWebhook?
         do { claimed = try await repository.claimWebhook(for: due.tenant, node: node, until: claimedUntil, now: now()) } catch {
-            logger.warning("webhook not readable", metadata: ["tenant": "\(due.tenant)", "error": "\(error)"])
+            logger.storageFailure("webhook not readable", error, metadata: ["tenant": "\(due.tenant)"])
             return
         }
         guard let webhook = claimed else { return }
         let restUntil = await deliver(Turn(webhook: webhook, claimedUntil: claimedUntil))
         do { try await repository.releaseWebhook(for: webhook.tenant, node: node, until: restUntil) } catch {
-            logger.warning("webhook claim not released", metadata: ["tenant": "\(webhook.tenant)", "error": "\(error)"])
+            logger.storageFailure("webhook claim not released", error, metadata: ["tenant": "\(webhook.tenant)"])
         }
     }
 
@@ -121,7 +121,7 @@ public final class WebhookDeliverer: Service, Sendable {
             try await deliverQueued(turn, secret: secret, url: url)
             if webhook.nextAttemptAt <= now() { try await deliverStream(turn, secret: secret, url: url) }
         } catch {
-            logger.warning("webhook delivery state not stored", metadata: ["tenant": "\(webhook.tenant)", "error": "\(error)"])
+            logger.storageFailure("webhook delivery state not stored", error, metadata: ["tenant": "\(webhook.tenant)"])
         }
         return now()
     }

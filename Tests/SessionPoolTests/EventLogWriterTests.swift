@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SessionPool
 import Storage
+import Synchronization
 import Tenancy
 import TestSupport
 import Testing
@@ -74,5 +75,38 @@ import Testing
         await #expect(throws: RepositoryError.self) {
             try await writer.append([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}", dedupeKey: "message:M1")])
         }
+    }
+
+    @Test func aDurableAppendIsAnsweredWhileRecordedEventsWaitOutALock() async throws {
+        let path = try makeTemporaryDirectory() + "/system.db"
+        let store = try SQLiteSystemStore(path: path, busyTimeout: 0.2)
+        let acme = try TenantName("acme")
+        try await store.createTenant(Tenant(name: acme, createdAt: Date(), mfaEnabled: false), adminTokenHash: "x", otpSecret: nil)
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        let lock = try SQLiteLockHolder(path: path)
+        writer.record(NewTenantEvent(tenant: acme, type: "session", at: Date(), data: #"{"state":"connected"}"#, dedupeKey: nil))
+        // The recorded event fails and is retried with backoff; a durable append queued behind it must not wait for that.
+        try await Task.sleep(for: .seconds(1))
+        let released = Mutex(false)
+        let safety = Task {
+            try await Task.sleep(for: .seconds(30))
+            released.withLock { $0 = true }
+            lock.release()
+        }
+        await #expect(throws: RepositoryError.self) {
+            try await writer.append([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}", dedupeKey: "message:M1")])
+        }
+        #expect(!released.withLock { $0 }, "the durable append was answered while the lock was held")
+        safety.cancel()
+        if !released.withLock({ $0 }) { lock.release() }
+        // The store lets one write a second probe the database while it is known to be away.
+        var stored: [Int64?] = []
+        for _ in 0..<50 where stored.isEmpty {
+            stored = (try? await writer.append([NewTenantEvent(tenant: acme, type: "message", at: Date(), data: "{}", dedupeKey: "message:M1")])) ?? []
+            if stored.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(stored.count == 1 && stored[0] != nil, "stored once the lock is gone")
+        #expect(await writer.flushed(within: .seconds(30)))
+        #expect(try await store.events(of: acme, after: 0, limit: 10).map(\.type) == ["session", "message"], "the recorded event kept its place")
     }
 }

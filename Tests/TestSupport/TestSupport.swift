@@ -118,3 +118,34 @@ public func runProcessDetached(
         }.start()
     }
 }
+
+/// Another process holding `BEGIN EXCLUSIVE` on an SQLite file until it is released (python's sqlite3).
+public final class SQLiteLockHolder: @unchecked Sendable {
+    private let process = Process()
+    private let input = Pipe()
+
+    /// Takes the lock and returns once it is held.
+    public init(path: String) throws {
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+            db.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            sys.stdin.readline()
+            db.execute("ROLLBACK")
+            """
+        process.arguments = ["python3", "-c", script, path]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        guard line.hasPrefix("locked") else { throw TestSupportError("could not lock \(path)") }
+    }
+
+    public func release() {
+        input.fileHandleForWriting.write(Data("\n".utf8))
+        process.waitUntilExit()
+    }
+}

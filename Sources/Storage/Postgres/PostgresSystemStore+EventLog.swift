@@ -7,9 +7,8 @@ extension PostgresSystemStore {
         guard !events.isEmpty else { return [] }
         // Tenants in name order (each tenant's events keep theirs), so two batches never lock sequence rows crosswise.
         let order = events.indices.sorted { (events[$0].tenant.rawValue, $0) < (events[$1].tenant.rawValue, $1) }
-        var ids = [Int64?](repeating: nil, count: events.count)
-        try await transaction { connection, logger in
-            ids = [Int64?](repeating: nil, count: events.count)
+        return try await transaction { connection, logger in
+            var ids = [Int64?](repeating: nil, count: events.count)
             for index in order {
                 let event = events[index]
                 // Lock the tenant's sequence row first: a concurrent append of the same dedupe key waits here,
@@ -37,8 +36,8 @@ extension PostgresSystemStore {
                     """, logger: logger)
                 ids[index] = id
             }
+            return ids
         }
-        return ids
     }
 
     public func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {

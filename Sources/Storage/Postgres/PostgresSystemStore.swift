@@ -8,20 +8,31 @@ import WahostBasics
 
 /// The system database on PostgreSQL through postgres-nio, selected by a `postgres://` URL; several nodes may share it.
 public final class PostgresSystemStore: SystemStore {
-    private let client: PostgresClient
+    let client: PostgresClient
     private let runTask: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
+    /// Reports outages once and fails calls fast while the database is away.
+    let outage: StorageOutage
+    /// The longest one call may wait for the database.
+    let callDeadline: Duration
 
     /// Connects to the database named by `url`, applies pending migrations and checks the connection.
-    public init(url: PostgresURL, logger: Logger = Logger(label: "wahost.storage.postgres")) async throws(RepositoryError) {
+    public init(
+        url: PostgresURL, callDeadline: Duration = .seconds(5), logger: Logger = Logger(label: "wahost.storage.postgres")
+    ) async throws(RepositoryError) {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
             tls: url.clientTLS)
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(10)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The client logs each failed connection attempt at info; an outage is reported once by `outage` instead.
+        var backgroundLogger = logger
+        backgroundLogger.logLevel = max(logger.logLevel, .notice)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: backgroundLogger)
         self.client = client
         self.logger = logger
+        self.callDeadline = callDeadline
+        self.outage = StorageOutage(backend: "postgres", logger: logger)
         self.runTask = Task { await client.run() }
         do {
             try await PostgresMigrations.apply(on: client, logger: logger)
@@ -255,7 +266,7 @@ public final class PostgresSystemStore: SystemStore {
 
     public func leaseHandovers() -> AsyncStream<TenantName>? {
         let (stream, continuation) = AsyncStream.makeStream(of: TenantName.self, bufferingPolicy: .bufferingNewest(4096))
-        let (client, logger) = (self.client, self.logger)
+        let (client, logger, outage) = (self.client, self.logger, self.outage)
         let listener = Task {
             while !Task.isCancelled {
                 do {
@@ -268,7 +279,9 @@ public final class PostgresSystemStore: SystemStore {
                     }
                 } catch {
                     if Task.isCancelled { break }
-                    logger.warning("listening for lease handovers failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                    // During an outage the store has said so once; the listener just retries.
+                    let level: Logger.Level = outage.isUnavailable ? .debug : .warning
+                    logger.log(level: level, "listening for lease handovers failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 }
                 try? await Task.sleep(for: .seconds(1))
             }
@@ -356,41 +369,11 @@ public final class PostgresSystemStore: SystemStore {
         return leases
     }
 
-    @discardableResult
-    func run<T: Sendable>(_ body: (PostgresClient, Logger) async throws -> T) async throws(RepositoryError) -> T {
-        do { return try await body(client, logger) } catch { throw Self.map(error) }
-    }
+}
 
-    @discardableResult
-    func transaction<T: Sendable>(_ body: (PostgresConnection, Logger) async throws -> T) async throws(RepositoryError) -> T {
-        let logger = self.logger
-        do { return try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) } } catch {
-            throw Self.map(error)
-        }
-    }
-
-    /// Reads a decoded row sequence to the end.
-    func collectAll<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
-        var elements: [S.Element] = []
-        for try await element in sequence { elements.append(element) }
-        return elements
-    }
-
-    static func map(_ error: any Error) -> RepositoryError {
-        if let error = error as? RepositoryError { return error }
-        if let error = error as? PostgresTransactionError {
-            if let inner = error.closureError ?? error.beginError ?? error.commitError { return map(inner) }
-            return RepositoryError(.unavailable, "PostgreSQL transaction failed")
-        }
-        if let error = error as? PSQLError {
-            switch error.serverInfo?[.sqlState] {
-            case "23505": return RepositoryError(.conflict, "row already exists")
-            case "23503": return RepositoryError(.notFound, "referenced tenant does not exist")
-            default:
-                let message = error.serverInfo?[.message] ?? "\(error.code)"
-                return RepositoryError(.unavailable, "PostgreSQL: \(message)")
-            }
-        }
-        return RepositoryError(.unavailable, "PostgreSQL: \(error)")
-    }
+/// Reads a decoded row sequence to the end.
+func collectAll<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
+    var elements: [S.Element] = []
+    for try await element in sequence { elements.append(element) }
+    return elements
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Tenancy
 import WahostBasics
 
@@ -8,12 +9,15 @@ public final class SQLiteSystemStore: SystemStore {
     private let pool: DatabasePool
     /// The database file.
     public let path: String
+    /// Reports outages (a lock held elsewhere, a full disk) once and fails writes fast while they last.
+    let outage: StorageOutage
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    public init(path: String) throws(RepositoryError) {
+    public init(path: String, busyTimeout: TimeInterval = 5, logger: Logger = Logger(label: "wahost.storage.sqlite")) throws(RepositoryError) {
         self.path = path
+        outage = StorageOutage(backend: "sqlite", logger: logger)
         var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(busyTimeout)
         configuration.label = "wahost.system"
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -284,16 +288,38 @@ public final class SQLiteSystemStore: SystemStore {
         """
 
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
-        do { return try await pool.read(body) } catch { throw Self.map(error) }
+        do { return try await pool.read(body) } catch { throw failed(error) }
     }
 
     /// A read made of one statement, which SQLite runs atomically: no deferred transaction around it.
     func readOneStatement<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
-        do { return try await pool.unsafeRead(body) } catch { throw Self.map(error) }
+        do { return try await pool.unsafeRead(body) } catch { throw failed(error) }
     }
 
+    /// A write; while writes fail (the file locked by another process, the disk full) they fail at once but for a
+    /// probe a second, instead of each waiting out the busy timeout in the one writer's queue. Reads go on meanwhile.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(RepositoryError) -> T {
-        do { return try await pool.write(body) } catch { throw Self.map(error) }
+        if let refusal = outage.refusal() { throw refusal }
+        do {
+            let value = try await pool.write(body)
+            outage.succeeded()
+            return value
+        } catch {
+            throw failed(error)
+        }
+    }
+
+    private func failed(_ error: any Error) -> RepositoryError {
+        let mapped = Self.map(error)
+        if Self.meansUnusable(error) { outage.failed(mapped) }
+        return mapped
+    }
+
+    /// Whether a failure says the file cannot be used now (locked elsewhere, disk full, I/O), not that a statement was refused.
+    private static func meansUnusable(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        let codes: [ResultCode] = [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_NOMEM, .SQLITE_PROTOCOL]
+        return codes.contains(error.resultCode)
     }
 
     private static func map(_ error: any Error) -> RepositoryError {
