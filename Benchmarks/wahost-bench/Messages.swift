@@ -26,6 +26,8 @@ struct Messages: AsyncParsableCommand {
         try await rig.waitForPreKeys()
 
         // Inbound: the ack reaches the simulator only after the event is stored, so send→ack bounds the event latency.
+        let cpuBeforeInbound = try cpuSeconds(pid: server.process.pid)
+        let simulatorCPUBefore = try cpuSeconds(pid: rig.simulator.pid)
         let (status, started) = try await request("POST", rig.control + "/load", body: ["perAccount": perSession, "rate": rate])
         guard status == 200, let queued = started["queued"] as? Int else { throw BenchError("load did not start: \(status) \(started)") }
         var report: [String: Any] = [:]
@@ -38,10 +40,15 @@ struct Messages: AsyncParsableCommand {
         let acked = report["acked"] as? Int ?? 0
         let inboundSeconds = report["seconds"] as? Double ?? 0
 
+        let inboundCPU = try cpuSeconds(pid: server.process.pid) - cpuBeforeInbound
+        let simulatorInboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore
+
         // Outbound: each session answers its peer (an established session: one `msg` per text).
         let outboundStart = ContinuousClock.now
         let sent = try await sendAll(rig, port: server.port)
         let outboundSeconds = seconds(ContinuousClock.now - outboundStart)
+        let outboundCPU = try cpuSeconds(pid: server.process.pid) - cpuBeforeInbound - inboundCPU
+        let simulatorOutboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore - simulatorInboundCPU
         let memory = try memoryBytes(pid: server.process.pid)
         printJSONLine([
             "benchmark": "messages", "count": count, "inbound_messages": queued, "inbound_acked": acked,
@@ -52,6 +59,13 @@ struct Messages: AsyncParsableCommand {
             "outbound_messages": count * outboundPerSession, "outbound_sent": sent,
             "outbound_per_second": outboundSeconds > 0 ? (Double(sent) / outboundSeconds).rounded() : 0,
             "rss_bytes": memory.rss, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
+            // CPU of `serve` per message (the machine may be shared: this is steadier than the rates), and its load.
+            "inbound_cpu_ms_per_message": acked > 0 ? (inboundCPU * 1e5 / Double(acked)).rounded() / 100 : 0,
+            "outbound_cpu_ms_per_message": sent > 0 ? (outboundCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
+            // The simulator's share (its peers encrypt before the clock starts, and decrypt what wahost sends).
+            "simulator_inbound_cpu_seconds": (simulatorInboundCPU * 100).rounded() / 100,
+            "simulator_outbound_cpu_ms_per_message": sent > 0 ? (simulatorOutboundCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
+            "load_average_1m": (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).flatMap { Double($0.split(separator: " ")[0]) } ?? 0,
         ])
     }
 

@@ -32,6 +32,8 @@ public struct WahostServices: Sendable {
     public var dashboardSignIns: DashboardSignIns { DashboardSignIns(repository: store, masterKey: masterKey) }
     /// Group-commits the tenants' Signal record writes (one per process).
     let sealedRecordWriter: SealedRecordWriter
+    /// The tenants' recent Signal records, sealed, while this node holds their leases (one per process, bounded).
+    let sealedRecordCache = SealedRecordCache()
 
     /// Opens storage and loads the master key; `tenancyConfiguration` tunes hashing and lockout.
     public static func open(
@@ -62,7 +64,7 @@ public struct WahostServices: Sendable {
     public func signalStore(for tenant: TenantName) -> TenantSignalStore {
         let tenants = self.tenants
         return TenantSignalStore(
-            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, fences: leaseFences,
+            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, fences: leaseFences, cache: sealedRecordCache,
             tenantRow: { try await tenants.tenant(named: tenant) })
     }
 

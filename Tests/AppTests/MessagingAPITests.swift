@@ -65,8 +65,11 @@ import WhatsAppSimulator
         #expect(lidOnlyEvent["from"] as? String == "15557770004@s.whatsapp.net" && lidOnlyEvent["from_lid"] as? String == "915557770004@lid")
 
         // The account lost its session with the peer: its msg cannot be read, a retry receipt brings a fresh pkmsg.
+        // (The rows go while `serve` is down: a running node caches the records it wrote while it holds the lease.)
         let database = rig.dataDirectory + "/system.db"
+        server.kill()
         _ = try runProcess("/usr/bin/sqlite3", [database, "DELETE FROM sealed_records WHERE kind = 'session';"])
+        (server, port) = try await rig.startServer()
         let retried = try await rig.simulator.sendText(from: "15557770001", to: account, text: "after a retry")
         try await eventually("retried message logged") { try await messages(port, token).contains { $0["id"] as? String == retried } }
         #expect(try await messages(port, token).last?["text"] as? String == "after a retry")

@@ -15,10 +15,12 @@ public struct SealedSignalStore: SignalRecordStore {
     private let writer: SealedRecordWriter?
     /// Fences writes with this node's lease on the tenant when given.
     private let fences: LeaseFences?
+    /// Keeps recent records (sealed) while this node's lease on the tenant lasts, when given with `fences`.
+    private let cache: SealedRecordCache?
 
     public init(
         tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
-        fences: LeaseFences? = nil
+        fences: LeaseFences? = nil, cache: SealedRecordCache? = nil
     ) {
         self.fences = fences
         self.tenant = tenant
@@ -26,19 +28,34 @@ public struct SealedSignalStore: SignalRecordStore {
         self.key = masterKey.derivedKey(for: tenant, purpose: .signalStore, instanceID: instanceID)
         self.repository = repository
         self.writer = writer
+        self.cache = cache
     }
 
     public func load(_ keys: [SignalRecordKey]) async throws -> [SignalRecordKey: [UInt8]] {
+        let fence = fences?.fence(for: tenant)
         var byKind: [String: [(SignalRecordKey, String)]] = [:]
         for key in keys { if let (kind, name) = Self.rowKey(key) { byKind[kind, default: []].append((key, name)) } }
+        let (cached, mark) = cache?.lookup(byKind.flatMap { kind, wanted in wanted.map { cacheKey(kind, $0.1) } }, fence: fence) ?? ([:], 0)
         var loaded: [SignalRecordKey: [UInt8]] = [:]
+        var read: [SealedRecordCache.Key: [UInt8]?] = [:]
         for (kind, wanted) in byKind {
-            let rows = try await repository.sealedRecords(of: tenant, kind: kind, keys: wanted.map(\.1))
+            var missing: [(SignalRecordKey, String)] = []
             for (recordKey, name) in wanted {
+                guard let hit = cached[cacheKey(kind, name)] else {
+                    missing.append((recordKey, name))
+                    continue
+                }
+                if let sealed = hit { loaded[recordKey] = try open(sealed, kind: kind, name: name) }
+            }
+            guard !missing.isEmpty else { continue }
+            let rows = try await repository.sealedRecords(of: tenant, kind: kind, keys: missing.map(\.1))
+            for (recordKey, name) in missing {
+                read[cacheKey(kind, name)] = rows[name]
                 guard let sealed = rows[name] else { continue }
                 loaded[recordKey] = try open(sealed, kind: kind, name: name)
             }
         }
+        cache?.remember(read, loadedSince: mark, fence: fence)
         return loaded
     }
 
@@ -48,8 +65,19 @@ public struct SealedSignalStore: SignalRecordStore {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
             rows.append(SealedRecordChange(kind: kind, key: name, sealed: try bytes.map { try seal($0, kind: kind, name: name) }))
         }
-        let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fences?.fence(for: tenant))
-        if let writer { try await writer.write(write) } else { try await repository.writeSealedRecords([write]) }
+        let fence = fences?.fence(for: tenant)
+        let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fence)
+        do {
+            if let writer { try await writer.write(write) } else { try await repository.writeSealedRecords([write]) }
+        } catch {
+            cache?.forget(rows.map { cacheKey($0.kind, $0.key) })
+            throw error
+        }
+        cache?.stored(Dictionary(rows.map { (cacheKey($0.kind, $0.key), $0.sealed) }, uniquingKeysWith: { $1 }), fence: fence)
+    }
+
+    private func cacheKey(_ kind: String, _ name: String) -> SealedRecordCache.Key {
+        SealedRecordCache.Key(tenant: tenant, instanceID: instanceID, kind: kind, name: name)
     }
 
     /// The row's kind and key for a record; nil for prekeys (kept with the device credentials).

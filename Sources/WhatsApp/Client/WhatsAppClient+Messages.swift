@@ -20,9 +20,9 @@ extension WhatsAppClient {
         }
         await acquireSignalState()
         defer { releaseSignalState() }
-        let signal: SignalProtocol
+        var records: SignalRecords
         let knownPhoneNumber: String?
-        do { (signal, knownPhoneNumber) = try await signalState(for: message, credentials: credentials, store: messaging.signalStore) } catch {
+        do { (records, knownPhoneNumber) = try await signalState(for: message, credentials: credentials, store: messaging.signalStore) } catch {
             return await storesUnavailable("the Signal records cannot be read: \(error)")
         }
         // A LID sender's phone number: learned when the stanza names it, reported from what was learned when not.
@@ -34,8 +34,28 @@ extension WhatsAppClient {
                 message.senderPhoneNumber = .phoneNumber(knownPhoneNumber)
             }
         }
+        var signal: SignalProtocol
+        var decrypted: Result<MessagePlaintext, InboundDecryptionError>
+        do {
+            signal = try SignalProtocol(records: records)
+            decrypted = Result { () throws(InboundDecryptionError) in try InboundDecryption.decrypt(message, with: signal) }
+            // A one-time prekey is read (a sealed file) only when libsignal asks for it: the first `pkmsg` of a session,
+            // not the ones after it that carry the same base key. The retry starts from the records as loaded.
+            let preKeyIDs = Set(message.payloads.compactMap(\.preKeyID))
+            if case .failure(let error) = decrypted, error.unknownPreKey, !preKeyIDs.isEmpty {
+                do {
+                    for preKey in try await store.loadPreKeys(ids: preKeyIDs) { records.preKeys[preKey.id] = preKey.keyPair }
+                } catch {
+                    return await storesUnavailable("the prekeys cannot be read: \(error)")
+                }
+                signal = try SignalProtocol(records: records)
+                decrypted = Result { () throws(InboundDecryptionError) in try InboundDecryption.decrypt(message, with: signal) }
+            }
+        } catch {
+            return await storesUnavailable("the Signal state cannot be set up: \(error)")
+        }
         let content: MessagePlaintext
-        do { content = try InboundDecryption.decrypt(message, with: signal) } catch {
+        do { content = try decrypted.get() } catch {
             if error.retry {
                 logger.warning("message not decrypted; asking for a retry", metadata: ["id": "\(message.id)", "error": "\(error)"])
                 try? send(message.retryReceipt(count: 1, registrationID: credentials.registrationID))
@@ -65,23 +85,19 @@ extension WhatsAppClient {
     }
 
     /// The Signal state one message needs (our keys, and the sender's session, identity and group key from the
-    /// store), and the phone number learned before for a LID sender.
+    /// store; one-time prekeys are loaded when libsignal asks), and the phone number learned before for a LID sender.
     private func signalState(for message: IncomingMessage, credentials: DeviceCredentials, store signalStore: any SignalRecordStore) async throws
-        -> (SignalProtocol, knownPhoneNumber: String?)
+        -> (SignalRecords, knownPhoneNumber: String?)
     {
         let sender = message.sender.signalAddress
         var keys: [SignalRecordKey] = [.session(sender), .identity(sender)]
         if message.isGroup { keys.append(.senderKey(SenderKeyName(groupID: message.chat.description, sender: sender))) }
         if message.sender.isLIDSender { keys.append(.phoneNumberOfLID(message.sender.user)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
-        let preKeyIDs = Set(message.payloads.compactMap(\.preKeyID))
-        if !preKeyIDs.isEmpty {
-            for preKey in try await store.loadPreKeys(ids: preKeyIDs) { records.preKeys[preKey.id] = preKey.keyPair }
-        }
         let loaded = try await signalStore.load(keys)
         records.merge(loaded: loaded)
         let phoneNumber = loaded[.phoneNumberOfLID(message.sender.user)].flatMap { String(validating: $0, as: UTF8.self) }
-        return (try SignalProtocol(records: records), phoneNumber)
+        return (records, phoneNumber)
     }
 
     /// Ends the connection unacknowledged: what could not be stored comes again with the next connection.

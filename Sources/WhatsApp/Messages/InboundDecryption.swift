@@ -22,11 +22,14 @@ public struct InboundDecryptionError: Error, Sendable, Equatable, CustomStringCo
     public let retry: Bool
     /// True when the message was decrypted before (a redelivery of a message already stored).
     public let duplicate: Bool
+    /// True when a `pkmsg` needs a one-time prekey the Signal state was not given (load it and decrypt again).
+    public let unknownPreKey: Bool
 
-    init(_ description: String, retry: Bool, duplicate: Bool = false) {
+    init(_ description: String, retry: Bool, duplicate: Bool = false, unknownPreKey: Bool = false) {
         self.description = description
         self.retry = retry
         self.duplicate = duplicate
+        self.unknownPreKey = unknownPreKey
     }
 }
 
@@ -49,7 +52,9 @@ public enum InboundDecryption {
                     padded = try signal.groupDecrypt(payload.bytes, from: SenderKeyName(groupID: message.chat.description, sender: sender))
                 }
             } catch let error as SignalError {
-                throw InboundDecryptionError("\(payload.kind.rawValue) from \(sender): \(error)", retry: !error.isDuplicate, duplicate: error.isDuplicate)
+                throw InboundDecryptionError(
+                    "\(payload.kind.rawValue) from \(sender): \(error)", retry: !error.isDuplicate, duplicate: error.isDuplicate,
+                    unknownPreKey: error.isUnknownPreKey && payload.kind == .preKeyMessage)
             } catch let error as InboundDecryptionError {
                 throw error
             } catch {

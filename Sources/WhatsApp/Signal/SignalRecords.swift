@@ -139,6 +139,8 @@ public struct SignalError: Error, Sendable, Equatable, CustomStringConvertible {
     public var isNoSession: Bool { code == -1008 }
     /// The message was decrypted before (a redelivery).
     public var isDuplicate: Bool { code == -1001 }
+    /// A `pkmsg` names a one-time prekey the state does not hold.
+    public var isUnknownPreKey: Bool { code == -1003 }
 
     public var description: String {
         let name: String =
