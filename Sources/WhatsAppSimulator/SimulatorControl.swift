@@ -12,6 +12,11 @@ enum SimulatorControl {
         let conflict: String?
     }
     struct SilentRequest: Decodable { let silent: Bool }
+    struct WireFaultRequest: Decodable {
+        let kind: String
+        let seconds: Double?
+    }
+    struct Applied: ResponseEncodable { let connections: Int }
     struct PeerMessageRequest: Decodable {
         let to: String
         let text: String
@@ -72,6 +77,10 @@ enum SimulatorControl {
             await simulator.setSilent(body.silent, account: try user(context))
             return Done(status: body.silent ? "silent" : "answering")
         }
+        control.post("accounts/:user/wire-fault") { request, context -> Applied in
+            let body = try await decode(WireFaultRequest.self, request, context)
+            return Applied(connections: await simulator.applyWireFault(try wireFault(body), toAccount: try user(context)))
+        }
         control.post("peers/:user/messages") { request, context -> Sent in
             let body = try await decode(PeerMessageRequest.self, request, context)
             do { return Sent(id: try await simulator.sendText(from: try user(context), to: body.to, text: body.text, group: body.group)) } catch {
@@ -100,6 +109,22 @@ enum SimulatorControl {
             throw Failure(status: .badRequest, message: "the account user is the phone number, digits only")
         }
         return user
+    }
+
+    /// `stall`, `slow` (with `seconds`, 0-600), `silent`, `garbage` or `overlong`.
+    private static func wireFault(_ body: WireFaultRequest) throws -> SimulatedWireFault {
+        switch body.kind {
+        case "stall": return .stallMidFrame
+        case "silent": return .silent
+        case "garbage": return .garbageFrame
+        case "overlong": return .overlongFrame
+        case "slow":
+            guard let seconds = body.seconds, seconds.isFinite, (0...600).contains(seconds) else {
+                throw Failure(status: .badRequest, message: "slow needs seconds, 0-600")
+            }
+            return .slowAnswers(.milliseconds(Int64(seconds * 1000)))
+        default: throw Failure(status: .badRequest, message: "kind must be stall, slow, silent, garbage or overlong")
+        }
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {

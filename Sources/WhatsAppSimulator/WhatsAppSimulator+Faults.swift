@@ -31,6 +31,7 @@ struct SimulatorFaults {
     var held: Set<SimulatedRequest> = []
     var heldNodes: [(kind: SimulatedRequest, connection: UInt64, node: Node)] = []
     var onLogin: [String: SimulatedTermination] = [:]
+    var stalledLogins: Set<String> = []
 }
 
 // MARK: - Fault injection
@@ -63,6 +64,11 @@ extension WhatsAppSimulator {
     /// Ends the next login of `user` right after its `<success>`, before any of its requests is answered.
     public func terminateNextLogin(of user: String, with termination: SimulatedTermination) {
         faults.onLogin[user] = termination
+    }
+
+    /// The next login of `user` gets no answer after the handshake (no `<success>`) and its connection is stalled.
+    public func stallNextLogin(of user: String) {
+        faults.stalledLogins.insert(user)
     }
 
     /// Sends `<stream:error>` to every live connection of `user` (e.g. code 515, 503, or a conflict) and closes them.

@@ -165,6 +165,11 @@ extension WhatsAppSimulator {
             await begin(connection: id, payload: payload, clientStaticKey: completion.clientStaticKey)
             var reader = completion.transport
             while let frame = try await frames.next() {
+                // A stalled connection reads nothing more: the client's close goes unanswered, as from a peer gone.
+                if await isStalled(id) {
+                    await waitOutStall(id)
+                    break
+                }
                 let node = try FramePlaintext.unpack(try reader.decrypt(frame))
                 await handle(node, from: id)
             }
@@ -184,7 +189,7 @@ extension WhatsAppSimulator {
         return nextConnectionID
     }
 
-    private func close(_ id: UInt64) {
+    func close(_ id: UInt64) {
         guard let connection = connections.removeValue(forKey: id) else { return }
         companionFinishWaiters.removeValue(forKey: id)?.resume(throwing: SimulatorError("connection closed"))
         companionFinishes[id] = nil
@@ -194,7 +199,7 @@ extension WhatsAppSimulator {
 
     /// Encrypts and queues a stanza to one connection.
     func send(_ node: Node, to id: UInt64) {
-        guard var connection = connections[id] else { return }
+        guard var connection = connections[id], connection.stalledSince == nil else { return }
         do {
             let ciphertext = try connection.writer.encrypt(try FramePlaintext.pack(node))
             connection.outgoing.yield(.frame(try FrameEncoder.frame(ciphertext)))
@@ -206,6 +211,7 @@ extension WhatsAppSimulator {
 
     /// Closes a connection from the server side, after every stanza already queued to it.
     func drop(_ id: UInt64) async {
+        connections[id]?.stalledSince = nil
         connections[id]?.outgoing.yield(.close)
     }
 
@@ -227,9 +233,16 @@ extension WhatsAppSimulator {
             return
         }
         let user = account.jid.user
+        if faults.stalledLogins.remove(user) != nil {
+            counters.unansweredLogins += 1
+            connections[id]?.stalledSince = ContinuousClock.now
+            return
+        }
         // A second login with the same credentials replaces the first (WhatsApp's behaviour).
         for (otherID, other) in connections where otherID != id {
             if case .loggedIn(let otherUser) = other.phase, otherUser == user {
+                // A stalled connection's client has given up on it: the server forgets it now.
+                if other.stalledSince != nil { close(otherID) }
                 send(Node(tag: "stream:error", children: [Node(tag: "conflict", attributes: ["type": "replaced"])]), to: otherID)
                 await drop(otherID)
             }
@@ -270,7 +283,7 @@ extension WhatsAppSimulator {
             counters.heldRequests[kind.rawValue, default: 0] += 1
             return
         }
-        await answer(node, iqID: iqID, from: id)
+        await answerUnlessFaulted(node, iqID: iqID, from: id)
     }
 
     /// Answers one request as WhatsApp would.
