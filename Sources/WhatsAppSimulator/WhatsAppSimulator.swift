@@ -238,11 +238,17 @@ extension WhatsAppSimulator {
             connections[id]?.stalledSince = ContinuousClock.now
             return
         }
+        // A stalled connection's client has given up on it: the server forgets it now. One its client just closed
+        // may not have been noticed yet (its serve loop is behind by a scheduling delay): that gets 200 ms.
+        for otherID in liveConnectionIDs(of: user) where otherID != id && connections[otherID]?.stalledSince != nil { close(otherID) }
+        let grace = ContinuousClock.now + .milliseconds(200)
+        while liveConnectionIDs(of: user).contains(where: { $0 != id }), ContinuousClock.now < grace {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard connections[id] != nil else { return }
         // A second login with the same credentials replaces the first (WhatsApp's behaviour).
         for (otherID, other) in connections where otherID != id {
             if case .loggedIn(let otherUser) = other.phase, otherUser == user {
-                // A stalled connection's client has given up on it: the server forgets it now.
-                if other.stalledSince != nil { close(otherID) }
                 send(Node(tag: "stream:error", children: [Node(tag: "conflict", attributes: ["type": "replaced"])]), to: otherID)
                 await drop(otherID)
             }
