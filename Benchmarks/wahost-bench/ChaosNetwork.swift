@@ -114,8 +114,8 @@ extension Chaos {
             let (path, body) = fault.request(deadline: policy.deadline, using: &generator)
             let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/\(path)", body: body)
             guard status == 200 else { throw BenchError("fault \(fault.rawValue) on \(user): \(status) \(answer)") }
-            // A wire fault says how many connections it reached; the others reach the live one, if any.
-            let reached = (answer["connections"] as? Int ?? live[user, default: 0]) > 0
+            // The control API says how many connections the fault reached (none while the session reconnects).
+            let reached = (answer["connections"] as? Int ?? 0) > 0
             lastFault[tenant] = ContinuousClock.now
             if reached, fault != .slowBelowDeadline {
                 loginsAllowed[tenant, default: 0] += 1

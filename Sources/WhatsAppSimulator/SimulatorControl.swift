@@ -17,6 +17,10 @@ enum SimulatorControl {
         let seconds: Double?
     }
     struct Applied: ResponseEncodable { let connections: Int }
+    struct Reached: ResponseEncodable {
+        let status: String
+        let connections: Int
+    }
     struct PeerMessageRequest: Decodable {
         let to: String
         let text: String
@@ -59,18 +63,16 @@ enum SimulatorControl {
                 throw Failure(status: .unprocessableContent, message: "\(error)")
             }
         }
-        control.post("accounts/:user/stream-error") { request, context -> Done in
+        control.post("accounts/:user/stream-error") { request, context -> Reached in
             let body = try await decode(StreamErrorRequest.self, request, context)
-            await simulator.sendStreamError(toAccount: try user(context), code: body.code, conflict: body.conflict)
-            return Done(status: "sent")
+            return Reached(status: "sent", connections: await simulator.sendStreamError(toAccount: try user(context), code: body.code, conflict: body.conflict))
         }
         control.post("accounts/:user/remove-device") { _, context -> Done in
             await simulator.removeDevice(ofAccount: try user(context))
             return Done(status: "removed")
         }
-        control.post("accounts/:user/drop") { _, context -> Done in
-            await simulator.dropConnections(ofAccount: try user(context))
-            return Done(status: "dropped")
+        control.post("accounts/:user/drop") { _, context -> Reached in
+            Reached(status: "dropped", connections: await simulator.dropConnections(ofAccount: try user(context)))
         }
         control.post("accounts/:user/silent") { request, context -> Done in
             let body = try await decode(SilentRequest.self, request, context)
