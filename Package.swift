@@ -175,7 +175,7 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "Tenancy", "Webhooks", "WahostBasics",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "SessionPool", "Tenancy", "Webhooks", "WahostBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -27,6 +27,8 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "The cluster's PostgreSQL URL (an empty database), for --nodes above 1.") var databaseURL: String?
     @Option(help: "Network faults (drops, stream errors, a few terminal ones) applied after the kills, each after up to --cycle-seconds.")
     var networkFaults = 0
+    @Option(help: "Divides serve's keepalive and reconnect backoff timings (WAHOST_TIME_SCALE, 1-1000): D seconds of faults stand for D × scale.")
+    var timeScale = 1.0
 
     @Option(help: "With one node: new tenants paired after the kills, each with a kill -9 during its pairing.")
     var pairingKills = 0
@@ -47,6 +49,7 @@ struct Chaos: AsyncParsableCommand {
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
         if pairingKills > 0, nodes > 1 { throw ValidationError("--pairing-kills needs one node") }
         if storageFaults > 0, nodes > 1 { throw ValidationError("--storage-faults runs with one node") }
+        guard (1...1000).contains(timeScale) else { throw ValidationError("--time-scale is 1-1000") }
     }
 
     func run() async throws {
@@ -58,7 +61,7 @@ struct Chaos: AsyncParsableCommand {
         let seed = self.seed == 0 ? UInt64.random(in: 1...UInt64.max) : self.seed
         FileHandle.standardError.write(Data("chaos: seed \(seed)\n".utf8))
         var generator = SeededGenerator(seed: seed)
-        var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1"]
+        var environment = ["WAHOST_ALLOW_PRIVATE_WEBHOOKS": "1", "WAHOST_WEBHOOK_BACKOFF_CAP_SECONDS": "1", "WAHOST_TIME_SCALE": "\(timeScale)"]
         var report: [String: Any] = ["benchmark": "chaos", "tenants": tenants, "nodes": nodes, "kills": cycles, "seed": "\(seed)"]
         var broken: [String] = []
         let sent = SentTexts()
@@ -201,7 +204,7 @@ struct Chaos: AsyncParsableCommand {
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
             "network_faults": network.faults, "sessions_ended": network.terminal.count, "stops_over_30_seconds": hungStops,
-        ]
+        ].merging(network.figures) { $1 }
         printJSONLine(report.merging(figures) { $1 })
         broken += network.broken
         if connected != running || reconnect.failures > 0 {

@@ -1,27 +1,88 @@
+import App
 import Foundation
+import SessionPool
 import WahostBasics
+import WhatsApp
 
 /// `chaos --network-faults N`: faults the simulator applies to live sessions at random moments, the way WhatsApp's
-/// servers and networks do: a silent drop, `<stream:error code="515">` (restart), `503`, and, for a few accounts,
-/// the terminal ones (`conflict replaced`, `device_removed`).
+/// servers and networks do: drops, stream errors (`515`, `503`), the wire faults (a frame stalled halfway by a peer
+/// that stops reading, slow answers, a silent server, garbage and overlong frames) and, for a few accounts, the
+/// terminal ones (`conflict replaced`, `device_removed`).
 extension Chaos {
     /// What the faults came to: the tenants ended for good, and each broken promise.
     struct NetworkFaultOutcome {
         var terminal: Set<String> = []
         var faults = 0
         var broken: [String] = []
+        var figures: [String: Any] = [:]
+    }
+
+    /// The reconnect policy `serve` runs with under `--time-scale`, from the product's own defaults.
+    struct ReconnectPolicy {
+        let keepalive: ClosedRange<Duration>
+        let deadline: Duration
+        let closeTimeout: Duration
+        let backoff: Backoff
+
+        init(timeScale: Double) {
+            var configuration = WahostConfiguration()
+            configuration.timeScale = timeScale
+            let client = configuration.scaled(WhatsAppClientConfiguration(url: "ws://127.0.0.1/ws/chat"))
+            (keepalive, deadline, closeTimeout) = (client.keepaliveInterval, client.keepaliveDeadline, client.closeTimeout)
+            backoff = configuration.poolConfiguration.backoff
+        }
+
+        /// The longest a fault leaves a session without a login, before the reconnect's own handshake and login: the
+        /// keepalive's detection (a ping sent at most one interval later, its deadline, the close), then the first
+        /// backoff attempt's ceiling (a login resets the attempts, so every fault starts at attempt 1).
+        func longestRecovery(detectedByKeepalive: Bool) -> Duration {
+            (detectedByKeepalive ? keepalive.upperBound + deadline + closeTimeout : .zero) + backoff.ceiling(attempt: 1)
+        }
+    }
+
+    /// One kind of fault, and how the control API applies it.
+    private enum Fault: String, CaseIterable {
+        case drop, restart515 = "stream_error_515", unavailable503 = "stream_error_503", stall, slowBelowDeadline = "slow_below_deadline"
+        case slowPastDeadline = "slow_past_deadline", silent, garbage, overlong, replaced, deviceRemoved = "device_removed"
+
+        /// Only the keepalive notices it: no byte says the connection is over.
+        var detectedByKeepalive: Bool { [.stall, .slowPastDeadline, .silent, .overlong].contains(self) }
+        var terminal: Bool { self == .replaced || self == .deviceRemoved }
+
+        /// The control path and body; `deadline` scales the slow answers.
+        func request(deadline: Duration, using generator: inout SeededGenerator) -> (String, [String: Any]) {
+            let seconds = Double(deadline.wholeMilliseconds) / 1000
+            switch self {
+            case .drop: return ("drop", [:])
+            case .restart515: return ("stream-error", ["code": 515])
+            case .unavailable503: return ("stream-error", ["code": 503])
+            case .replaced: return ("stream-error", ["conflict": "replaced"])
+            case .deviceRemoved: return ("remove-device", [:])
+            case .stall, .silent, .garbage, .overlong: return ("wire-fault", ["kind": rawValue])
+            case .slowBelowDeadline: return ("wire-fault", ["kind": "slow", "seconds": seconds * Double.random(in: 0.2...0.5, using: &generator)])
+            case .slowPastDeadline: return ("wire-fault", ["kind": "slow", "seconds": seconds * Double.random(in: 1.5...3, using: &generator)])
+            }
+        }
     }
 
     func applyNetworkFaults(_ rig: BenchRig, port: Int, sent: SentTexts, generator: inout SeededGenerator) async throws -> NetworkFaultOutcome {
         var outcome = NetworkFaultOutcome()
+        let policy = ReconnectPolicy(timeScale: timeScale)
         let names = rig.tokens.map(\.0)
         let loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
-        var faultsOn: [String: Int] = [:]
+        // Each fault that reaches a live connection ends at most that connection, and the policy answers an end with
+        // one login (515 at once, any other after backoff attempt 1; a further attempt only follows a failed one).
+        var loginsAllowed: [String: Int] = [:]
         var lastFault: [String: ContinuousClock.Instant] = [:]
+        var lastReaching: [String: (at: ContinuousClock.Instant, logins: Int, keepalive: Bool)] = [:]
         var expectedState: [String: String] = [:]
+        var kinds: [String: Int] = [:]
+        let started = ContinuousClock.now
         for _ in 0..<networkFaults {
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cycleSeconds, using: &generator) * 1000)))
-            let live = try await rig.simulatorState()["liveConnections"] as? [String: Int] ?? [:]
+            let state = try await rig.simulatorState()
+            let live = state["liveConnections"] as? [String: Int] ?? [:]
+            let logins = state["logins"] as? [String: Int] ?? [:]
             let candidates = names.filter { expectedState[$0] == nil }
             guard let tenant = candidates.randomElement(using: &generator), let user = rig.accounts[tenant] else { break }
             let roll = Double.random(in: 0..<1, using: &generator)
@@ -30,32 +91,62 @@ extension Chaos {
             // A connection dropped by an earlier fault is counted live until its socket has closed: leave 3 s.
             let quiet = lastFault[tenant].map { ContinuousClock.now - $0 > .seconds(3) } ?? true
             let mayEnd = expectedState.count < max(1, names.count / 3) && live[user] == 1 && quiet
-            let path: String
-            var body: [String: Any] = [:]
+            let fault: Fault
             switch roll {
-            case ..<0.4: path = "drop"
-            case ..<0.7: (path, body) = ("stream-error", ["code": 515])
-            case ..<0.9: (path, body) = ("stream-error", ["code": 503])
-            case ..<0.95 where mayEnd:
-                (path, body) = ("stream-error", ["conflict": "replaced"])
-                expectedState[tenant] = "replaced"
+            case ..<0.25: fault = .drop
+            case ..<0.40: fault = .restart515
+            case ..<0.50: fault = .unavailable503
+            case ..<0.60: fault = .stall
+            case ..<0.65: fault = .slowBelowDeadline
+            case ..<0.70: fault = .slowPastDeadline
+            case ..<0.80: fault = .silent
+            case ..<0.85: fault = .garbage
+            case ..<0.90: fault = .overlong
+            case ..<0.95 where mayEnd: fault = .replaced
             default:
                 guard mayEnd else { continue }
-                path = "remove-device"
-                expectedState[tenant] = "logged_out"
+                fault = .deviceRemoved
             }
-            if expectedState[tenant] != nil { sent.stop(tenant) }
+            if fault.terminal {
+                expectedState[tenant] = fault == .replaced ? "replaced" : "logged_out"
+                sent.stop(tenant)
+            }
+            let (path, body) = fault.request(deadline: policy.deadline, using: &generator)
             let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/\(path)", body: body)
-            guard status == 200 else { throw BenchError("fault \(path) on \(user): \(status) \(answer)") }
-            faultsOn[tenant, default: 0] += 1
+            guard status == 200 else { throw BenchError("fault \(fault.rawValue) on \(user): \(status) \(answer)") }
+            // The control API says how many connections the fault reached (none while the session reconnects).
+            let reached = (answer["connections"] as? Int ?? 0) > 0
             lastFault[tenant] = ContinuousClock.now
+            if reached, fault != .slowBelowDeadline {
+                loginsAllowed[tenant, default: 0] += 1
+                lastReaching[tenant] = (ContinuousClock.now, logins[user, default: 0], fault.detectedByKeepalive)
+            }
+            kinds[fault.rawValue, default: 0] += 1
             outcome.faults += 1
         }
+        let faultSeconds = (ContinuousClock.now - started).timeInterval
         outcome.terminal = Set(expectedState.keys)
 
-        // Every other session is connected again; each ended one is in its state and stays there.
-        let running = names.count - outcome.terminal.count
-        if try await rig.waitConnected(expected: running, timeout: .seconds(60)) != running {
+        // No stuck session: each one a fault reached logs in again within the policy's recovery (and 15 s for the
+        // reconnect's own handshake, login and restore); a stalled connection still looks connected to the API.
+        let slack: Duration = .seconds(15)
+        let running = names.filter { !outcome.terminal.contains($0) }
+        var recoveryMissed: [String] = []
+        for tenant in running {
+            guard let user = rig.accounts[tenant], let last = lastReaching[tenant] else { continue }
+            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + slack
+            while true {
+                let logins = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
+                if logins[user, default: 0] > last.logins { break }
+                if ContinuousClock.now > deadline {
+                    recoveryMissed.append(tenant)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        outcome.broken += recoveryMissed.map { "\($0) did not log in again within the policy's recovery bound after its last fault" }
+        if try await rig.waitConnected(expected: running.count, timeout: .seconds(60)) != running.count {
             outcome.broken.append("sessions not connected again after the network faults")
         }
         for (tenant, state) in expectedState where try await !waitForState(rig, port: port, tenant: tenant, state: state) {
@@ -68,13 +159,24 @@ extension Chaos {
             guard let user = rig.accounts[tenant], loginsLater[user, default: 0] != loginsAtEnd[user, default: 0] else { continue }
             outcome.broken.append("\(tenant) logged in again after \(expectedState[tenant] ?? "its end")")
         }
-        // No storm: a retryable fault costs a login or two (a 503 may be retried after backoff), never a loop.
-        for tenant in names where !outcome.terminal.contains(tenant) {
+        // No storm: never more logins than the policy allows for the faults that reached the session.
+        var loginsTotal = 0
+        var boundTotal = 0
+        for tenant in running {
             guard let user = rig.accounts[tenant] else { continue }
             let logins = loginsLater[user, default: 0] - loginsBefore[user, default: 0]
-            let bound = 2 * faultsOn[tenant, default: 0] + 1
-            if logins > bound { outcome.broken.append("\(tenant) logged in \(logins) times for \(faultsOn[tenant, default: 0]) faults") }
+            let bound = loginsAllowed[tenant, default: 0]
+            loginsTotal += logins
+            boundTotal += bound
+            if logins > bound { outcome.broken.append("\(tenant) logged in \(logins) times; the policy allows \(bound) for its faults") }
         }
+        let recovery = policy.longestRecovery(detectedByKeepalive: true)
+        outcome.figures = [
+            "time_scale": timeScale, "network_fault_seconds": (faultSeconds * 10).rounded() / 10,
+            "equivalent_hours": (faultSeconds * timeScale / 360).rounded() / 10, "fault_kinds": kinds,
+            "logins_during_faults": loginsTotal, "logins_allowed_by_policy": boundTotal,
+            "recovery_bound_seconds": (recovery.timeInterval * 100).rounded() / 100, "recovery_missed": recoveryMissed.count,
+        ]
         return outcome
     }
 

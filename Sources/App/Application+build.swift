@@ -94,7 +94,7 @@ public func makeSessionPool(
     services: WahostServices, logger: Logger, configuration: SessionPoolConfiguration? = nil
 ) throws -> SessionPool {
     let settings = services.configuration
-    var client = WhatsAppClientConfiguration(url: settings.whatsAppURL)
+    var client = settings.scaled(WhatsAppClientConfiguration(url: settings.whatsAppURL))
     if let hex = settings.whatsAppRootKeyHex {
         guard let key = decodeHex(hex), key.count == 32 else {
             throw ConfigurationError("WAHOST_WA_ROOT_KEY must be 64 hex characters (a 32-byte public key)")

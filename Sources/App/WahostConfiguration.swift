@@ -2,6 +2,7 @@ import Foundation
 import SessionPool
 import Tenancy
 import Webhooks
+import WhatsApp
 
 /// Everything `wahost` reads from flags and environment (docs/operations.md).
 public struct WahostConfiguration: Sendable {
@@ -44,11 +45,33 @@ public struct WahostConfiguration: Sendable {
     /// At most this many sessions a minute a node hands to others to even the cluster out (`WAHOST_BALANCE_MOVES_PER_MINUTE`; 0: never).
     public var balanceMovesPerMinute = 60
 
+    /// Divides the WhatsApp keepalive interval and deadline and the reconnect backoff (`WAHOST_TIME_SCALE`, 1-1000;
+    /// 1 in production): a day of network faults fits in minutes of a chaos run (docs/reliability.md).
+    public var timeScale = 1.0
+
     /// The session pool's settings from these.
     public var poolConfiguration: SessionPoolConfiguration {
         var pool = SessionPoolConfiguration(nodeID: nodeID, leaseTTL: leaseTTL, advertiseURL: advertiseURL)
         pool.balanceMovesPerMinute = balanceMovesPerMinute
+        pool.backoff = Backoff(base: pool.backoff.base * (1 / timeScale), cap: pool.backoff.cap * (1 / timeScale))
         return pool
+    }
+
+    /// `client` with its keepalive interval and deadline divided by ``timeScale``.
+    public func scaled(_ client: WhatsAppClientConfiguration) -> WhatsAppClientConfiguration {
+        var client = client
+        let factor = 1 / timeScale
+        client.keepaliveInterval = client.keepaliveInterval.lowerBound * factor ... client.keepaliveInterval.upperBound * factor
+        client.keepaliveDeadline = client.keepaliveDeadline * factor
+        return client
+    }
+
+    /// `WAHOST_TIME_SCALE` as a number from 1 to 1000; throws with the rule on anything else.
+    public static func timeScale(parsing text: String) throws(ConfigurationError) -> Double {
+        guard let scale = Double(text.trimmingCharacters(in: .whitespaces)), scale.isFinite, (1...1000).contains(scale) else {
+            throw ConfigurationError("WAHOST_TIME_SCALE must be a number from 1 to 1000 (keepalive and reconnect backoff timings are divided by it), not '\(text)'")
+        }
+        return scale
     }
 
     /// Where credential records live (`--credentials`, `WAHOST_CREDENTIALS`); nil: the database with PostgreSQL, else files.

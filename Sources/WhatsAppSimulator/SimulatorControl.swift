@@ -12,6 +12,15 @@ enum SimulatorControl {
         let conflict: String?
     }
     struct SilentRequest: Decodable { let silent: Bool }
+    struct WireFaultRequest: Decodable {
+        let kind: String
+        let seconds: Double?
+    }
+    struct Applied: ResponseEncodable { let connections: Int }
+    struct Reached: ResponseEncodable {
+        let status: String
+        let connections: Int
+    }
     struct PeerMessageRequest: Decodable {
         let to: String
         let text: String
@@ -54,23 +63,25 @@ enum SimulatorControl {
                 throw Failure(status: .unprocessableContent, message: "\(error)")
             }
         }
-        control.post("accounts/:user/stream-error") { request, context -> Done in
+        control.post("accounts/:user/stream-error") { request, context -> Reached in
             let body = try await decode(StreamErrorRequest.self, request, context)
-            await simulator.sendStreamError(toAccount: try user(context), code: body.code, conflict: body.conflict)
-            return Done(status: "sent")
+            return Reached(status: "sent", connections: await simulator.sendStreamError(toAccount: try user(context), code: body.code, conflict: body.conflict))
         }
         control.post("accounts/:user/remove-device") { _, context -> Done in
             await simulator.removeDevice(ofAccount: try user(context))
             return Done(status: "removed")
         }
-        control.post("accounts/:user/drop") { _, context -> Done in
-            await simulator.dropConnections(ofAccount: try user(context))
-            return Done(status: "dropped")
+        control.post("accounts/:user/drop") { _, context -> Reached in
+            Reached(status: "dropped", connections: await simulator.dropConnections(ofAccount: try user(context)))
         }
         control.post("accounts/:user/silent") { request, context -> Done in
             let body = try await decode(SilentRequest.self, request, context)
             await simulator.setSilent(body.silent, account: try user(context))
             return Done(status: body.silent ? "silent" : "answering")
+        }
+        control.post("accounts/:user/wire-fault") { request, context -> Applied in
+            let body = try await decode(WireFaultRequest.self, request, context)
+            return Applied(connections: await simulator.applyWireFault(try wireFault(body), toAccount: try user(context)))
         }
         control.post("peers/:user/messages") { request, context -> Sent in
             let body = try await decode(PeerMessageRequest.self, request, context)
@@ -100,6 +111,22 @@ enum SimulatorControl {
             throw Failure(status: .badRequest, message: "the account user is the phone number, digits only")
         }
         return user
+    }
+
+    /// `stall`, `slow` (with `seconds`, 0-600), `silent`, `garbage` or `overlong`.
+    private static func wireFault(_ body: WireFaultRequest) throws -> SimulatedWireFault {
+        switch body.kind {
+        case "stall": return .stallMidFrame
+        case "silent": return .silent
+        case "garbage": return .garbageFrame
+        case "overlong": return .overlongFrame
+        case "slow":
+            guard let seconds = body.seconds, seconds.isFinite, (0...600).contains(seconds) else {
+                throw Failure(status: .badRequest, message: "slow needs seconds, 0-600")
+            }
+            return .slowAnswers(.milliseconds(Int64(seconds * 1000)))
+        default: throw Failure(status: .badRequest, message: "kind must be stall, slow, silent, garbage or overlong")
+        }
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {

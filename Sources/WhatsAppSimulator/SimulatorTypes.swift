@@ -37,6 +37,10 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var undecryptableByPeers = 0
     /// Requests received while their kind was held (see `hold(_:)`), by kind.
     public var heldRequests: [String: Int] = [:]
+    /// Wire faults applied to live connections (`applyWireFault`).
+    public var wireFaults = 0
+    /// Logins left without an answer after the handshake (`stallNextLogin`).
+    public var unansweredLogins = 0
 }
 
 /// A simulator operation failed.
@@ -81,6 +85,12 @@ struct LiveConnection: Sendable {
     var phase: ConnectionPhase
     var pending: [String: CheckedContinuation<Node, any Error>] = [:]
     var linkCode: PendingLinkCode?
+    /// Set by a mid-frame stall: nothing more is sent or read (`applyWireFault`).
+    var stalledSince: ContinuousClock.Instant?
+    /// Answers to the client's requests wait this long.
+    var answerDelay: Duration?
+    /// Requests go unanswered.
+    var muted = false
 }
 
 /// A code pairing the companion started and the phone has not entered yet.

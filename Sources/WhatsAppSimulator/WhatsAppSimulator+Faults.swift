@@ -31,6 +31,7 @@ struct SimulatorFaults {
     var held: Set<SimulatedRequest> = []
     var heldNodes: [(kind: SimulatedRequest, connection: UInt64, node: Node)] = []
     var onLogin: [String: SimulatedTermination] = [:]
+    var stalledLogins: Set<String> = []
 }
 
 // MARK: - Fault injection
@@ -65,15 +66,24 @@ extension WhatsAppSimulator {
         faults.onLogin[user] = termination
     }
 
-    /// Sends `<stream:error>` to every live connection of `user` (e.g. code 515, 503, or a conflict) and closes them.
-    public func sendStreamError(toAccount user: String, code: Int?, conflict: String? = nil) async {
+    /// The next login of `user` gets no answer after the handshake (no `<success>`) and its connection is stalled.
+    public func stallNextLogin(of user: String) {
+        faults.stalledLogins.insert(user)
+    }
+
+    /// Sends `<stream:error>` to every live connection of `user` (e.g. code 515, 503, or a conflict) and closes them;
+    /// returns how many.
+    @discardableResult
+    public func sendStreamError(toAccount user: String, code: Int?, conflict: String? = nil) async -> Int {
         var attributes: Attributes = [:]
         if let code { attributes["code"] = .string(String(code)) }
         let children = conflict.map { [Node(tag: "conflict", attributes: ["type": .string($0)])] } ?? []
-        for id in liveConnectionIDs(of: user) {
+        let ids = liveConnectionIDs(of: user)
+        for id in ids {
             send(Node(tag: "stream:error", attributes: attributes, children: children), to: id)
             await drop(id)
         }
+        return ids.count
     }
 
     /// The phone unlinks the companion: `401 device_removed`, and the device is forgotten.
@@ -82,9 +92,12 @@ extension WhatsAppSimulator {
         await sendStreamError(toAccount: user, code: 401, conflict: "device_removed")
     }
 
-    /// Closes every connection of `user` without a word (a network drop).
-    public func dropConnections(ofAccount user: String) async {
-        for id in liveConnectionIDs(of: user) { await drop(id) }
+    /// Closes every connection of `user` without a word (a network drop); returns how many.
+    @discardableResult
+    public func dropConnections(ofAccount user: String) async -> Int {
+        let ids = liveConnectionIDs(of: user)
+        for id in ids { await drop(id) }
+        return ids.count
     }
 
     /// While silent, the account's pings get no answer (a dead server as the client sees it).

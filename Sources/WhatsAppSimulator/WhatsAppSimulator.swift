@@ -165,6 +165,11 @@ extension WhatsAppSimulator {
             await begin(connection: id, payload: payload, clientStaticKey: completion.clientStaticKey)
             var reader = completion.transport
             while let frame = try await frames.next() {
+                // A stalled connection reads nothing more: the client's close goes unanswered, as from a peer gone.
+                if await isStalled(id) {
+                    await waitOutStall(id)
+                    break
+                }
                 let node = try FramePlaintext.unpack(try reader.decrypt(frame))
                 await handle(node, from: id)
             }
@@ -184,7 +189,7 @@ extension WhatsAppSimulator {
         return nextConnectionID
     }
 
-    private func close(_ id: UInt64) {
+    func close(_ id: UInt64) {
         guard let connection = connections.removeValue(forKey: id) else { return }
         companionFinishWaiters.removeValue(forKey: id)?.resume(throwing: SimulatorError("connection closed"))
         companionFinishes[id] = nil
@@ -194,7 +199,7 @@ extension WhatsAppSimulator {
 
     /// Encrypts and queues a stanza to one connection.
     func send(_ node: Node, to id: UInt64) {
-        guard var connection = connections[id] else { return }
+        guard var connection = connections[id], connection.stalledSince == nil else { return }
         do {
             let ciphertext = try connection.writer.encrypt(try FramePlaintext.pack(node))
             connection.outgoing.yield(.frame(try FrameEncoder.frame(ciphertext)))
@@ -206,6 +211,7 @@ extension WhatsAppSimulator {
 
     /// Closes a connection from the server side, after every stanza already queued to it.
     func drop(_ id: UInt64) async {
+        connections[id]?.stalledSince = nil
         connections[id]?.outgoing.yield(.close)
     }
 
@@ -227,6 +233,19 @@ extension WhatsAppSimulator {
             return
         }
         let user = account.jid.user
+        if faults.stalledLogins.remove(user) != nil {
+            counters.unansweredLogins += 1
+            connections[id]?.stalledSince = ContinuousClock.now
+            return
+        }
+        // A stalled connection's client has given up on it: the server forgets it now. One its client just closed
+        // may not have been noticed yet (its serve loop is behind by a scheduling delay): that gets 200 ms.
+        for otherID in liveConnectionIDs(of: user) where otherID != id && connections[otherID]?.stalledSince != nil { close(otherID) }
+        let grace = ContinuousClock.now + .milliseconds(200)
+        while liveConnectionIDs(of: user).contains(where: { $0 != id }), ContinuousClock.now < grace {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard connections[id] != nil else { return }
         // A second login with the same credentials replaces the first (WhatsApp's behaviour).
         for (otherID, other) in connections where otherID != id {
             if case .loggedIn(let otherUser) = other.phase, otherUser == user {
@@ -270,7 +289,7 @@ extension WhatsAppSimulator {
             counters.heldRequests[kind.rawValue, default: 0] += 1
             return
         }
-        await answer(node, iqID: iqID, from: id)
+        await answerUnlessFaulted(node, iqID: iqID, from: id)
     }
 
     /// Answers one request as WhatsApp would.

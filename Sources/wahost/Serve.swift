@@ -94,6 +94,9 @@ struct Serve: AsyncParsableCommand {
             guard let moves = Int(text), (0...100_000).contains(moves) else { throw fail("WAHOST_BALANCE_MOVES_PER_MINUTE must be 0-100000", code: 2) }
             configuration.balanceMovesPerMinute = moves
         }
+        if let text = environment["WAHOST_TIME_SCALE"] {
+            do { configuration.timeScale = try WahostConfiguration.timeScale(parsing: text) } catch { throw fail("\(error)", code: 2) }
+        }
         if let text = environment["WAHOST_ARGON2_CONCURRENCY"] {
             guard let count = Int(text), (1...64).contains(count) else { throw fail("WAHOST_ARGON2_CONCURRENCY must be 1-64", code: 2) }
             tenancy.argon2Concurrency = count
@@ -118,6 +121,9 @@ struct Serve: AsyncParsableCommand {
         if let text = environment["WAHOST_LOCKOUT_MAX_FAILURES"] {
             guard let failures = Int(text), failures >= 1 else { throw fail("WAHOST_LOCKOUT_MAX_FAILURES must be a positive number", code: 2) }
             tenancy.lockoutPolicy.maximumFailures = failures
+        }
+        if configuration.timeScale != 1 {
+            logger.warning("WhatsApp keepalive and reconnect backoff timings accelerated", metadata: ["time_scale": "\(configuration.timeScale)"])
         }
         let services: WahostServices
         do {

@@ -46,7 +46,9 @@ import WhatsAppSimulator
         #expect(server.process.isRunning, "\(what): serve is still running")
         #expect(answers.wrong.isEmpty, "\(what): every answer a success or a clear refusal: \(answers.wrong.prefix(5))")
         #expect(!answers.refusals.isEmpty, "\(what): the fault was seen (\(answers.calls) calls)")
-        #expect(ready.status == 503 || what == "disk full", "\(what): not ready while the database is away: \(ready.text)")
+        // Only a PostgreSQL outage fails the readiness ping; SQLite reads go on through a lock or a full disk, so there
+        // readiness turns 503 only once the failing lease renewals stopped the sessions (timing-dependent under load).
+        #expect(ready.status == 503 || what != "PostgreSQL stopped", "\(what): not ready while the database is away: \(ready.text)")
         try await eventually(timeout: .seconds(120), "\(what): every text logged after the fault") {
             try await loggedTexts(port, token).count >= texts.count
         }

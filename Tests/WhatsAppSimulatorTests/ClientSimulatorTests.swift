@@ -17,7 +17,7 @@ struct Rig {
 
     static func make(
         keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
-        timers: ClientTimers = .eventLoop
+        handshakeTimeout: Duration = .seconds(20), closeTimeout: Duration = .seconds(2), timers: ClientTimers = .eventLoop
     ) async throws -> Rig {
         let simulator = try WhatsAppSimulator()
         let url = try await simulator.start()
@@ -25,7 +25,7 @@ struct Rig {
         let store = TenantCredentialStore(tenant: try TenantName("acme"), files: files)
         let configuration = WhatsAppClientConfiguration(
             url: url, rootPublicKey: simulator.rootPublicKey, keepaliveInterval: keepaliveInterval, keepaliveDeadline: keepaliveDeadline,
-            handshakeTimeout: .seconds(20), requestTimeout: .seconds(20), timers: timers)
+            handshakeTimeout: handshakeTimeout, closeTimeout: closeTimeout, requestTimeout: .seconds(20), timers: timers)
         return Rig(simulator: simulator, store: store, files: files, configuration: configuration)
     }
 

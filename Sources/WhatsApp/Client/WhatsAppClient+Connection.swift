@@ -7,7 +7,6 @@ extension WhatsAppClient {
     struct Connection {
         /// Which connection of this client it is; timers that fire late check it.
         var number: UInt64
-        var outbound: WebSocketOutboundWriter
         var outgoing: AsyncStream<OutgoingFrame>.Continuation
         var writer: NoiseTransport
         /// The connection's protocol decisions (`ConnectionMachine`); the actor does the I/O.
@@ -16,6 +15,10 @@ extension WhatsAppClient {
         var pending: [String: PendingRequest] = [:]
         var pairing: PairingSession?
         var keepalive: ClientTimer?
+        /// Stops the read loop's wait for the socket (`ReadGate`).
+        var reads: ReadGate
+        /// Armed when the connection's end is decided: the reads stop then even if the peer never closes.
+        var closeDeadline: ClientTimer?
         /// The prekey check or upload in flight (one at a time); dropped when it ends, and its task's memory with it.
         var preKeyCheck: (number: UInt64, task: Task<Void, Never>)?
 

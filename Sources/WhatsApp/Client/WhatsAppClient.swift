@@ -80,7 +80,7 @@ public actor WhatsAppClient {
         var headers = HTTPFields()
         headers[.origin] = configuration.origin
         let socketConfiguration = WebSocketClientConfiguration(
-            maxFrameSize: FrameEncoder.frameLimit, additionalHeaders: headers, closeTimeout: .seconds(2))
+            maxFrameSize: FrameEncoder.frameLimit, additionalHeaders: headers, closeTimeout: configuration.closeTimeout)
         let result = ResultBox()
         do {
             try await WebSocketClient.connect(
@@ -153,7 +153,12 @@ public actor WhatsAppClient {
     ) async -> DisconnectReason {
         let (outgoing, outgoingSink) = AsyncStream.makeStream(of: OutgoingFrame.self, bufferingPolicy: .unbounded)
         let writer = Task { await OutgoingFrame.write(outgoing, to: outbound) }
-        let reason = await readLoop(inbound: inbound, outbound: outbound, outgoing: outgoingSink, credentials: credentials)
+        // The reads run in a task of their own, so a deadline or the connection's end can stop a read the peer never
+        // completes (a frame stalled halfway, a close never answered).
+        let gate = ReadGate()
+        let reader = Task { await self.readLoop(inbound: inbound, outgoing: outgoingSink, credentials: credentials, gate: gate) }
+        gate.attach(reader)
+        let reason = await withTaskCancellationHandler { await reader.value } onCancel: { reader.cancel() }
         outgoingSink.finish()
         writer.cancel()
         try? await outbound.close(.normalClosure, reason: nil)
@@ -161,50 +166,51 @@ public actor WhatsAppClient {
     }
 
     private nonisolated func readLoop(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation,
-        credentials: DeviceCredentials
+        inbound: WebSocketInboundStream, outgoing: AsyncStream<OutgoingFrame>.Continuation, credentials: DeviceCredentials, gate: ReadGate
     ) async -> DisconnectReason {
         var frames = FrameReader(inbound: inbound)
         let configuration = self.configuration
 
-        // Handshake: ClientHello with the WA header, ServerHello within the deadline, ClientFinish.
+        // Handshake: ClientHello with the WA header, ServerHello within the deadline, ClientFinish, and the server's
+        // first stanza (<success>, <failure>, pair-device) within the same deadline.
         var encoder = FrameEncoder(firstFramePrefix: FrameEncoder.connectionHeader)
-        let watchdog = configuration.timers.schedule(configuration.handshakeTimeout) {
-            Task { try? await outbound.close(.normalClosure, reason: "handshake timeout") }
-        }
+        let timeout = configuration.handshakeTimeout
+        let watchdog = configuration.timers.schedule(timeout) { gate.stop(.handshakeFailed("no answer from the server within \(timeout)")) }
         let readTransport: NoiseTransport
         do {
             var handshake = try NoiseHandshake(
                 configuration: .init(rootPublicKey: configuration.rootPublicKey), staticKeyPair: credentials.noiseKey)
             outgoing.yield(.frame(try encoder.encode(handshake.makeClientHello())))
-            guard let serverHello = try await frames.next() else {
+            guard let serverHello = try await gate.next(from: &frames) else {
                 watchdog.cancel()
-                return .handshakeFailed("connection closed during the handshake")
+                return gate.reason ?? .handshakeFailed("connection closed during the handshake")
             }
-            watchdog.cancel()
             let payload = try payloadBytes(for: credentials)
             let finished = try handshake.receiveServerHello(serverHello, clientPayload: payload, now: Date())
             outgoing.yield(.frame(try encoder.encode(finished.clientFinish)))
             readTransport = finished.transport
-            await attach(outbound: outbound, outgoing: outgoing, writer: finished.transport)
+            await attach(outgoing: outgoing, writer: finished.transport, gate: gate)
         } catch {
             watchdog.cancel()
             logger.warning("handshake failed", metadata: ["error": "\(error)"])
-            return .handshakeFailed("\(error)")
+            return gate.reason ?? .handshakeFailed("\(error)")
         }
 
         // Transport: decrypt, unpack, dispatch each stanza in order.
         var reader = readTransport
         do {
-            while let frame = try await frames.next() {
+            while let frame = try await gate.next(from: &frames) {
+                watchdog.cancel()
                 let plaintext = try reader.decrypt(frame)
                 let node = try FramePlaintext.unpack(plaintext)
                 if let reason = await handle(node) { return reason }
             }
         } catch {
-            return await endReason(or: .networkError("\(error)"))
+            watchdog.cancel()
+            return await endReason(or: gate.reason ?? .networkError("\(error)"))
         }
-        return await endReason(or: .connectionClosed)
+        watchdog.cancel()
+        return await endReason(or: gate.reason ?? .connectionClosed)
     }
 
     private nonisolated func payloadBytes(for credentials: DeviceCredentials) throws -> [UInt8] {
@@ -224,8 +230,8 @@ public actor WhatsAppClient {
 
     // MARK: Actor-isolated connection state
 
-    private func attach(outbound: WebSocketOutboundWriter, outgoing: AsyncStream<OutgoingFrame>.Continuation, writer: NoiseTransport) {
-        connection = Connection(number: connectionEpoch.advance(), outbound: outbound, outgoing: outgoing, writer: writer)
+    private func attach(outgoing: AsyncStream<OutgoingFrame>.Continuation, writer: NoiseTransport, gate: ReadGate) {
+        connection = Connection(number: connectionEpoch.advance(), outgoing: outgoing, writer: writer, reads: gate)
     }
 
     private func endReason(or fallback: DisconnectReason) -> DisconnectReason {
@@ -235,10 +241,13 @@ public actor WhatsAppClient {
         return fallback
     }
 
-    /// Records why the connection ends and closes the socket; the read loop then returns that reason.
+    /// Records why the connection ends and closes the socket; the read loop then returns that reason, at the latest
+    /// `closeTimeout` later (a peer that stopped reading never answers the close).
     func end(_ reason: DisconnectReason) async {
-        guard var connection else { return }
+        guard var connection, connection.closeDeadline == nil else { return }
         _ = connection.machine.end(reason)
+        let reads = connection.reads
+        connection.closeDeadline = configuration.timers.schedule(configuration.closeTimeout) { reads.stop() }
         self.connection = connection
         connection.outgoing.yield(.close)
     }
@@ -254,6 +263,7 @@ public actor WhatsAppClient {
             ending.failPendingRequests()
             ending.outgoing.finish()
             ending.keepalive?.cancel()
+            ending.closeDeadline?.cancel()
             if case .qr(let rotation, _)? = ending.pairing { rotation.cancel() }
             await ending.joinPreKeyTask()
         }

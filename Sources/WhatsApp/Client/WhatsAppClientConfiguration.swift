@@ -25,6 +25,8 @@ public struct WhatsAppClientConfiguration: Sendable {
     public var keepaliveDeadline: Duration
     /// The server must answer the ClientHello within this time.
     public var handshakeTimeout: Duration
+    /// Once the client ends a connection, the socket's close may take this long; then the reads stop regardless.
+    public var closeTimeout: Duration
     /// Every IQ the client sends fails with a timeout after this long.
     public var requestTimeout: Duration
     /// Where keepalive, deadlines and QR rotation are scheduled.
@@ -35,7 +37,7 @@ public struct WhatsAppClientConfiguration: Sendable {
         rootPublicKey: [UInt8] = defaultRootPublicKey,
         version: WhatsAppVersion = .default, deviceName: String = ClientPayloads.defaultDeviceName,
         keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
-        handshakeTimeout: Duration = .seconds(20), requestTimeout: Duration = .seconds(60),
+        handshakeTimeout: Duration = .seconds(20), closeTimeout: Duration = .seconds(2), requestTimeout: Duration = .seconds(60),
         timers: ClientTimers = .eventLoop
     ) {
         self.timers = timers
@@ -48,6 +50,7 @@ public struct WhatsAppClientConfiguration: Sendable {
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveDeadline = keepaliveDeadline
         self.handshakeTimeout = handshakeTimeout
+        self.closeTimeout = closeTimeout
         self.requestTimeout = requestTimeout
     }
 }

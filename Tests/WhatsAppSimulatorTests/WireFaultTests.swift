@@ -1,0 +1,94 @@
+import TestSupport
+import Testing
+import WhatsApp
+import WhatsAppSimulator
+
+/// The task's reason, or an error when it has not ended within `timeout` (a hung connection fails the test, not the run).
+func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = .seconds(20)) async throws -> DisconnectReason {
+    try await withThrowingTaskGroup(of: DisconnectReason?.self) { group in
+        group.addTask { await task.value }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let reason = try await group.next() ?? nil else { throw TestSupportError("the connection did not end within \(timeout)") }
+        return reason
+    }
+}
+
+/// Network faults on the wire (issue 19): each ends the connection by a bound the client sets itself, with a reason
+/// that reconnects, and the next connection logs in.
+@Suite(.serialized) struct WireFaultTests {
+    @Test func aFrameStalledHalfwayByAPeerThatStopsReadingEndsAtTheKeepaliveAndTheCloseTimeout() async throws {
+        let timers = ManualTimers()
+        let rig = try await Rig.make(
+            keepaliveInterval: .seconds(25) ... .seconds(25), keepaliveDeadline: .seconds(7), closeTimeout: .seconds(3), timers: timers.clientTimers)
+        let (client, user, session) = try await rig.pairedClient()
+        #expect(await rig.simulator.applyWireFault(.stallMidFrame, toAccount: user) == 1)
+        try await eventually { timers.armed.contains(.seconds(25)) }
+        timers.fire(delay: .seconds(25))  // the ping goes out; the peer reads nothing more and sends nothing
+        try await eventually { timers.armed.contains(.seconds(7)) }
+        timers.fire(delay: .seconds(7))  // keepalive timeout: the client closes, and the close is never answered
+        try await eventually { timers.armed.contains(.seconds(3)) }
+        timers.fire(delay: .seconds(3))
+        #expect(try await outcome(of: session) == .keepaliveTimeout)
+
+        let next = Task { await client.run() }
+        try await eventually { await rig.simulator.observed.logins[user] == 2 }
+        #expect(await rig.simulator.observed.liveConnections[user] == 1)
+        await client.disconnect()
+        #expect(try await outcome(of: next) == .requested)
+        await rig.simulator.stop()
+    }
+
+    @Test func aLoginLeftUnansweredAfterTheHandshakeEndsAtTheHandshakeTimeout() async throws {
+        let timers = ManualTimers()
+        let rig = try await Rig.make(handshakeTimeout: .seconds(13), timers: timers.clientTimers)
+        let (client, user, session) = try await rig.pairedClient()
+        await rig.simulator.stallNextLogin(of: user)
+        await rig.simulator.dropConnections(ofAccount: user)
+        #expect(try await outcome(of: session).disposition == .reconnectWithBackoff)
+
+        let stalled = Task { await client.run() }
+        try await eventually { await rig.simulator.observed.unansweredLogins == 1 }
+        #expect(timers.fire(delay: .seconds(13)) == 1)
+        let reason = try await outcome(of: stalled)
+        #expect(reason.disposition == .reconnectWithBackoff, "\(reason)")
+        guard case .handshakeFailed = reason else { throw TestSupportError("expected a handshake timeout, got \(reason)") }
+
+        let next = Task { await client.run() }
+        try await eventually { await rig.simulator.observed.logins[user] == 2 }
+        await client.disconnect()
+        #expect(try await outcome(of: next) == .requested)
+        await rig.simulator.stop()
+    }
+
+    @Test(arguments: [SimulatedWireFault.silent, .slowAnswers(.seconds(120)), .overlongFrame])
+    func aConnectionWhosePingGoesUnansweredEndsAtTheKeepaliveDeadline(fault: SimulatedWireFault) async throws {
+        let timers = ManualTimers()
+        let rig = try await Rig.make(keepaliveInterval: .seconds(25) ... .seconds(25), keepaliveDeadline: .seconds(7), timers: timers.clientTimers)
+        let (_, user, session) = try await rig.pairedClient()
+        #expect(await rig.simulator.applyWireFault(fault, toAccount: user) == 1)
+        try await eventually { timers.armed.contains(.seconds(25)) }
+        timers.fire(delay: .seconds(25))
+        try await eventually { timers.armed.contains(.seconds(7)) }
+        timers.fire(delay: .seconds(7))
+        #expect(try await outcome(of: session) == .keepaliveTimeout)
+        await rig.simulator.stop()
+    }
+
+    @Test func aGarbageFrameEndsTheConnectionAsANetworkErrorAndTheNextOneLogsIn() async throws {
+        let rig = try await Rig.make()
+        let (client, user, session) = try await rig.pairedClient()
+        #expect(await rig.simulator.applyWireFault(.garbageFrame, toAccount: user) == 1)
+        let reason = try await outcome(of: session)
+        guard case .networkError = reason else { throw TestSupportError("expected a decode failure, got \(reason)") }
+
+        let next = Task { await client.run() }
+        try await eventually { await rig.simulator.observed.logins[user] == 2 }
+        await client.disconnect()
+        #expect(try await outcome(of: next) == .requested)
+        await rig.simulator.stop()
+    }
+}
