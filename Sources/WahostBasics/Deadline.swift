@@ -3,22 +3,20 @@ import Synchronization
 /// Runs work with a deadline that returns on time even when the work ignores cancellation.
 public enum Deadline {
     /// The work's result, or `timeout(limit)` thrown once `limit` passed (the work is then cancelled, not awaited).
+    /// The caller's cancellation does not cut the work short: a write a cancelled caller started (a logout's wipe, a
+    /// shutdown's release) still lands, within the same limit.
     public static func run<T: Sendable>(
         within limit: Duration, _ work: @escaping @Sendable () async throws -> T, timeout: @escaping @Sendable (Duration) -> any Error
     ) async throws -> T {
         let pending = PendingResult<T>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                pending.install(continuation)
-                let worker = Task { pending.finish(with: await Result(catching: { try await work() })) }
-                let timer = Task {
-                    try? await Task.sleep(for: limit)
-                    if pending.finish(with: .failure(timeout(limit))) { worker.cancel() }
-                }
-                pending.onFinish { worker.cancel(); timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            pending.install(continuation)
+            let worker = Task { pending.finish(with: await Result(catching: { try await work() })) }
+            let timer = Task {
+                try? await Task.sleep(for: limit)
+                if pending.finish(with: .failure(timeout(limit))) { worker.cancel() }
             }
-        } onCancel: {
-            pending.finish(with: .failure(CancellationError()))
+            pending.onFinish { worker.cancel(); timer.cancel() }
         }
     }
 }
