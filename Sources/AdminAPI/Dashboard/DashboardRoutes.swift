@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ServiceLifecycle
 import Logging
 import Mustache
 import NIOCore
@@ -253,7 +254,13 @@ struct DashboardRoutes: Sendable {
                     ticker.cancel()
                     Task { await sessions.removeStream(key: streamKey, session: session.id) }
                 }
-                for await line in lines { try await writer.write(ByteBuffer(string: line)) }
+                // The server's graceful shutdown ends the stream (the page reconnects to another node); a stream left
+                // open would hold the shutdown until its sign-in is re-checked, or forever if the check cannot answer.
+                try await withGracefulShutdownHandler {
+                    for await line in lines { try await writer.write(ByteBuffer(string: line)) }
+                } onGracefulShutdown: {
+                    sink.finish()
+                }
                 try await writer.finish(nil)
             })
     }
