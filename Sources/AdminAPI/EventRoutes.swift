@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import ServiceLifecycle
 import SessionPool
 import Tenancy
 
@@ -48,7 +49,9 @@ struct EventRoutes {
                 var quiet: Duration = .zero
                 let ticks = Self.ticks(wakeups)
                 try await writer.write(ByteBuffer(string: ": wahost events of \(tenant)\n\n"))
-                for await woke in ticks {
+                // The server's graceful shutdown ends the stream (the client resumes on another node with
+                // Last-Event-ID); a stream whose client left unnoticed would otherwise hold the shutdown open.
+                for await woke in ticks.cancelOnGracefulShutdown() {
                     while true {
                         let page = try await log.page(of: tenant, after: last, limit: Self.maximumLimit)
                         for event in page { try await writer.write(ByteBuffer(string: Self.sse(event))) }

@@ -213,4 +213,33 @@ import WhatsAppSimulator
         await nodeC.stopDetached()
         #expect(try await nodes(portB, operatorToken)["node-c"] == nil, "\(nodeC.output)")
     }
+    @Test func aStoppingNodeEndsTheEventStreamsItServesOrRelays() async throws {
+        guard ExternalTools.postgresEnabled else { return }
+        let rig = try await APIRig()
+        defer { Task { await rig.stopAll() } }
+        rig.databaseURL = try await makePostgresDatabase()
+        rig.extraEnvironment["WAHOST_BALANCE_MOVES_PER_MINUTE"] = "0"
+        let token = try await rig.createTenant("t1").token
+        let (nodeA, portA) = try await rig.startServer { ["--node-id", "node-a", "--advertise-url", "http://127.0.0.1:\($0)/"] }
+        let (nodeB, portB) = try await rig.startServer { _ in ["--node-id", "node-b"] }
+        _ = try await pairByQR(rig, port: portA, tenant: "t1", token: token)
+        let auth = ["x-admin-token": token]
+        try await eventually("node B forwards t1's requests to node A") {
+            try await http("GET", portB, "/tenants/t1/session/status", headers: auth).header("x-wahost-served-by") == "node-a"
+        }
+
+        // Two streams whose clients stay: one B relays from A, one A serves itself. Each node's SIGTERM ends its
+        // stream (the client resumes elsewhere with Last-Event-ID) instead of waiting on it until the watchdog.
+        async let relayed = readStream(portB, "/tenants/t1/events", headers: auth, seconds: 150)
+        async let direct = readStream(portA, "/tenants/t1/events", headers: auth, seconds: 150)
+        try await Task.sleep(for: .seconds(2))
+        await nodeB.stopDetached()
+        #expect(nodeB.process.terminationStatus == 0, "B stopped cleanly, not by its watchdog: \(nodeB.output.suffix(2_000))")
+        let relayedEnd = try await relayed
+        #expect(relayedEnd.status != 28 && relayedEnd.stdout.lowercased().contains("x-wahost-served-by: node-a"), "\(relayedEnd.stdout)")
+        await nodeA.stopDetached()
+        #expect(nodeA.process.terminationStatus == 0, "A stopped cleanly, not by its watchdog: \(nodeA.output.suffix(2_000))")
+        let directEnd = try await direct
+        #expect(directEnd.status != 28 && directEnd.stdout.contains("wahost events of t1"), "\(directEnd.stdout)")
+    }
 }

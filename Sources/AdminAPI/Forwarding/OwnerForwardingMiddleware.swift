@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 import SessionPool
 import Tenancy
 
@@ -79,13 +80,14 @@ struct OwnerForwardingMiddleware<Routing: SessionOwnerRouting>: RouterMiddleware
         }
         headers[.wahostServedBy] = node
         let upstream = answer.body
-        // Streamed, never buffered: an event stream runs until either side ends it. A dropped owner ends the answer;
-        // a dropped client ends the loop, and leaving the owner's body unread closes that connection.
+        // Streamed, never buffered: an event stream runs until either side ends it or this server shuts down. A dropped
+        // owner ends the answer; a dropped client or a shutdown ends the loop, and leaving the owner's body unread
+        // closes that connection.
         return Response(
             status: HTTPResponse.Status(code: Int(answer.status.code), reasonPhrase: answer.status.reasonPhrase), headers: headers,
             body: ResponseBody { writer in
                 do {
-                    for try await chunk in upstream { try await writer.write(chunk) }
+                    for try await chunk in upstream.cancelOnGracefulShutdown() { try await writer.write(chunk) }
                 } catch {
                     // Either side went away mid-answer; what arrived was passed on.
                 }
