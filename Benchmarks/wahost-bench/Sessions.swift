@@ -257,9 +257,12 @@ final class BenchRig: @unchecked Sendable {
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
     private let output = Pipe()
+    /// Where the child's standard error goes, when kept.
+    let errorLog: String?
 
     /// Starts the child; its standard error goes to `errorLog` (appended, created if missing) or nowhere.
     init(_ executable: String, _ arguments: [String], environment extra: [String: String], errorLog: String? = nil) throws {
+        self.errorLog = errorLog
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
@@ -304,6 +307,11 @@ final class ChildProcess: @unchecked Sendable {
         if !exited {
             let name = process.executableURL?.lastPathComponent ?? "child"
             FileHandle.standardError.write(Data("bench: \(name) \(pid) did not exit within 30 s of SIGTERM; killed\n".utf8))
+            // Its last words (kept with WAHOST_BENCH_LOG_DIR) say which shutdown step it was waiting on.
+            if let errorLog, let text = try? String(contentsOfFile: errorLog, encoding: .utf8) {
+                let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(60).joined(separator: "\n")
+                FileHandle.standardError.write(Data("bench: the last lines of \(errorLog):\n\(tail)\n".utf8))
+            }
             kill(pid, SIGKILL)
         }
         process.waitUntilExit()
