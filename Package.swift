@@ -176,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "SessionPool", "Tenancy", "Webhooks", "WahostBasics",
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "SessionPool", "Tenancy", "Webhooks", "WahostBasics", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import Synchronization
 import Tenancy
+import TestSupport
 import WahostBasics
 import Webhooks
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import WahostBasics
 
 /// `chaos --storage-faults N`: the system database taken away from a running `serve` for `--storage-fault-seconds`, in
@@ -123,14 +124,3 @@ extension Chaos {
     }
 }
 
-/// Runs a command with posix_spawn and waitpid (Foundation's `Process` can miss the exit of a command that left a
-/// daemon behind, like `pg_ctl start`); its exit status.
-func spawnAndWait(_ argv: [String]) -> Int32 {
-    var pid: pid_t = 0
-    let arguments = argv.map { strdup($0) } + [nil]
-    defer { for argument in arguments { free(argument) } }
-    guard posix_spawn(&pid, argv[0], nil, nil, arguments, environ) == 0 else { return -1 }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1, errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
-}

@@ -56,18 +56,6 @@ final class ThrowawayPostgres: @unchecked Sendable {
     }
 }
 
-/// Runs a command with posix_spawn and waitpid; its exit status. (Foundation's `Process` never saw `runuser` exit
-/// after `pg_ctl start` had left a daemon behind, and waited forever.)
-func spawnAndWait(_ argv: [String]) -> Int32 {
-    var pid: pid_t = 0
-    let arguments = argv.map { strdup($0) } + [nil]
-    defer { for argument in arguments { free(argument) } }
-    guard posix_spawn(&pid, argv[0], nil, nil, arguments, environ) == 0 else { return -1 }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1, errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
-}
-
 /// A small tmpfs mounted on a directory, filled up and freed on demand; nil when mounting is not permitted.
 final class SmallFileSystem: @unchecked Sendable {
     let directory: String
