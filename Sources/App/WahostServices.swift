@@ -1,8 +1,9 @@
 import Foundation
-import SessionPool
 import Logging
+import SessionPool
 import Storage
 import Tenancy
+import WahostBasics
 import Webhooks
 
 /// The opened parts every command needs: the system database, tenants and credential files.
@@ -98,9 +99,14 @@ public struct WahostServices: Sendable {
         return FirstStart(tenant: issued, operatorToken: operatorToken)
     }
 
-    /// Closes the database.
-    public func close() async {
-        try? await store.close()
+    /// Closes the database, waiting at most `limit`: a stop must not hang on a connection pool that does not wind down.
+    public func close(within limit: Duration = .seconds(10), logger: Logger? = nil) async {
+        let store = self.store
+        do {
+            try await Deadline.run(within: limit, { try? await store.close() }) { DatabaseCloseTimedOut(limit: $0) }
+        } catch {
+            logger?.warning("the database did not close in time; exiting without waiting for it", metadata: ["after_seconds": "\(limit.components.seconds)"])
+        }
     }
 }
 
@@ -110,4 +116,9 @@ public struct FirstStart: Sendable {
     public let tenant: IssuedTenant
     /// The operator token, if this start issued it.
     public let operatorToken: AdminToken?
+}
+
+/// The database's connections did not close within the limit.
+struct DatabaseCloseTimedOut: Error {
+    let limit: Duration
 }

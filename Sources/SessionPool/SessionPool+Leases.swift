@@ -115,7 +115,11 @@ extension SessionPool {
             restoreQueue.finished(entry.tenant)
         }
         restoreWorkers -= 1
-        if isRestored { logger.info("session restore finished", metadata: ["running": "\(sessions.values.filter { $0.runner != nil }.count)"]) }
+        if restoreWorkers == 0 {
+            for waiter in restoreWorkersIdle { waiter.resume() }
+            restoreWorkersIdle = []
+        }
+        if isRestored, !shuttingDown { logger.info("session restore finished", metadata: ["running": "\(sessions.values.filter { $0.runner != nil }.count)"]) }
     }
 
     /// Connects one stored session and waits for its first attempt to end (connected or not); `readAt` is when the

@@ -47,6 +47,8 @@ public actor SessionPool: Service {
     /// Message ids of sends with an idempotency key in progress.
     var sendsInFlight: Set<String> = []
     var restoreWorkers = 0
+    /// Callers waiting until no restore worker runs (a shutdown).
+    var restoreWorkersIdle: [CheckedContinuation<Void, Never>] = []
     var firstScanDone = false
     /// A scan is due soon because another node handed sessions over.
     var handoverScanPending = false
@@ -135,6 +137,9 @@ public actor SessionPool: Service {
         await withTaskGroup(of: Void.self) { group in
             for tenant in running { group.addTask { await self.stopRunner(tenant, finalState: .stopped) } }
         }
+        // A restore under way hands its session straight on (or drops it); the lease and database work it does must end
+        // before the node leaves the cluster and its caller closes the database.
+        if restoreWorkers > 0 { await withCheckedContinuation { restoreWorkersIdle.append($0) } }
         for tenant in sessions.keys { sessions[tenant]?.listener?.cancel() }
         subscribers.finishAll()
         await leaveCluster()

@@ -175,10 +175,10 @@ struct Serve: AsyncParsableCommand {
         do {
             try await runServer(services: services, logger: logger)
         } catch {
-            await services.close()
+            await services.close(logger: logger)
             throw fail("\(error)", code: 1)
         }
-        await services.close()
+        await services.close(logger: logger)
         logger.info("database closed; stopped")
         withExtendedLifetime(identity) {}
     }

@@ -53,6 +53,9 @@ struct ObservedRecords: SessionRecordRepository {
     /// Closed, it holds the heartbeat's renewal: the node's leases run out while its sessions stay connected (a node
     /// frozen, as by SIGSTOP, whose sockets the server still sees open).
     let renewals = Gate()
+    /// Closed, it holds lease claims (a restore taking a session); `claimCalls` counts those under way.
+    let claims = Gate()
+    let claimCalls = CallCounter()
 
     func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError) {
         try await base.setDesiredState(state, for: tenant, fence: fence)
@@ -63,7 +66,16 @@ struct ObservedRecords: SessionRecordRepository {
         return desired
     }
     func acquireLease(for tenant: TenantName, nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError) -> SessionLease? {
-        try await base.acquireLease(for: tenant, nodeID: nodeID, ttl: ttl, now: now)
+        await claimCalls.begin()
+        await claims.pass()
+        do {
+            let lease = try await base.acquireLease(for: tenant, nodeID: nodeID, ttl: ttl, now: now)
+            await claimCalls.end()
+            return lease
+        } catch {
+            await claimCalls.end()
+            throw error
+        }
     }
     func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError) -> Set<TenantName> {
         await renewals.pass()
@@ -74,6 +86,13 @@ struct ObservedRecords: SessionRecordRepository {
     }
     func leases() async throws(RepositoryError) -> [SessionLease] { try await base.leases() }
     func lease(of tenant: TenantName) async throws(RepositoryError) -> SessionLease? { try await base.lease(of: tenant) }
+}
+
+/// Calls under way.
+actor CallCounter {
+    private(set) var underWay = 0
+    func begin() { underWay += 1 }
+    func end() { underWay -= 1 }
 }
 
 /// Credential writes in flight and done, and a gate that holds prekey writes.
