@@ -176,8 +176,8 @@ let package = Package(
         .executableTarget(
             name: "wahost-bench",
             dependencies: [
-                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "SessionPool", "Tenancy", "Webhooks", "WahostBasics", "TestSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "WABinary", "WhatsApp", "WhatsAppServerSide", "WhatsAppSimulator", "App", "SessionPool", "Storage", "Tenancy", "Webhooks",
+                "WahostBasics", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

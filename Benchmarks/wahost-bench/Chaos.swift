@@ -33,6 +33,8 @@ struct Chaos: AsyncParsableCommand {
 
     @Option(help: "With one node: new tenants paired after the kills, each with a kill -9 during its pairing.")
     var pairingKills = 0
+    @Option(help: "With one node: kills aimed at Signal store writes, a prekey upload and webhook outbox commits, in turn (ChaosAimed.swift).")
+    var aimedKills = 0
     @Option(help: "Storage faults after the kills (one node): system.db locked, the data directory full, PostgreSQL stopped.")
     var storageFaults = 0
     @Option(help: "Seconds each storage fault lasts.") var storageFaultSeconds = 30.0
@@ -48,7 +50,7 @@ struct Chaos: AsyncParsableCommand {
         guard (1...3).contains(nodes) else { throw ValidationError("--nodes is 1, 2 or 3") }
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
-        if pairingKills > 0, nodes > 1 { throw ValidationError("--pairing-kills needs one node") }
+        if pairingKills > 0 || aimedKills > 0, nodes > 1 { throw ValidationError("--pairing-kills and --aimed-kills need one node") }
         if storageFaults > 0, nodes > 1 { throw ValidationError("--storage-faults runs with one node") }
         guard (1...1000).contains(timeScale) else { throw ValidationError("--time-scale is 1-1000") }
     }
@@ -71,10 +73,12 @@ struct Chaos: AsyncParsableCommand {
         let sender: Task<Void, any Error>
         let stopSending = StopFlag()
         var reconnect = (checks: 0, failures: 0)
+        var credentialsIn: String?
         let faultable = nodes == 1 && storageFaults > 0 && databaseURL == nil ? Self.faultableDataDirectory(copying: rig.directory) : nil
         defer { if let faultable { _ = spawnAndWait(["/bin/sh", "-c", "umount -l '\(faultable)' && rmdir '\(faultable)'"]) } }
         if nodes == 1 {
             let dataDirectory = faultable ?? rig.directory
+            credentialsIn = dataDirectory
             var server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
             _ = try await rig.pairAll(port: server.port, concurrency: 8)
             try await rig.waitForPreKeys()
@@ -92,6 +96,12 @@ struct Chaos: AsyncParsableCommand {
                     reconnect.checks += 1
                     if try await rig.waitConnected(timeout: .seconds(60)) != tenants { reconnect.failures += 1 }
                 }
+            }
+            if aimedKills > 0 {
+                let aimed = try await runAimedKills(
+                    rig, server: &server, environment: environment, dataDirectory: dataDirectory, sent: sent, receiver: receiver, generator: &generator)
+                report.merge(aimed.figures) { $1 }
+                broken += aimed.broken.prefix(20)
             }
             if pairingKills > 0 {
                 // The new tenants' registrations are theirs, not re-pairings of the others (those would not connect).
@@ -158,14 +168,14 @@ struct Chaos: AsyncParsableCommand {
         }
         try await finish(
             rig, port: port, sent: sent, sender: (sender, stopSending), receiver: receiver, registrationsBefore: registrationsBefore, reconnect: reconnect,
-            generator: &generator, report: report, broken: broken)
+            credentialsIn: credentialsIn, generator: &generator, report: report, broken: broken)
     }
 
     /// The network faults (when asked for), then the checks every run ends with: sessions connected once, every text
     /// in `/events` exactly once and at the webhook, no re-pairing; prints the report, throws on a broken promise.
     private func finish(
         _ rig: BenchRig, port: Int, sent: SentTexts, sender: (task: Task<Void, any Error>, stop: StopFlag), receiver: WebhookCounter, registrationsBefore: Int,
-        reconnect: (checks: Int, failures: Int), generator: inout SeededGenerator, report: [String: Any], broken: [String]
+        reconnect: (checks: Int, failures: Int), credentialsIn: String?, generator: inout SeededGenerator, report: [String: Any], broken: [String]
     ) async throws {
         var broken = broken
         var network = NetworkFaultOutcome()
@@ -200,11 +210,15 @@ struct Chaos: AsyncParsableCommand {
         let peak = (state["peakConnectionsPerAccount"] as? [String: Int] ?? [:]).values.max() ?? 0
         // Every node stopped as an operator would: SIGTERM, and it must exit (its sessions handed over or closed).
         let hungStops = rig.stopServers()
+        // With one node, its credential records are read back as its next start would (none torn or half-sealed).
+        let unopened = credentialsIn == nil ? [] : try await unopenedCredentialRecords(rig, dataDirectory: credentialsIn)
+        broken += unopened.prefix(10)
         let figures: [String: Any] = [
             "connected_at_end": connected, "reconnect_checks": reconnect.checks, "reconnect_failures": reconnect.failures, "re_pairings": repairings,
             "messages_sent": messages.count, "events_missing": missing, "events_duplicated": duplicated,
             "webhook_missing": webhookMissing, "webhook_redelivered": receiver.redelivered, "peak_connections_per_account": peak,
             "network_faults": network.faults, "sessions_ended": network.terminal.count, "stops_over_30_seconds": hungStops,
+            "credential_records_unopened": unopened.count, "retry_receipts": (state["receipts"] as? [String: Int] ?? [:])["retry"] ?? 0,
         ].merging(network.figures) { $1 }
         printJSONLine(report.merging(figures) { $1 })
         broken += network.broken
@@ -291,6 +305,7 @@ struct Chaos: AsyncParsableCommand {
 final class WebhookCounter: Sendable {
     let port: Int
     private let counts = Mutex<[String: Int]>([:])
+    private let answerDelay = Mutex<Duration>(.zero)
     private let task: Mutex<Task<Void, any Error>?>
 
     private init(port: Int) {
@@ -303,6 +318,8 @@ final class WebhookCounter: Sendable {
         let router = Router()
         router.post("hook") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
+            let wait = counter.delay
+            if wait > .zero { try? await Task.sleep(for: wait) }
             let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any]
             if let id = (object?["data"] as? [String: Any])?["id"] as? String { counter.counts.withLock { $0[id, default: 0] += 1 } }
             return Response(status: .ok)
@@ -312,6 +329,12 @@ final class WebhookCounter: Sendable {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: counter.port)), logger: quiet)
         counter.task.withLock { $0 = Task { try await app.runService(gracefulShutdownSignals: []) } }
         return counter
+    }
+
+    /// How long the receiver waits before answering each delivery (a slow receiver).
+    var delay: Duration {
+        get { answerDelay.withLock { $0 } }
+        set { answerDelay.withLock { $0 = newValue } }
     }
 
     /// How many of `ids` never arrived.

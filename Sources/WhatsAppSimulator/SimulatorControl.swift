@@ -16,6 +16,8 @@ enum SimulatorControl {
         let kind: String
         let seconds: Double?
     }
+    struct ConsumePreKeysRequest: Decodable { let leaving: Int }
+    struct Queued: ResponseEncodable { let ids: [String] }
     struct Applied: ResponseEncodable { let connections: Int }
     struct Reached: ResponseEncodable {
         let status: String
@@ -82,6 +84,15 @@ enum SimulatorControl {
         control.post("accounts/:user/wire-fault") { request, context -> Applied in
             let body = try await decode(WireFaultRequest.self, request, context)
             return Applied(connections: await simulator.applyWireFault(try wireFault(body), toAccount: try user(context)))
+        }
+        control.post("accounts/:user/consume-prekeys") { request, context -> Done in
+            let body = try await decode(ConsumePreKeysRequest.self, request, context)
+            guard (0...100_000).contains(body.leaving) else { throw Failure(status: .badRequest, message: "leaving must be 0-100000") }
+            await simulator.consumePreKeys(ofAccount: try user(context), leaving: body.leaving)
+            return Done(status: "consumed")
+        }
+        control.get("accounts/:user/queued") { _, context -> Queued in
+            Queued(ids: await simulator.queuedMessageIDs(ofAccount: try user(context)))
         }
         control.post("peers/:user/messages") { request, context -> Sent in
             let body = try await decode(PeerMessageRequest.self, request, context)

@@ -21,7 +21,7 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var pings: [String: Int] = [:]
     /// Logout IQs received, per account.
     public var logouts: [String: Int] = [:]
-    /// One-time prekeys the server holds, per account (uploads add, `consumePreKeys` takes).
+    /// One-time prekeys the server holds, per account (uploads add, bundles and `consumePreKeys` take): what the count query answers.
     public var preKeys: [String: Int] = [:]
     /// Prekey uploads whose signed prekey did not verify or whose identity was not the account's.
     public var rejectedPreKeyUploads = 0

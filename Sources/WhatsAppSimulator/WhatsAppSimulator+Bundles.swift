@@ -29,6 +29,7 @@ extension WhatsAppSimulator {
     /// One of the account's uploaded one-time prekeys, handed out once; nil when none is left.
     func takeUnusedPreKey(of user: String) -> (id: UInt32, publicKey: [UInt8])? {
         guard uploadedKeys[user]?.unused.isEmpty == false else { return nil }
+        counters.preKeys[user] = max(0, (counters.preKeys[user] ?? 0) - 1)
         return uploadedKeys[user]?.unused.removeFirst()
     }
 }

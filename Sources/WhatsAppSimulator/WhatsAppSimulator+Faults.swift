@@ -108,6 +108,8 @@ extension WhatsAppSimulator {
     /// Contacts used up all but `remaining` of the account's prekeys: the server says so with an `encrypt` notification.
     public func consumePreKeys(ofAccount user: String, leaving remaining: Int) {
         counters.preKeys[user] = remaining
+        // Handed out oldest first, as `takeUnusedPreKey` does: the newest `remaining` are left.
+        if let unused = uploadedKeys[user]?.unused { uploadedKeys[user]?.unused = Array(unused.suffix(remaining)) }
         let notification = Node(
             tag: "notification", attributes: ["from": .jid(.whatsappServer), "id": .string(nextIQID()), "type": "encrypt", "t": "1700000000"],
             children: [Node(tag: "count", attributes: ["value": .string(String(remaining))])])

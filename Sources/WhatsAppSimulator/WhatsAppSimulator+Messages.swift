@@ -82,6 +82,9 @@ extension WhatsAppSimulator {
             toAccount: account)
     }
 
+    /// The ids of the messages to the account that its device has not acked yet, oldest first.
+    public func queuedMessageIDs(ofAccount user: String) -> [String] { offlineQueue[user]?.map(\.id) ?? [] }
+
     /// What peer `user` received, oldest first.
     public func received(byPeer user: String) -> [PeerMessage] { peers[user]?.inbox ?? [] }
 

@@ -71,7 +71,16 @@ extension WhatsAppClient {
         let keys = await Task.detached { PreKey.generate(count: count, firstID: firstID) }.value
         guard var credentials, connection?.number == number, !Task.isCancelled else { return }
         do {
-            guard try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) else { return }
+            // Under the Signal state: a received pkmsg removes its prekey from the same file, read and written whole,
+            // and the later of two interleaved writes would drop the other's change (the new keys, or the removal).
+            await acquireSignalState()
+            let saved: Bool
+            do { saved = try await writeCredentials(since: epoch, { try await store.savePreKeys(keys) }) } catch {
+                releaseSignalState()
+                throw error
+            }
+            releaseSignalState()
+            guard saved else { return }
             credentials.nextPreKeyID = (keys.last?.id ?? 0) % PreKey.maximumID + 1
             guard try await writeCredentials(since: epoch, { [credentials] in try await store.save(credentials) }) else { return }
             self.credentials = credentials
