@@ -10,7 +10,8 @@ extension Chaos {
         var kills = 0
         /// Kills after which the tenant logged in on its own: the credentials were stored whole.
         var keptPairing = 0
-        /// Kills before the credentials were stored: the tenant showed unpaired and paired again from a new QR code.
+        /// Kills before the credentials were stored, or before the phone heard the companion's answer (WhatsApp then
+        /// refuses the login, 401: logged out): the tenant paired again from a new QR code.
         var pairedAgain = 0
         var broken: [String] = []
     }
@@ -62,7 +63,9 @@ extension Chaos {
                     report.broken.append("\(name) logged in as \(me), but the phone linked \(linked)")
                 }
                 report.keptPairing += 1
-            case .unpaired:
+            case .unpaired, .loggedOut:
+                // Logged out: the credentials were stored but the kill came before the phone heard the companion's
+                // answer, so WhatsApp never registered the device and refused its login (401); pairing again is due.
                 if let failure = try await pairAgain(name, auth: auth, port: server.port, rig: rig) {
                     report.broken.append(failure)
                 } else {
@@ -80,6 +83,7 @@ extension Chaos {
     enum PairingOutcome {
         case connected(me: String)
         case unpaired
+        case loggedOut(String)
         case stuck(String)
     }
 
@@ -96,6 +100,7 @@ extension Chaos {
             if status.status == 200, state == "stopped", status.object["logged_in"] as? Bool != true, ContinuousClock.now > start + .seconds(3) {
                 return .unpaired
             }
+            if status.status == 200, state == "logged_out" { return .loggedOut(status.object["last_error"] as? String ?? "") }
             try await Task.sleep(for: .milliseconds(200))
         }
         return .stuck(last)
