@@ -211,7 +211,7 @@ struct Chaos: AsyncParsableCommand {
         // Every node stopped as an operator would: SIGTERM, and it must exit (its sessions handed over or closed).
         let hungStops = rig.stopServers()
         // With one node, its credential records are read back as its next start would (none torn or half-sealed).
-        let unopened = credentialsIn == nil ? [] : try await unopenedCredentialRecords(rig, dataDirectory: credentialsIn)
+        let unopened = credentialsIn == nil ? [] : try await unopenedCredentialRecords(rig, dataDirectory: credentialsIn, ended: network.terminal)
         broken += unopened.prefix(10)
         let figures: [String: Any] = [
             "connected_at_end": connected, "reconnect_checks": reconnect.checks, "reconnect_failures": reconnect.failures, "re_pairings": repairings,

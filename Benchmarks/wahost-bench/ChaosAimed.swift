@@ -194,8 +194,8 @@ extension Chaos {
     }
 
     /// Every credential record that does not open (device credentials, prekeys, Signal sessions and identities), read
-    /// with `serve` down, as the next start would.
-    func unopenedCredentialRecords(_ rig: BenchRig, dataDirectory: String?) async throws -> [String] {
+    /// with `serve` down, as the next start would; tenants in `ended` may have none (a removed device's are wiped).
+    func unopenedCredentialRecords(_ rig: BenchRig, dataDirectory: String?, ended: Set<String> = []) async throws -> [String] {
         var logger = Logger(label: "wahost.bench")
         logger.logLevel = .error
         let configuration = WahostConfiguration(dataDirectory: dataDirectory ?? rig.directory, databaseURL: rig.databaseURL, masterKeyBase64: rig.masterKey)
@@ -205,7 +205,10 @@ extension Chaos {
             let tenant = try TenantName(name)
             do {
                 let store = services.credentialStore(for: tenant)
-                guard try await store.load() != nil else { throw BenchError("no device credentials") }
+                guard try await store.load() != nil else {
+                    if ended.contains(name) { continue }
+                    throw BenchError("no device credentials")
+                }
                 _ = try await store.loadPreKeys()
                 var keys: [SignalRecordKey] = []
                 let kinds: [(String, (SignalAddress) -> SignalRecordKey)] = [("session", { .session($0) }), ("identity", { .identity($0) })]
