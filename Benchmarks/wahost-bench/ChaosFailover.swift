@@ -6,69 +6,98 @@ import WahostBasics
 /// files (issue 17): takeover and handover times, every endpoint through nodes that do not run the session, a pairing
 /// and a logout through other nodes, no credential file on any node, and (`--join-node`) a new node's share.
 extension Chaos {
-    /// Lease TTL of the nodes (renewed every third of it: 10 s leaves a loaded machine room for a late renewal).
-    static let leaseTTLSeconds = 10
-
     /// What the failovers came to.
     struct FailoverReport {
         var checks = 0
         var failures = 0
         var moved = 0
-        /// The longest time from a SIGKILL (or SIGTERM) until the last of the node's sessions logged in elsewhere.
-        var killSeconds = 0.0
-        var drainSeconds = 0.0
+        /// The longest time from the signal (or drain request) until the last of the node's sessions logged in elsewhere, by kind.
+        var longest: [FailoverKind: Double] = [:]
+        var cycles: [FailoverKind: Int] = [:]
+        /// The longest time from an undrain until the node ran a session again (balancing gave it its share back).
+        var undrainSeconds = 0.0
         var forwarded = ProbeTally()
+        var replacements = ReplacementLedger()
         var broken: [String] = []
     }
 
-    /// Each cycle kills the busiest node (SIGKILL, even cycles) or stops a random busy one (SIGTERM, odd), times the move of
-    /// its sessions, restarts it, and calls every endpoint through nodes that do not run the session.
+    /// How a cycle moves a node's sessions away.
+    enum FailoverKind: String, CaseIterable {
+        /// `SIGKILL`: the leases end after the TTL; another node takes them over.
+        case kill = "SIGKILL"
+        /// `SIGTERM`: the node hands its leases over and exits; restarted afterwards.
+        case terminate = "SIGTERM"
+        /// `POST /operator/nodes/{id}/drain`: it hands everything over and stays up, taking none; undrained afterwards.
+        case drain
+        /// `SIGSTOP` until its leases ended and its sessions logged in elsewhere, then `SIGCONT`: it must give them up.
+        case pause = "SIGSTOP"
+    }
+
+    /// Each cycle moves the sessions of one node by a kind the seeded generator picks (every kind once in each round
+    /// of four, in a seeded order), times the move, brings the node back, and calls every endpoint through nodes that
+    /// do not run the session.
     func runFailovers(_ cluster: ChaosCluster, generator: inout SeededGenerator) async throws -> FailoverReport {
         var report = FailoverReport()
         let rig = cluster.rig
-        let killBound = Double(Self.leaseTTLSeconds + 10)
-        // A node reads the leases every third of the TTL (and at once on a handover notice): by then it forwards.
-        let viewRefresh = Duration.milliseconds(Self.leaseTTLSeconds * 1000 / 3 + 1000)
+        var round: [FailoverKind] = []
         for cycle in 0..<cycles {
+            if round.isEmpty { round = FailoverKind.allCases.shuffled(using: &generator) }
+            let kind = round.removeFirst()
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cycleSeconds, using: &generator) * 1000)))
-            let loginsBefore = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
+            let before = try await rig.simulatorState()
+            let loginsBefore = before["logins"] as? [String: Int] ?? [:]
+            report.broken += report.replacements.unexplained(before, at: "before cycle \(cycle)")
             let running = try await cluster.running()
-            let killing = cycle % 2 == 0
-            // SIGKILL the busiest node; SIGTERM a random one of those running sessions (a drain of nothing checks nothing).
+            // SIGKILL and SIGSTOP the busiest node; SIGTERM or drain a random one of those running sessions (a drain of nothing checks nothing).
             let busy = running.indices.filter { !running[$0].isEmpty }
             var victim = (busy.isEmpty ? Array(running.indices) : busy).randomElement(using: &generator) ?? 0
-            if killing, let busiest = running.indices.max(by: { running[$0].count < running[$1].count }) { victim = busiest }
+            if [.kill, .pause].contains(kind), let busiest = running.indices.max(by: { running[$0].count < running[$1].count }) { victim = busiest }
             let moving = running[victim]
             let survivors = cluster.nodes.indices.filter { $0 != victim }.map { cluster.nodes[$0] }
             let watched = moving.first.flatMap { tenant in rig.tokens.first { $0.0 == tenant } }
             let stopMotion = StopFlag()
             let motion = watched.map { tenant, token in Task { await Self.probeInMotion(tenant, token: token, through: survivors, until: stopMotion) } }
             let signalled = ContinuousClock.now
-            if killing {
-                kill(cluster.nodes[victim].process.pid, SIGKILL)
-                cluster.nodes[victim].process.process.waitUntilExit()
-            } else {
-                cluster.nodes[victim].process.process.terminate()
+            let process = cluster.nodes[victim].process
+            switch kind {
+            case .kill:
+                kill(process.pid, SIGKILL)
+                process.process.waitUntilExit()
+            case .terminate: process.process.terminate()
+            case .drain:
+                let through = survivors.randomElement(using: &generator) ?? cluster.nodes[victim]
+                let drained = await callNode("POST", port: through.port, "/operator/nodes/\(cluster.nodes[victim].id)/drain", headers: ["x-admin-token": rig.operatorToken])
+                if drained.status != 202 || drained.object["draining"] as? Bool != true {
+                    report.broken.append("cycle \(cycle): drain of \(cluster.nodes[victim].id) through \(through.id) answered \(drained.summary)")
+                }
+            case .pause: kill(process.pid, SIGSTOP)
             }
             let movedAt = try await rig.waitMoved(moving, loginsBefore: loginsBefore, timeout: .seconds(60))
-            if !killing, try await !cluster.waitStopped(victim, by: signalled + .seconds(30)) {
+            if kind == .terminate, try await !cluster.waitStopped(victim, by: signalled + .seconds(30)) {
                 report.broken.append("node chaos-\(victim) did not stop within 30 s of SIGTERM")
             }
             report.checks += 1
             report.moved += moving.count
+            report.cycles[kind, default: 0] += 1
             if movedAt.count < moving.count { report.failures += 1 }
             let took = movedAt.values.max().map { seconds($0 - signalled) } ?? 0
             let first = movedAt.values.min().map { seconds($0 - signalled) } ?? 0
-            let line = "chaos: cycle \(cycle) \(killing ? "SIGKILL" : "SIGTERM") \(cluster.nodes[victim].id): \(movedAt.count) of \(moving.count) sessions moved"
+            let line = "chaos: cycle \(cycle) \(kind.rawValue) \(cluster.nodes[victim].id): \(movedAt.count) of \(moving.count) sessions moved"
             FileHandle.standardError.write(Data((line + String(format: " in %.1f-%.1f s\n", first, took)).utf8))
-            if killing {
-                report.killSeconds = max(report.killSeconds, took)
-                if took > killBound { report.broken.append("cycle \(cycle): the sessions of a killed node took \(took) s to move (bound \(killBound) s)") }
-            } else {
-                report.drainSeconds = max(report.drainSeconds, took)
-                if took > 5 { report.broken.append("cycle \(cycle): the sessions of a stopped node took \(took) s to move (bound 5 s)") }
+            report.longest[kind] = max(report.longest[kind] ?? 0, took)
+            let bound = moveBoundSeconds(kind)
+            if took > bound { report.broken.append("cycle \(cycle): the sessions of a node (\(kind.rawValue)) took \(took) s to move (bound \(bound) s)") }
+            var resumed: ResumedNode?
+            switch kind {
+            case .kill, .terminate: try await cluster.start(victim)
+            case .drain: break
+            case .pause:
+                // Its sessions were taken over while it was frozen: WhatsApp replaced its connections, once each.
+                let state = try await rig.simulatorState()
+                report.broken += report.replacements.allowTakeovers(of: moving.compactMap { rig.accounts[$0] }, state: state, at: "cycle \(cycle)")
+                kill(process.pid, SIGCONT)
+                resumed = ResumedNode(index: victim, at: .now, moved: moving)
             }
-            try await cluster.start(victim)
             try await Task.sleep(until: (movedAt.values.max() ?? signalled) + viewRefresh, clock: .continuous)
             if let motion, let tenant = watched?.0 {
                 stopMotion.stop()
@@ -76,6 +105,13 @@ extension Chaos {
                 report.forwarded.add(Self.judge(answers, tenant: tenant, cycle: cycle, movedAt: movedAt[tenant], viewRefresh: viewRefresh))
             }
             report.forwarded.add(try await cluster.probeSample(cycle: cycle, count: probeTenants))
+            if kind == .drain {
+                let (wrong, undrained) = try await checkDrainedAndUndrain(cluster, victim: victim, cycle: cycle)
+                report.broken += wrong
+                report.undrainSeconds = max(report.undrainSeconds, undrained ?? 0)
+            }
+            if let resumed { report.broken += try await checkResumed(cluster, resumed, cycle: cycle) }
+            report.broken += report.replacements.unexplained(try await rig.simulatorState(), at: "after cycle \(cycle) (\(kind.rawValue))")
         }
         return report
     }
@@ -182,13 +218,18 @@ extension Chaos {
         return wrong
     }
 
-    /// Starts one node more after the failovers and counts the sessions it runs `joinSeconds` later (balancing).
-    func measureJoinedNode(_ cluster: ChaosCluster) async throws -> (sessions: Int, fairShare: Int) {
+    /// Starts one node more after the failovers and counts the sessions it runs once it has its fair share (tenants /
+    /// nodes, at least one), or `joinSeconds` later (balancing); also how long that took.
+    func measureJoinedNode(_ cluster: ChaosCluster) async throws -> (sessions: Int, fairShare: Int, seconds: Double) {
         let index = cluster.nodes.count
         try await cluster.start(index)
-        try await Task.sleep(for: .seconds(joinSeconds))
-        let running = try await cluster.running()
-        return (running[index].count, cluster.rig.tokens.count / cluster.nodes.count)
+        let (started, fairShare) = (ContinuousClock.now, cluster.rig.tokens.count / cluster.nodes.count)
+        var sessions = try await cluster.running()[index].count
+        while sessions < max(1, fairShare), ContinuousClock.now < started + .seconds(joinSeconds) {
+            try await Task.sleep(for: .milliseconds(500))
+            sessions = try await cluster.running()[index].count
+        }
+        return (sessions, fairShare, seconds(ContinuousClock.now - started))
     }
 }
 

@@ -13,6 +13,8 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var bundlesServed = 0
     /// The most connections one account ever had open at once.
     public var peakConnectionsPerAccount: [String: Int] = [:]
+    /// Logged-in connections a later login of the same account replaced (`conflict replaced`), per account.
+    public var replacedByLogin: [String: Int] = [:]
     /// Login handshakes (ClientPayload with a username) per account.
     public var logins: [String: Int] = [:]
     /// Registration handshakes (unpaired clients).

@@ -246,17 +246,26 @@ extension WhatsAppSimulator {
             try? await Task.sleep(for: .milliseconds(5))
         }
         guard connections[id] != nil else { return }
-        // A second login with the same credentials replaces the first (WhatsApp's behaviour).
+        // A second login with the same credentials replaces the first (WhatsApp's behaviour): from then on only the
+        // new connection is served. The peak counts the replaced one with it (an overlap, however short); the live
+        // count drops it at once, even while its client (a paused process) has not closed its socket yet.
+        var replaced = 0
         for (otherID, other) in connections where otherID != id {
             if case .loggedIn(let otherUser) = other.phase, otherUser == user {
                 send(Node(tag: "stream:error", children: [Node(tag: "conflict", attributes: ["type": "replaced"])]), to: otherID)
                 await drop(otherID)
+                connections[otherID]?.phase = .closing
+                replaced += 1
             }
         }
         connections[id]?.phase = .loggedIn(user: user)
         counters.logins[user, default: 0] += 1
         counters.liveConnections[user, default: 0] += 1
         counters.peakConnectionsPerAccount[user] = max(counters.peakConnectionsPerAccount[user] ?? 0, counters.liveConnections[user] ?? 0)
+        if replaced > 0 {
+            counters.liveConnections[user, default: 0] -= replaced
+            counters.replacedByLogin[user, default: 0] += replaced
+        }
         send(
             Node(
                 tag: "success",

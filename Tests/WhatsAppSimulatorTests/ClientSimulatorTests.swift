@@ -182,6 +182,23 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
         await rig.simulator.stop()
     }
 
+    @Test func aSecondLoginReplacesTheFirstCountedAsAnOverlapAndNoLongerLive() async throws {
+        let rig = try await Rig.make()
+        let (_, user, session) = try await rig.pairedClient()
+        let again = rig.client()
+        var events = again.events.makeAsyncIterator()
+        let run = Task { await again.run() }
+        _ = try await next(&events, matching: { if case .loggedIn = $0 { true } else { false } })
+        #expect(await session.value == .replaced)
+        let observed = await rig.simulator.observed
+        #expect(observed.replacedByLogin[user] == 1, "the replacement is counted")
+        #expect(observed.peakConnectionsPerAccount[user] == 2, "the peak counts the replaced connection with its replacement")
+        #expect(observed.liveConnections[user] == 1, "only the new connection is live")
+        await again.disconnect()
+        _ = await run.value
+        await rig.simulator.stop()
+    }
+
     @Test func deviceRemovedWipesCredentials() async throws {
         let rig = try await Rig.make()
         let (_, user, session) = try await rig.pairedClient()

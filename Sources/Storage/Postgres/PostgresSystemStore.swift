@@ -16,6 +16,10 @@ public final class PostgresSystemStore: SystemStore {
     /// The longest one call may wait for the database.
     let callDeadline: Duration
 
+    /// How long a connection may sit idle inside a transaction before PostgreSQL ends its session: below the call
+    /// deadline, so a frozen node's locks never make another node's call time out (and fail it over to "unavailable").
+    static let abandonedTransactionLimit = Duration.seconds(3)
+
     /// Connects to the database named by `url`, applies pending migrations and checks the connection.
     public init(
         url: PostgresURL, callDeadline: Duration = .seconds(5), logger: Logger = Logger(label: "wahost.storage.postgres")
@@ -25,6 +29,9 @@ public final class PostgresSystemStore: SystemStore {
             tls: url.clientTLS)
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(10)
+        // A transaction left open by a process that stopped making progress (SIGSTOP, a paused VM) holds its row locks
+        // (leases, event sequences) until PostgreSQL ends it: end it before another node's call on them gives up.
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "\(Self.abandonedTransactionLimit.wholeMilliseconds)")]
         // The client logs each failed connection attempt at info; an outage is reported once by `outage` instead.
         var backgroundLogger = logger
         backgroundLogger.logLevel = max(logger.logLevel, .notice)
