@@ -4,14 +4,19 @@ import Synchronization
 import WahostBasics
 import Tenancy
 
-/// Appends events to the durable per-tenant log in batches, in the order they were recorded or appended, with one
-/// task for the whole process (a group commit: many sessions' messages share one transaction); readers of a
-/// tenant's log are woken after each batch that touched it.
-public final class EventLogWriter: Sendable {
-    /// Events queued by one call; a durable append waits on `waiter` for their ids.
+/// Appends events to the durable per-tenant log, and writes the tenants' sealed Signal records, in batches, in the
+/// order they were submitted, with one task for the whole process (a group commit: many sessions' messages and their
+/// Signal state share one transaction, and a received message is stored with the state that decrypted it); readers
+/// of a tenant's log are woken after each batch that touched it.
+public final class EventLogWriter: DurableWriter {
+    /// What one call queued; a durable append waits on `waiter` for the events' ids (nil when fenced).
     private struct Entry {
         var events: [NewTenantEvent]
+        var records: SealedRecordWrite? = nil
         var waiter: CheckedContinuation<Result<[Int64?], RepositoryError>, Never>?
+
+        /// Rows this entry adds to a transaction.
+        var size: Int { events.count + (records?.changes.count ?? 0) }
     }
 
     private struct State {
@@ -23,7 +28,7 @@ public final class EventLogWriter: Sendable {
 
     /// At most this many calls wait for the database; beyond it the oldest recorded session events are dropped first.
     public static let pendingLimit = 100_000
-    /// At most this many events go in one transaction.
+    /// At most this many rows (events and records) go in one transaction.
     static let batchLimit = 500
 
     private let repository: any EventLogRepository
@@ -78,8 +83,21 @@ public final class EventLogWriter: Sendable {
     /// when that batch could not be written (the caller does not acknowledge; the events are not retried).
     public func append(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
         guard !events.isEmpty else { return [] }
+        return try await enqueue(Entry(events: events))
+    }
+
+    /// Writes the records and appends the events in one transaction, after everything submitted before; returns
+    /// once durable. Throws `.fenced` (nothing stored) when the records' fence does not hold.
+    public func write(_ records: SealedRecordWrite, with events: [NewTenantEvent]) async throws(RepositoryError) {
+        guard !events.isEmpty || !records.changes.isEmpty else { return }
+        _ = try await enqueue(Entry(events: events, records: records))
+    }
+
+    private func enqueue(_ entry: Entry) async throws(RepositoryError) -> [Int64?] {
         let result = await withCheckedContinuation { continuation in
-            shared.state.withLock { $0.pending.append(Entry(events: events, waiter: continuation)) }
+            var entry = entry
+            entry.waiter = continuation
+            shared.state.withLock { $0.pending.append(entry) }
             wake.yield()
         }
         return try result.get()
@@ -141,8 +159,8 @@ public final class EventLogWriter: Sendable {
             var count = 0
             var taken = 0
             for entry in state.pending {
-                if taken > 0, count + entry.events.count > batchLimit { break }
-                count += entry.events.count
+                if taken > 0, count + entry.size > batchLimit { break }
+                count += entry.size
                 taken += 1
             }
             let batch = Array(state.pending.prefix(taken))
@@ -157,7 +175,7 @@ public final class EventLogWriter: Sendable {
         shared.state.withLock { state -> [Entry]? in
             guard state.pending.contains(where: { $0.waiter != nil }) else { return nil }
             defer { state.pending.removeAll() }
-            state.inFlight += state.pending.reduce(0) { $0 + $1.events.count }
+            state.inFlight += state.pending.reduce(0) { $0 + $1.size }
             return state.pending
         }
     }
@@ -172,20 +190,17 @@ public final class EventLogWriter: Sendable {
         for reader in readers { reader.yield() }
     }
 
-    /// One transaction for the batch. While the database is away, the durable appends in it fail at once (their
+    /// One transaction for the batch. While the database is away, the durable writes in it fail at once (their
     /// callers do not acknowledge) and the recorded events are retried with backoff until the writer is cancelled.
-    /// When a row is refused (a deleted tenant), each call alone, so only the refused ones fail or are dropped.
+    /// When a row is refused (a deleted tenant), each call alone, so only the refused ones fail or are dropped; a
+    /// write whose fence does not hold fails alone (`.fenced`) and stores nothing.
     private static func append(_ batch: [Entry], repository: any EventLogRepository, logger: Logger, shared: Shared) async {
         var entries = batch
         var delay = Duration.milliseconds(100)
         while !entries.isEmpty {
             do {
-                let ids = try await repository.appendEvents(entries.flatMap(\.events))
-                var offset = 0
-                for entry in entries {
-                    entry.waiter?.resume(returning: .success(Array(ids[offset..<offset + entry.events.count])))
-                    offset += entry.events.count
-                }
+                let outcomes = try await repository.commit(entries.map { DurableWrite(events: $0.events, records: $0.records) })
+                for (entry, ids) in zip(entries, outcomes) { entry.waiter?.resume(returning: Self.result(ids, of: entry)) }
                 return
             } catch where error.kind == .notFound {
                 break
@@ -213,8 +228,8 @@ public final class EventLogWriter: Sendable {
         }
         for entry in entries {
             do {
-                let ids = try await repository.appendEvents(entry.events)
-                entry.waiter?.resume(returning: .success(ids))
+                let ids = try await repository.commit([DurableWrite(events: entry.events, records: entry.records)])[0]
+                entry.waiter?.resume(returning: Self.result(ids, of: entry))
             } catch {
                 entry.waiter?.resume(returning: .failure(error))
                 // A deleted tenant's log is gone with it; anything else is worth a line.
@@ -223,5 +238,11 @@ public final class EventLogWriter: Sendable {
                 }
             }
         }
+    }
+
+    /// A call's answer: its events' ids, or `.fenced` when its records' fence did not hold.
+    private static func result(_ ids: [Int64?]?, of entry: Entry) -> Result<[Int64?], RepositoryError> {
+        guard let ids else { return .failure(.leaseLost(entry.records?.tenant ?? entry.events[0].tenant)) }
+        return .success(ids)
     }
 }

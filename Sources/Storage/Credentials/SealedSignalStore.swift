@@ -10,16 +10,17 @@ public struct SealedSignalStore: SignalRecordStore {
     private let tenant: TenantName
     private let instanceID: String?
     private let key: SymmetricKey
-    private let repository: any SealedRecordRepository
-    /// Shares write transactions with other tenants' stores when given.
-    private let writer: SealedRecordWriter?
+    private let repository: any SealedRecordRepository & EventLogRepository
+    /// Shares write transactions with other tenants' stores and events, in one queue, when given.
+    private let writer: (any DurableWriter)?
     /// Fences writes with this node's lease on the tenant when given.
     private let fences: LeaseFences?
     /// Keeps recent records (sealed) while this node's lease on the tenant lasts, when given with `fences`.
     private let cache: SealedRecordCache?
 
     public init(
-        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
+        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository & EventLogRepository,
+        writer: (any DurableWriter)? = nil,
         fences: LeaseFences? = nil, cache: SealedRecordCache? = nil
     ) {
         self.fences = fences
@@ -59,7 +60,7 @@ public struct SealedSignalStore: SignalRecordStore {
         return loaded
     }
 
-    public func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws {
+    public func save(_ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent]) async throws {
         var rows: [SealedRecordChange] = []
         for (recordKey, bytes) in changes {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
@@ -67,8 +68,13 @@ public struct SealedSignalStore: SignalRecordStore {
         }
         let fence = fences?.fence(for: tenant)
         let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fence)
+        let events = events.map { NewTenantEvent(tenant: tenant, type: $0.type, at: $0.at, data: $0.data, dedupeKey: $0.dedupeKey) }
         do {
-            if let writer { try await writer.write(write) } else { try await repository.writeSealedRecords([write]) }
+            if let writer {
+                try await writer.write(write, with: events)
+            } else if try await repository.commit([DurableWrite(events: events, records: write)])[0] == nil {
+                throw RepositoryError.leaseLost(tenant)
+            }
         } catch {
             cache?.forget(rows.map { cacheKey($0.kind, $0.key) })
             throw error

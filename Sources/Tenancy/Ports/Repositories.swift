@@ -210,6 +210,29 @@ public enum LeaseFence: Sendable, Equatable {
     case noOtherLiveHolder(nodeID: String, now: Date)
 }
 
+/// One caller's share of a group commit: events and sealed records stored together or not at all (a received message
+/// and the Signal state that decrypted it).
+public struct DurableWrite: Sendable {
+    public var events: [NewTenantEvent]
+    public var records: SealedRecordWrite?
+
+    public init(events: [NewTenantEvent] = [], records: SealedRecordWrite? = nil) {
+        self.events = events
+        self.records = records
+    }
+
+    /// True when the write stores nothing.
+    public var isEmpty: Bool { events.isEmpty && records?.changes.isEmpty != false }
+}
+
+/// Commits sealed record writes, each with its events in the same transaction, in the order they were submitted
+/// (one queue per process: a session's later state never lands before its earlier).
+public protocol DurableWriter: Sendable {
+    /// Stores the records and the events in the next shared transaction; returns once durable. Throws `.fenced` when
+    /// the records' fence does not hold (nothing of the write is stored).
+    func write(_ records: SealedRecordWrite, with events: [NewTenantEvent]) async throws(RepositoryError)
+}
+
 /// An event to append to a tenant's event log.
 public struct NewTenantEvent: Sendable, Equatable {
     public var tenant: TenantName
@@ -249,6 +272,9 @@ public struct StoredTenantEvent: Sendable, Equatable {
 public protocol EventLogRepository: Sendable {
     /// Appends in order, all or none; returns each event's id, or nil for one skipped as a duplicate.
     func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?]
+    /// Stores the batch in one transaction: each write's events appended (ids as for `appendEvents`) and its records
+    /// written, or neither when its records' fence does not hold (nil in the result). Each tenant must exist.
+    func commit(_ batch: [DurableWrite]) async throws(RepositoryError) -> [[Int64?]?]
     /// Up to `limit` events of `tenant` with ids above `after`, oldest first.
     func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
     /// The stored event of `tenant` with this dedupe key, if the log still holds it.

@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import WABinary
 
-/// Received messages: decrypted, stored durably, and only then receipted and acked (a crash before the store gets the
-/// message redelivered; the inbox drops the second copy by id).
+/// Received messages: decrypted, stored durably with the Signal state that decrypted them, and only then receipted and
+/// acked (a crash before the store gets the message redelivered).
 extension WhatsAppClient {
     /// Handles one `<message>`; returns a reason when the connection must end (the stores are away: no ack, so the
     /// server delivers the message again on the next connection).
@@ -70,10 +70,10 @@ extension WhatsAppClient {
         }
         let received = ReceivedMessage(message, content: content, account: account.jid, accountLID: account.lid)
         do {
-            // The event first: a crash after it gets a redelivery that decrypts again with the old state and is dropped by id.
-            try await messaging.inbox.store(received)
+            // The event and the state that decrypted it in one transaction: a crash before it commits gets a redelivery
+            // that decrypts again with the old state, one after it a redelivery dropped as already decrypted.
             let records = signal.records
-            try await messaging.signalStore.save(records.pendingRecordChanges.merging(learned) { $1 })
+            try await messaging.signalStore.save(records.pendingRecordChanges.merging(learned) { $1 }, with: [messaging.inbox.event(for: received)])
             let consumed = records.consumedPreKeyIDs
             if !consumed.isEmpty { try await store.removePreKeys(consumed) }
         } catch {

@@ -3,8 +3,16 @@
 public protocol SignalRecordStore: Sendable {
     /// The stored bytes of those of `keys` that exist (sessions, identities and sender keys; prekeys are not here).
     func load(_ keys: [SignalRecordKey]) async throws -> [SignalRecordKey: [UInt8]]
+    /// Writes (bytes) and deletes (nil) records and appends `events` to the account's event log durably, in one
+    /// transaction after every save before it, all or none (an event whose dedupe key the log holds is skipped).
+    func save(_ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent]) async throws
+}
+
+extension SignalRecordStore {
     /// Writes (bytes) and deletes (nil) records durably, all or none.
-    func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws
+    public func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws {
+        try await save(changes, with: [])
+    }
 }
 
 extension SignalRecords {
