@@ -9,14 +9,21 @@ import Tenancy
 /// Signal state share one transaction, and a received message is stored with the state that decrypted it); readers
 /// of a tenant's log are woken after each batch that touched it.
 public final class EventLogWriter: DurableWriter {
-    /// What one call queued; a durable append waits on `waiter` for the events' ids (nil when fenced).
+    /// What one call queued; a durable write is told its outcome through `done` (the events' ids).
     private struct Entry {
         var events: [NewTenantEvent]
         var records: SealedRecordWrite? = nil
-        var waiter: CheckedContinuation<Result<[Int64?], RepositoryError>, Never>?
+        var chain: WriteChain? = nil
+        var done: (@Sendable (Result<[Int64?], RepositoryError>) -> Void)? = nil
 
         /// Rows this entry adds to a transaction.
         var size: Int { events.count + (records?.changes.count ?? 0) }
+
+        /// Tells the caller; a failure first fails the rest of its chain.
+        func settle(_ result: Result<[Int64?], RepositoryError>) {
+            if case .failure = result { chain?.breakOff() }
+            done?(result)
+        }
     }
 
     private struct State {
@@ -68,8 +75,8 @@ public final class EventLogWriter: DurableWriter {
         shared.state.withLock { state in
             if state.pending.count >= Self.pendingLimit {
                 // The database has been away for long: drop the oldest session event (the next state supersedes it).
-                let oldest = state.pending.firstIndex { $0.waiter == nil && $0.events.first?.type == "session" }
-                    ?? state.pending.firstIndex { $0.waiter == nil }
+                let oldest = state.pending.firstIndex { $0.done == nil && $0.events.first?.type == "session" }
+                    ?? state.pending.firstIndex { $0.done == nil }
                 guard let oldest else { return }
                 state.pending.remove(at: oldest)
             }
@@ -86,22 +93,34 @@ public final class EventLogWriter: DurableWriter {
         return try await enqueue(Entry(events: events))
     }
 
-    /// Writes the records and appends the events in one transaction, after everything submitted before; returns
-    /// once durable. Throws `.fenced` (nothing stored) when the records' fence does not hold.
-    public func write(_ records: SealedRecordWrite, with events: [NewTenantEvent]) async throws(RepositoryError) {
-        guard !events.isEmpty || !records.changes.isEmpty else { return }
-        _ = try await enqueue(Entry(events: events, records: records))
+    /// Queues the records and the events for one transaction, after everything submitted before; `settled` is called
+    /// once they are durable, or failed: `.fenced` (nothing stored) when the records' fence does not hold, and at once,
+    /// unwritten, once an earlier write of `chain` failed.
+    public func submit(
+        _ records: SealedRecordWrite, with events: [NewTenantEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, RepositoryError>) -> Void
+    ) {
+        guard !events.isEmpty || !records.changes.isEmpty else { return settled(.success(())) }
+        submit(Entry(events: events, records: records, chain: chain, done: { settled($0.map { _ in () }) }))
     }
 
     private func enqueue(_ entry: Entry) async throws(RepositoryError) -> [Int64?] {
         let result = await withCheckedContinuation { continuation in
             var entry = entry
-            entry.waiter = continuation
-            shared.state.withLock { $0.pending.append(entry) }
-            wake.yield()
+            entry.done = { continuation.resume(returning: $0) }
+            submit(entry)
         }
         return try result.get()
     }
+
+    private func submit(_ entry: Entry) {
+        if entry.chain?.isBroken == true { return entry.settle(.failure(Self.chainBroken)) }
+        shared.state.withLock { $0.pending.append(entry) }
+        wake.yield()
+    }
+
+    /// The failure of a write queued behind a failed one of its chain.
+    static let chainBroken = RepositoryError(.unavailable, "an earlier write this one builds on failed; not written")
 
     /// Waits at most `limit` until every event recorded before the call is stored (or given up on); false if some
     /// were still pending then (a shutdown with the database away).
@@ -173,7 +192,7 @@ public final class EventLogWriter: DurableWriter {
     /// Every pending entry, if one of them waits for its ids (in order, so the log keeps the order of the calls).
     private static func takeIfDurableWaits(_ shared: Shared) -> [Entry]? {
         shared.state.withLock { state -> [Entry]? in
-            guard state.pending.contains(where: { $0.waiter != nil }) else { return nil }
+            guard state.pending.contains(where: { $0.done != nil }) else { return nil }
             defer { state.pending.removeAll() }
             state.inFlight += state.pending.reduce(0) { $0 + $1.size }
             return state.pending
@@ -198,15 +217,17 @@ public final class EventLogWriter: DurableWriter {
         var entries = batch
         var delay = Duration.milliseconds(100)
         while !entries.isEmpty {
+            entries = failingBrokenChains(entries)
+            guard !entries.isEmpty else { return }
             do {
-                let outcomes = try await repository.commit(entries.map { DurableWrite(events: $0.events, records: $0.records) })
-                for (entry, ids) in zip(entries, outcomes) { entry.waiter?.resume(returning: Self.result(ids, of: entry)) }
+                let outcomes = try await repository.commit(Self.writes(entries))
+                for (entry, ids) in zip(entries, outcomes) { entry.settle(Self.result(ids, of: entry)) }
                 return
             } catch where error.kind == .notFound {
                 break
             } catch {
-                for entry in entries { entry.waiter?.resume(returning: .failure(error)) }
-                entries.removeAll { $0.waiter != nil }
+                for entry in entries { entry.settle(.failure(error)) }
+                entries.removeAll { $0.done != nil }
                 if Task.isCancelled {
                     logger.error("events not stored at shutdown", metadata: ["count": "\(entries.count)", "error": "\(error)"])
                     return
@@ -227,16 +248,42 @@ public final class EventLogWriter: DurableWriter {
             }
         }
         for entry in entries {
+            guard entry.chain?.isBroken != true else {
+                entry.settle(.failure(chainBroken))
+                continue
+            }
             do {
                 let ids = try await repository.commit([DurableWrite(events: entry.events, records: entry.records)])[0]
-                entry.waiter?.resume(returning: Self.result(ids, of: entry))
+                entry.settle(Self.result(ids, of: entry))
             } catch {
-                entry.waiter?.resume(returning: .failure(error))
+                entry.settle(.failure(error))
                 // A deleted tenant's log is gone with it; anything else is worth a line.
-                if error.kind != .notFound, entry.waiter == nil {
+                if error.kind != .notFound, entry.done == nil {
                     logger.error("event not stored", metadata: ["tenant": "\(entry.events[0].tenant)", "error": "\(error)"])
                 }
             }
+        }
+    }
+
+    /// The batch for the repository, each chain numbered.
+    private static func writes(_ entries: [Entry]) -> [DurableWrite] {
+        var chains: [ObjectIdentifier: Int] = [:]
+        return entries.map { entry in
+            var number: Int?
+            if let chain = entry.chain {
+                number = chains[ObjectIdentifier(chain)] ?? chains.count
+                chains[ObjectIdentifier(chain)] = number
+            }
+            return DurableWrite(events: entry.events, records: entry.records, chain: number)
+        }
+    }
+
+    /// The entries whose chain is intact; the others are failed unwritten.
+    private static func failingBrokenChains(_ entries: [Entry]) -> [Entry] {
+        entries.filter { entry in
+            guard entry.chain?.isBroken == true else { return true }
+            entry.settle(.failure(chainBroken))
+            return false
         }
     }
 

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Tenancy
+import WahostBasics
 import WhatsApp
 
 /// A tenant's Signal records in the system database rows (`sealed_records`), each sealed with AES-256-GCM under the
@@ -60,7 +61,10 @@ public struct SealedSignalStore: SignalRecordStore {
         return loaded
     }
 
-    public func save(_ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent]) async throws {
+    public func submit(
+        _ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) async throws {
         var rows: [SealedRecordChange] = []
         for (recordKey, bytes) in changes {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
@@ -69,17 +73,23 @@ public struct SealedSignalStore: SignalRecordStore {
         let fence = fences?.fence(for: tenant)
         let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fence)
         let events = events.map { NewTenantEvent(tenant: tenant, type: $0.type, at: $0.at, data: $0.data, dedupeKey: $0.dedupeKey) }
-        do {
-            if let writer {
-                try await writer.write(write, with: events)
-            } else if try await repository.commit([DurableWrite(events: events, records: write)])[0] == nil {
-                throw RepositoryError.leaseLost(tenant)
+        let (cache, keys) = (cache, rows.map { cacheKey($0.kind, $0.key) })
+        let stored = Dictionary(rows.map { (cacheKey($0.kind, $0.key), $0.sealed) }, uniquingKeysWith: { $1 })
+        let finish: @Sendable (Result<Void, RepositoryError>) -> Void = { result in
+            switch result {
+            case .success: cache?.stored(stored, fence: fence)
+            case .failure: cache?.forget(keys)
             }
-        } catch {
-            cache?.forget(rows.map { cacheKey($0.kind, $0.key) })
-            throw error
+            settled(result.mapError { $0 as any Error })
         }
-        cache?.stored(Dictionary(rows.map { (cacheKey($0.kind, $0.key), $0.sealed) }, uniquingKeysWith: { $1 }), fence: fence)
+        if let writer { return writer.submit(write, with: events, chain: chain, settled: finish) }
+        // Tools and tests: straight to the database.
+        do {
+            let outcome = try await repository.commit([DurableWrite(events: events, records: write)])[0]
+            finish(outcome == nil ? .failure(.leaseLost(tenant)) : .success(()))
+        } catch {
+            finish(.failure(error))
+        }
     }
 
     private func cacheKey(_ kind: String, _ name: String) -> SealedRecordCache.Key {

@@ -1,5 +1,6 @@
 import Synchronization
 import Tenancy
+import WahostBasics
 import WhatsApp
 
 /// The Signal record port for one tenant, sealed under the tenant's current row: its instance id is read per operation
@@ -38,8 +39,11 @@ public struct TenantSignalStore: SignalRecordStore {
         try await sealed().load(keys)
     }
 
-    public func save(_ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent]) async throws {
-        try await sealed().save(changes, with: events)
+    public func submit(
+        _ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) async throws {
+        try await sealed().submit(changes, with: events, chain: chain, settled: settled)
     }
 
     private func sealed() async throws -> SealedSignalStore {

@@ -12,7 +12,13 @@ extension PostgresSystemStore {
         guard batch.contains(where: { !$0.isEmpty }) else { return batch.map { _ in [] } }
         let now = Date().milliseconds
         return try await transaction { connection, logger in
-            let fenced = try await Self.fencedOut(batch.map(\.records), on: connection, logger: logger)
+            var fenced = try await Self.fencedOut(batch.map(\.records), on: connection, logger: logger)
+            // A write built on a fenced one of its chain is left out too.
+            var leftOut: Set<Int> = []
+            for (index, write) in batch.enumerated() {
+                guard let chain = write.chain else { continue }
+                if leftOut.contains(chain) { fenced.insert(index) } else if fenced.contains(index) { leftOut.insert(chain) }
+            }
             var ids: [[Int64?]?] = batch.indices.map { fenced.contains($0) ? nil : Array(repeating: nil, count: batch[$0].events.count) }
             // Tenants in name order (each tenant's events keep theirs), so two batches never lock sequence rows crosswise.
             let order = batch.indices.filter { !fenced.contains($0) }.flatMap { write in batch[write].events.indices.map { (write, $0) } }

@@ -12,9 +12,14 @@ extension SQLiteSystemStore {
         let now = Date().milliseconds
         return try await write { db in
             // The write transaction is the only writer: nothing can take a lease between a fence check and the writes.
-            try batch.map { write -> [Int64?]? in
+            var leftOut: Set<Int> = []
+            return try batch.map { write -> [Int64?]? in
+                if let chain = write.chain, leftOut.contains(chain) { return nil }
                 if let records = write.records, !records.changes.isEmpty {
-                    guard try Self.fenceHolds(records, db) else { return nil }
+                    guard try Self.fenceHolds(records, db) else {
+                        if let chain = write.chain { leftOut.insert(chain) }
+                        return nil
+                    }
                     try Self.apply(records, now: now, db)
                 }
                 return try write.events.map { try Self.append($0, db) }

@@ -1,4 +1,5 @@
 import Foundation
+import WahostBasics
 
 /// The tenants table. Creating a tenant stores its token hash and OTP secret in the same transaction.
 public protocol TenantRepository: Sendable {
@@ -215,10 +216,13 @@ public enum LeaseFence: Sendable, Equatable {
 public struct DurableWrite: Sendable {
     public var events: [NewTenantEvent]
     public var records: SealedRecordWrite?
+    /// Writes of a batch with the same number build on each other: once one is fenced, the later ones are left out too.
+    public var chain: Int?
 
-    public init(events: [NewTenantEvent] = [], records: SealedRecordWrite? = nil) {
+    public init(events: [NewTenantEvent] = [], records: SealedRecordWrite? = nil, chain: Int? = nil) {
         self.events = events
         self.records = records
+        self.chain = chain
     }
 
     /// True when the write stores nothing.
@@ -228,9 +232,22 @@ public struct DurableWrite: Sendable {
 /// Commits sealed record writes, each with its events in the same transaction, in the order they were submitted
 /// (one queue per process: a session's later state never lands before its earlier).
 public protocol DurableWriter: Sendable {
-    /// Stores the records and the events in the next shared transaction; returns once durable. Throws `.fenced` when
-    /// the records' fence does not hold (nothing of the write is stored).
-    func write(_ records: SealedRecordWrite, with events: [NewTenantEvent]) async throws(RepositoryError)
+    /// Queues the records and the events for a shared transaction, after everything queued before; `settled` is called
+    /// once they are durable or failed: `.fenced` when the records' fence does not hold (nothing of the write is
+    /// stored), and at once, unwritten, when an earlier write of `chain` failed (a failure fails the chain's rest).
+    func submit(
+        _ records: SealedRecordWrite, with events: [NewTenantEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, RepositoryError>) -> Void)
+}
+
+extension DurableWriter {
+    /// Stores the records and the events as `submit` does; returns once durable.
+    public func write(_ records: SealedRecordWrite, with events: [NewTenantEvent], chain: WriteChain? = nil) async throws(RepositoryError) {
+        let result = await withCheckedContinuation { continuation in
+            submit(records, with: events, chain: chain) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
 }
 
 /// An event to append to a tenant's event log.
@@ -273,7 +290,8 @@ public protocol EventLogRepository: Sendable {
     /// Appends in order, all or none; returns each event's id, or nil for one skipped as a duplicate.
     func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?]
     /// Stores the batch in one transaction: each write's events appended (ids as for `appendEvents`) and its records
-    /// written, or neither when its records' fence does not hold (nil in the result). Each tenant must exist.
+    /// written, or neither when its records' fence does not hold or an earlier write of its chain's was left out (nil
+    /// in the result). Each tenant must exist.
     func commit(_ batch: [DurableWrite]) async throws(RepositoryError) -> [[Int64?]?]
     /// Up to `limit` events of `tenant` with ids above `after`, oldest first.
     func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]

@@ -47,6 +47,7 @@ public actor WhatsAppClient {
     var retryAnswers: [String: Int] = [:]
     /// Device lists, group members and sender-key holders learned while sending (bounded).
     var sendCaches = SendCaches()
+    var signalSaves = SignalSaves()
 
     public init(
         configuration: WhatsAppClientConfiguration, store: any CredentialStore, messaging: ClientMessaging? = nil,
@@ -267,6 +268,7 @@ public actor WhatsAppClient {
             if case .qr(let rotation, _)? = ending.pairing { rotation.cancel() }
             await ending.joinPreKeyTask()
         }
+        await settleSignalSaves()
         logger.info("disconnected", metadata: ["reason": "\(final)"])
         eventSink.yield(.disconnected(final))
         return final
