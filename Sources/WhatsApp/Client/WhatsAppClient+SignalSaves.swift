@@ -71,7 +71,7 @@ extension WhatsAppClient {
                 continue
             }
             guard save.connection == connection?.number else { continue }
-            for stanza in save.stanzas { try? send(stanza) }
+            try? send(together: save.stanzas)
         }
         signalSaves.acking = false
     }
