@@ -226,7 +226,7 @@ let package = Package(
         .testTarget(
             name: "StorageTests",
             dependencies: [
-                "Storage", "Tenancy", "TestSupport", "WhatsApp",
+                "Storage", "Tenancy", "TestSupport", "WhatsApp", "SessionPool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

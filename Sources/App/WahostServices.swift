@@ -31,8 +31,6 @@ public struct WahostServices: Sendable {
     }
     /// Dashboard sign-ins over this database and master key, shared by every node.
     public var dashboardSignIns: DashboardSignIns { DashboardSignIns(repository: store, masterKey: masterKey) }
-    /// Group-commits the tenants' Signal record writes (one per process).
-    let sealedRecordWriter: SealedRecordWriter
     /// The tenants' recent Signal records, sealed, while this node holds their leases (one per process, bounded).
     let sealedRecordCache = SealedRecordCache()
 
@@ -57,15 +55,14 @@ public struct WahostServices: Sendable {
         return WahostServices(
             store: store, tenants: tenants, credentials: credentials, credentialRecords: credentialRecords, leaseFences: leaseFences,
             configuration: configuration,
-            eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey,
-            sealedRecordWriter: SealedRecordWriter(repository: store))
+            eventLog: EventLogWriter(repository: store, logger: logger), masterKey: masterKey)
     }
 
     /// A tenant's Signal records, sealed in the system database under its current row.
     public func signalStore(for tenant: TenantName) -> TenantSignalStore {
         let tenants = self.tenants
         return TenantSignalStore(
-            tenant: tenant, masterKey: masterKey, repository: store, writer: sealedRecordWriter, fences: leaseFences, cache: sealedRecordCache,
+            tenant: tenant, masterKey: masterKey, repository: store, writer: eventLog, fences: leaseFences, cache: sealedRecordCache,
             tenantRow: { try await tenants.tenant(named: tenant) })
     }
 

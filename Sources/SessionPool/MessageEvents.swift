@@ -9,8 +9,9 @@ struct EventLogInbox: MessageInbox {
     let tenant: TenantName
     let log: EventLogWriter
 
-    func store(_ message: ReceivedMessage) async throws {
-        _ = try await log.append([Self.event(message, of: tenant, at: Date())])
+    func event(for message: ReceivedMessage) -> InboxEvent {
+        let event = Self.event(message, of: tenant, at: Date())
+        return InboxEvent(type: event.type, at: event.at, data: event.data, dedupeKey: event.dedupeKey)
     }
 
     func store(_ receipt: ReceivedReceipt) async throws {

@@ -6,6 +6,7 @@ import Synchronization
 import Tenancy
 import TestSupport
 import Testing
+import WahostBasics
 
 /// The event log writer over a real SQLite file: batches in order, durable appends, readers woken.
 @Suite struct EventLogWriterTests {
@@ -108,5 +109,41 @@ import Testing
         #expect(stored.count == 1 && stored[0] != nil, "stored once the lock is gone")
         #expect(await writer.flushed(within: .seconds(30)))
         #expect(try await store.events(of: acme, after: 0, limit: 10).map(\.type) == ["session", "message"], "the recorded event kept its place")
+    }
+
+    @Test func aFailedWriteFailsTheRestOfItsChainUnwrittenAndNoOtherChain() async throws {
+        let (store, acme) = try await store()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        let start = Date()
+        let lease = try #require(try await store.acquireLease(for: acme, nodeID: "node-a", ttl: .seconds(1), now: start))
+        _ = try #require(try await store.acquireLease(for: acme, nodeID: "node-b", ttl: .seconds(30), now: start.addingTimeInterval(5)))
+        func write(_ id: String, fence: LeaseFence?) -> (SealedRecordWrite, [NewTenantEvent]) {
+            let records = SealedRecordWrite(tenant: acme, changes: [SealedRecordChange(kind: "session", key: id, sealed: [1])], fence: fence)
+            return (records, [NewTenantEvent(tenant: acme, type: "message", at: Date(), data: #"{"id":"\#(id)"}"#, dedupeKey: "message:\(id)")])
+        }
+        // A connection's saves queued back to back: the first is refused (its lease is gone), so the ones built on it must
+        // not land even though nothing refuses them, or a redelivery of the first would find its ratchet step taken.
+        let chain = WriteChain()
+        let outcomes = Mutex<[String: Bool]>([:])
+        let settled = AsyncStream<Void>.makeStream()
+        for (id, fence) in [("M1", LeaseFence.holder(nodeID: "node-a", generation: lease.generation)), ("M2", nil), ("M3", nil)] {
+            let (records, events) = write(id, fence: fence)
+            writer.submit(records, with: events, chain: chain) { result in
+                outcomes.withLock { $0[id] = (try? result.get()) != nil }
+                settled.continuation.yield()
+            }
+        }
+        var waits = settled.stream.makeAsyncIterator()
+        for _ in 0..<3 { _ = await waits.next() }
+        #expect(outcomes.withLock { $0 } == ["M1": false, "M2": false, "M3": false])
+        #expect(chain.isBroken)
+        // Queued after the failure: refused at once. Another chain (the next connection) is not affected.
+        let (late, lateEvents) = write("M4", fence: nil)
+        await #expect(throws: RepositoryError.self) { try await writer.write(late, with: lateEvents, chain: chain) }
+        let (fresh, freshEvents) = write("M5", fence: nil)
+        try await writer.write(fresh, with: freshEvents, chain: WriteChain())
+        #expect(try await store.events(of: acme, after: 0, limit: 10).map(\.data) == [#"{"id":"M5"}"#])
+        #expect(try await store.sealedRecordKeys(of: acme, kind: "session") == ["M5"])
+        try await store.close()
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import SessionPool
 import Storage
 import Tenancy
 import TestSupport
@@ -107,11 +109,11 @@ import WhatsApp
         #expect(try await credentials.loadPreKeys().map(\.id) == [1, 2, 4, 5])
     }
 
-    @Test("many tenants' writes share transactions; a deleted tenant fails only its own write", arguments: Backend.available)
+    @Test("many tenants' writes share transactions with their events; a deleted tenant fails only its own write", arguments: Backend.available)
     func groupCommittedWritesAreDurableAndIsolated(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         let masterKey = MasterKey.generate()
-        let writer = SealedRecordWriter(repository: store)
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
         var stores: [SealedSignalStore] = []
         for index in 0..<20 {
             let name = try TenantName("tenant-\(index)")
@@ -124,7 +126,10 @@ import WhatsApp
             for (index, tenantStore) in (stores + [ghost]).enumerated() {
                 group.addTask {
                     do {
-                        for round in 0..<5 { try await tenantStore.save([.session(address): [UInt8(index), UInt8(round)]]) }
+                        for round in 0..<5 {
+                            let event = InboxEvent(type: "message", at: Date(), data: "{\"round\":\(round)}", dedupeKey: "message:M\(round)")
+                            try await tenantStore.save([.session(address): [UInt8(index), UInt8(round)]], with: round % 2 == 0 ? [event] : [])
+                        }
                         return true
                     } catch { return false }
                 }
@@ -136,6 +141,38 @@ import WhatsApp
         #expect(results.filter { $0 }.count == 20 && results.filter { !$0 }.count == 1, "only the ghost tenant's write fails")
         for (index, tenantStore) in stores.enumerated() {
             #expect(try await tenantStore.load([.session(address)])[.session(address)] == [UInt8(index), 4], "the last write of each tenant is stored")
+            let events = try await store.events(of: try TenantName("tenant-\(index)"), after: 0, limit: 10)
+            #expect(events.map(\.data) == [#"{"round":0}"#, #"{"round":2}"#, #"{"round":4}"#], "each tenant's events, in order")
+        }
+        try await store.close()
+    }
+
+    @Test("a received message's event and the Signal state that decrypted it are stored together or not at all", arguments: Backend.available)
+    func aMessageAndItsSignalStateAreStoredTogether(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let writer = EventLogWriter(repository: store, logger: Logger(label: "test"))
+        let peer = SignalAddress(name: "15550000001", deviceID: 0)
+        func message(_ id: String) -> InboxEvent { InboxEvent(type: "message", at: Date(), data: #"{"id":"\#(id)"}"#, dedupeKey: "message:\(id)") }
+        // Through the process's group writer, and straight to the database (tools): the same guarantee.
+        for (index, writer) in [writer, nil].enumerated() {
+            let tenant = try TenantName("tenant-\(index)")
+            try await store.createTenant(Tenant(name: tenant, createdAt: Date(), mfaEnabled: false, instanceID: "i1"), adminTokenHash: "x", otpSecret: nil)
+            let start = Date()
+            let lease = try #require(try await store.acquireLease(for: tenant, nodeID: "node-a", ttl: .seconds(1), now: start))
+            let fences = LeaseFences(nodeID: "node-a")
+            fences.tookLease(of: tenant, nodeID: "node-a", generation: lease.generation)
+            let signal = SealedSignalStore(
+                tenant: tenant, instanceID: "i1", masterKey: MasterKey.generate(), repository: store, writer: writer, fences: fences)
+            try await signal.save([.session(peer): [1]], with: [message("M1")])
+            #expect(try await store.events(of: tenant, after: 0, limit: 10).map(\.data) == [#"{"id":"M1"}"#])
+            #expect(try await signal.load([.session(peer)])[.session(peer)] == [1])
+
+            // Another node takes the session over before the next message commits: neither its event nor its state lands
+            // (the new owner gets the message again and decrypts it from the state before it).
+            _ = try #require(try await store.acquireLease(for: tenant, nodeID: "node-b", ttl: .seconds(30), now: start.addingTimeInterval(5)))
+            await #expect(throws: RepositoryError.self) { try await signal.save([.session(peer): [2], .identity(peer): [3]], with: [message("M2")]) }
+            #expect(try await store.events(of: tenant, after: 0, limit: 10).map(\.data) == [#"{"id":"M1"}"#], "no event without its state")
+            #expect(try await signal.load([.session(peer), .identity(peer)]) == [.session(peer): [1]], "no state without its event")
         }
         try await store.close()
     }

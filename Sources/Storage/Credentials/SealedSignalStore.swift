@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Tenancy
+import WahostBasics
 import WhatsApp
 
 /// A tenant's Signal records in the system database rows (`sealed_records`), each sealed with AES-256-GCM under the
@@ -10,16 +11,17 @@ public struct SealedSignalStore: SignalRecordStore {
     private let tenant: TenantName
     private let instanceID: String?
     private let key: SymmetricKey
-    private let repository: any SealedRecordRepository
-    /// Shares write transactions with other tenants' stores when given.
-    private let writer: SealedRecordWriter?
+    private let repository: any SealedRecordRepository & EventLogRepository
+    /// Shares write transactions with other tenants' stores and events, in one queue, when given.
+    private let writer: (any DurableWriter)?
     /// Fences writes with this node's lease on the tenant when given.
     private let fences: LeaseFences?
     /// Keeps recent records (sealed) while this node's lease on the tenant lasts, when given with `fences`.
     private let cache: SealedRecordCache?
 
     public init(
-        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
+        tenant: TenantName, instanceID: String?, masterKey: MasterKey, repository: any SealedRecordRepository & EventLogRepository,
+        writer: (any DurableWriter)? = nil,
         fences: LeaseFences? = nil, cache: SealedRecordCache? = nil
     ) {
         self.fences = fences
@@ -59,7 +61,10 @@ public struct SealedSignalStore: SignalRecordStore {
         return loaded
     }
 
-    public func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws {
+    public func submit(
+        _ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) async throws {
         var rows: [SealedRecordChange] = []
         for (recordKey, bytes) in changes {
             guard let (kind, name) = Self.rowKey(recordKey) else { continue }
@@ -67,13 +72,24 @@ public struct SealedSignalStore: SignalRecordStore {
         }
         let fence = fences?.fence(for: tenant)
         let write = SealedRecordWrite(tenant: tenant, changes: rows, fence: fence)
-        do {
-            if let writer { try await writer.write(write) } else { try await repository.writeSealedRecords([write]) }
-        } catch {
-            cache?.forget(rows.map { cacheKey($0.kind, $0.key) })
-            throw error
+        let events = events.map { NewTenantEvent(tenant: tenant, type: $0.type, at: $0.at, data: $0.data, dedupeKey: $0.dedupeKey) }
+        let (cache, keys) = (cache, rows.map { cacheKey($0.kind, $0.key) })
+        let stored = Dictionary(rows.map { (cacheKey($0.kind, $0.key), $0.sealed) }, uniquingKeysWith: { $1 })
+        let finish: @Sendable (Result<Void, RepositoryError>) -> Void = { result in
+            switch result {
+            case .success: cache?.stored(stored, fence: fence)
+            case .failure: cache?.forget(keys)
+            }
+            settled(result.mapError { $0 as any Error })
         }
-        cache?.stored(Dictionary(rows.map { (cacheKey($0.kind, $0.key), $0.sealed) }, uniquingKeysWith: { $1 }), fence: fence)
+        if let writer { return writer.submit(write, with: events, chain: chain, settled: finish) }
+        // Tools and tests: straight to the database.
+        do {
+            let outcome = try await repository.commit([DurableWrite(events: events, records: write)])[0]
+            finish(outcome == nil ? .failure(.leaseLost(tenant)) : .success(()))
+        } catch {
+            finish(.failure(error))
+        }
     }
 
     private func cacheKey(_ kind: String, _ name: String) -> SealedRecordCache.Key {

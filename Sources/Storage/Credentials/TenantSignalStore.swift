@@ -1,5 +1,6 @@
 import Synchronization
 import Tenancy
+import WahostBasics
 import WhatsApp
 
 /// The Signal record port for one tenant, sealed under the tenant's current row: its instance id is read per operation
@@ -9,9 +10,9 @@ import WhatsApp
 public struct TenantSignalStore: SignalRecordStore {
     private let tenant: TenantName
     private let masterKey: MasterKey
-    private let repository: any SealedRecordRepository
+    private let repository: any SealedRecordRepository & EventLogRepository
     private let tenantRow: @Sendable () async throws -> Tenant?
-    private let writer: SealedRecordWriter?
+    private let writer: (any DurableWriter)?
     private let fences: LeaseFences?
     private let cache: SealedRecordCache?
     /// The sealed store (instance id and derived key) for the lease it was made under.
@@ -22,7 +23,7 @@ public struct TenantSignalStore: SignalRecordStore {
     }
 
     public init(
-        tenant: TenantName, masterKey: MasterKey, repository: any SealedRecordRepository, writer: SealedRecordWriter? = nil,
+        tenant: TenantName, masterKey: MasterKey, repository: any SealedRecordRepository & EventLogRepository, writer: (any DurableWriter)? = nil,
         fences: LeaseFences? = nil, cache: SealedRecordCache? = nil, tenantRow: @escaping @Sendable () async throws -> Tenant?
     ) {
         self.fences = fences
@@ -38,8 +39,11 @@ public struct TenantSignalStore: SignalRecordStore {
         try await sealed().load(keys)
     }
 
-    public func save(_ changes: [SignalRecordKey: [UInt8]?]) async throws {
-        try await sealed().save(changes)
+    public func submit(
+        _ changes: [SignalRecordKey: [UInt8]?], with events: [InboxEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) async throws {
+        try await sealed().submit(changes, with: events, chain: chain, settled: settled)
     }
 
     private func sealed() async throws -> SealedSignalStore {

@@ -21,28 +21,26 @@ extension PostgresSystemStore {
     }
 
     public func applySealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) -> Set<Int> {
-        guard batch.contains(where: { !$0.changes.isEmpty }) else { return [] }
-        let now = Date().milliseconds
-        return try await transaction { connection, logger in
-            let fenced = try await Self.fencedOut(batch, on: connection, logger: logger)
-            for (index, write) in batch.enumerated() where !fenced.contains(index) {
-                let tenant = write.tenant.rawValue
-                for change in write.changes {
-                    if let sealed = change.sealed {
-                        _ = try await connection.query(
-                            """
-                            INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms)
-                            VALUES (\(tenant), \(change.kind), \(change.key), \(ByteBuffer(bytes: sealed)), \(now))
-                            ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at_ms = EXCLUDED.updated_at_ms
-                            """, logger: logger)
-                    } else {
-                        _ = try await connection.query(
-                            "DELETE FROM sealed_records WHERE tenant = \(tenant) AND kind = \(change.kind) AND record_key = \(change.key)",
-                            logger: logger)
-                    }
-                }
+        let outcomes = try await commit(batch.map { DurableWrite(records: $0) })
+        return Set(outcomes.indices.filter { outcomes[$0] == nil })
+    }
+
+    /// Writes (or deletes) the write's records in the open transaction.
+    static func apply(_ write: SealedRecordWrite, now: Int64, on connection: PostgresConnection, logger: Logger) async throws {
+        let tenant = write.tenant.rawValue
+        for change in write.changes {
+            if let sealed = change.sealed {
+                _ = try await connection.query(
+                    """
+                    INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms)
+                    VALUES (\(tenant), \(change.kind), \(change.key), \(ByteBuffer(bytes: sealed)), \(now))
+                    ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at_ms = EXCLUDED.updated_at_ms
+                    """, logger: logger)
+            } else {
+                _ = try await connection.query(
+                    "DELETE FROM sealed_records WHERE tenant = \(tenant) AND kind = \(change.kind) AND record_key = \(change.key)",
+                    logger: logger)
             }
-            return fenced
         }
     }
 
@@ -57,16 +55,16 @@ extension PostgresSystemStore {
     /// The indices of the writes whose fence does not hold. The lease rows of every fenced tenant are read in one
     /// statement in tenant order and locked `FOR SHARE` until the transaction ends: a takeover's update waits for this
     /// write, and the heartbeat's renewal (which locks in the same order) cannot deadlock with it.
-    static func fencedOut(_ batch: [SealedRecordWrite], on connection: PostgresConnection, logger: Logger) async throws -> Set<Int> {
-        let fenced = batch.enumerated().filter { $0.element.fence != nil && !$0.element.changes.isEmpty }
+    static func fencedOut(_ batch: [SealedRecordWrite?], on connection: PostgresConnection, logger: Logger) async throws -> Set<Int> {
+        let fenced = batch.enumerated().compactMap { index, write in write.flatMap { $0.fence != nil && !$0.changes.isEmpty ? (index, $0) : nil } }
         guard !fenced.isEmpty else { return [] }
-        let tenants = Array(Set(fenced.map(\.element.tenant.rawValue))).sorted()
+        let tenants = Array(Set(fenced.map(\.1.tenant.rawValue))).sorted()
         let rows = try await connection.query(
             """
             SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
             WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR SHARE
             """, logger: logger)
         let leases = Dictionary(try await Self.leases(rows).map { ($0.tenant.rawValue, $0) }, uniquingKeysWith: { $1 })
-        return Set(fenced.filter { !$0.element.fence!.holds(over: leases[$0.element.tenant.rawValue]) }.map(\.offset))
+        return Set(fenced.filter { !$0.1.fence!.holds(over: leases[$0.1.tenant.rawValue]) }.map(\.0))
     }
 }

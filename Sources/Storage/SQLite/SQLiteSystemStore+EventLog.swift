@@ -4,30 +4,50 @@ import Tenancy
 
 extension SQLiteSystemStore {
     public func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?] {
-        guard !events.isEmpty else { return [] }
+        try await commit([DurableWrite(events: events)])[0] ?? []
+    }
+
+    public func commit(_ batch: [DurableWrite]) async throws(RepositoryError) -> [[Int64?]?] {
+        guard batch.contains(where: { !$0.isEmpty }) else { return batch.map { _ in [] } }
+        let now = Date().milliseconds
         return try await write { db in
-            try events.map { event -> Int64? in
-                if let key = event.dedupeKey,
-                    try Bool.fetchOne(
-                        db.cachedStatement(sql: "SELECT 1 FROM tenant_events WHERE tenant = ? AND dedupe_key = ?"),
-                        arguments: [event.tenant.rawValue, key]) == true
-                {
-                    return nil
+            // The write transaction is the only writer: nothing can take a lease between a fence check and the writes.
+            var leftOut: Set<Int> = []
+            return try batch.map { write -> [Int64?]? in
+                if let chain = write.chain, leftOut.contains(chain) { return nil }
+                if let records = write.records, !records.changes.isEmpty {
+                    guard try Self.fenceHolds(records, db) else {
+                        if let chain = write.chain { leftOut.insert(chain) }
+                        return nil
+                    }
+                    try Self.apply(records, now: now, db)
                 }
-                guard
-                    let id = try Int64.fetchOne(
-                        db.cachedStatement(
-                            sql: """
-                                INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (?, 1)
-                                ON CONFLICT (tenant) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq
-                                """), arguments: [event.tenant.rawValue])
-                else { throw RepositoryError(.unavailable, "no event id returned") }
-                try db.cachedStatement(
-                    sql: "INSERT INTO tenant_events (tenant, seq, type, at_ms, data, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)"
-                ).execute(arguments: [event.tenant.rawValue, id, event.type, event.at.milliseconds, event.data, event.dedupeKey])
-                return id
+                return try write.events.map { try Self.append($0, db) }
             }
         }
+    }
+
+    /// Appends one event in the open transaction; nil when its dedupe key is taken.
+    static func append(_ event: NewTenantEvent, _ db: Database) throws -> Int64? {
+        if let key = event.dedupeKey,
+            try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT 1 FROM tenant_events WHERE tenant = ? AND dedupe_key = ?"),
+                arguments: [event.tenant.rawValue, key]) == true
+        {
+            return nil
+        }
+        guard
+            let id = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        INSERT INTO tenant_event_sequences (tenant, last_seq) VALUES (?, 1)
+                        ON CONFLICT (tenant) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq
+                        """), arguments: [event.tenant.rawValue])
+        else { throw RepositoryError(.unavailable, "no event id returned") }
+        try db.cachedStatement(
+            sql: "INSERT INTO tenant_events (tenant, seq, type, at_ms, data, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [event.tenant.rawValue, id, event.type, event.at.milliseconds, event.data, event.dedupeKey])
+        return id
     }
 
     public func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent] {

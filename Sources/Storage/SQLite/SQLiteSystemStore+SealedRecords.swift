@@ -16,35 +16,36 @@ extension SQLiteSystemStore {
     }
 
     public func applySealedRecords(_ batch: [SealedRecordWrite]) async throws(RepositoryError) -> Set<Int> {
-        guard batch.contains(where: { !$0.changes.isEmpty }) else { return [] }
-        let now = Date().milliseconds
-        return try await write { db in
-            // The write transaction is the only writer: nothing can take a lease between this check and the writes.
-            var fenced: Set<Int> = []
-            for (index, write) in batch.enumerated() where !write.changes.isEmpty {
-                guard let fence = write.fence else { continue }
-                let lease = try Row.fetchOne(
-                    db, sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases WHERE tenant = ?",
-                    arguments: [write.tenant.rawValue]
-                ).map { row in try SQLiteSystemStore.lease(from: row) }
-                if !fence.holds(over: lease) { fenced.insert(index) }
+        let outcomes = try await commit(batch.map { DurableWrite(records: $0) })
+        return Set(outcomes.indices.filter { outcomes[$0] == nil })
+    }
+
+    /// True when the write has no fence or its fence holds over the tenant's lease row.
+    static func fenceHolds(_ write: SealedRecordWrite, _ db: Database) throws -> Bool {
+        guard let fence = write.fence else { return true }
+        let lease = try Row.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases WHERE tenant = ?"),
+            arguments: [write.tenant.rawValue]
+        ).map { row in try SQLiteSystemStore.lease(from: row) }
+        return fence.holds(over: lease)
+    }
+
+    /// Writes (or deletes) the write's records in the open transaction.
+    static func apply(_ write: SealedRecordWrite, now: Int64, _ db: Database) throws {
+        let tenant = write.tenant.rawValue
+        for change in write.changes {
+            if let sealed = change.sealed {
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms
+                        """
+                ).execute(arguments: [tenant, change.kind, change.key, Data(sealed), now])
+            } else {
+                try db.cachedStatement(sql: "DELETE FROM sealed_records WHERE tenant = ? AND kind = ? AND record_key = ?")
+                    .execute(arguments: [tenant, change.kind, change.key])
             }
-            for (index, write) in batch.enumerated() where !fenced.contains(index) {
-                let tenant = write.tenant.rawValue
-                for change in write.changes {
-                    if let sealed = change.sealed {
-                        try db.execute(
-                            sql: """
-                                INSERT INTO sealed_records (tenant, kind, record_key, sealed, updated_at_ms) VALUES (?, ?, ?, ?, ?)
-                                ON CONFLICT (tenant, kind, record_key) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms
-                                """, arguments: [tenant, change.kind, change.key, Data(sealed), now])
-                    } else {
-                        try db.execute(
-                            sql: "DELETE FROM sealed_records WHERE tenant = ? AND kind = ? AND record_key = ?", arguments: [tenant, change.kind, change.key])
-                    }
-                }
-            }
-            return fenced
         }
     }
 

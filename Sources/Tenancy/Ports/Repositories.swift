@@ -1,4 +1,5 @@
 import Foundation
+import WahostBasics
 
 /// The tenants table. Creating a tenant stores its token hash and OTP secret in the same transaction.
 public protocol TenantRepository: Sendable {
@@ -210,6 +211,45 @@ public enum LeaseFence: Sendable, Equatable {
     case noOtherLiveHolder(nodeID: String, now: Date)
 }
 
+/// One caller's share of a group commit: events and sealed records stored together or not at all (a received message
+/// and the Signal state that decrypted it).
+public struct DurableWrite: Sendable {
+    public var events: [NewTenantEvent]
+    public var records: SealedRecordWrite?
+    /// Writes of a batch with the same number build on each other: once one is fenced, the later ones are left out too.
+    public var chain: Int?
+
+    public init(events: [NewTenantEvent] = [], records: SealedRecordWrite? = nil, chain: Int? = nil) {
+        self.events = events
+        self.records = records
+        self.chain = chain
+    }
+
+    /// True when the write stores nothing.
+    public var isEmpty: Bool { events.isEmpty && records?.changes.isEmpty != false }
+}
+
+/// Commits sealed record writes, each with its events in the same transaction, in the order they were submitted
+/// (one queue per process: a session's later state never lands before its earlier).
+public protocol DurableWriter: Sendable {
+    /// Queues the records and the events for a shared transaction, after everything queued before; `settled` is called
+    /// once they are durable or failed: `.fenced` when the records' fence does not hold (nothing of the write is
+    /// stored), and at once, unwritten, when an earlier write of `chain` failed (a failure fails the chain's rest).
+    func submit(
+        _ records: SealedRecordWrite, with events: [NewTenantEvent], chain: WriteChain?,
+        settled: @escaping @Sendable (Result<Void, RepositoryError>) -> Void)
+}
+
+extension DurableWriter {
+    /// Stores the records and the events as `submit` does; returns once durable.
+    public func write(_ records: SealedRecordWrite, with events: [NewTenantEvent], chain: WriteChain? = nil) async throws(RepositoryError) {
+        let result = await withCheckedContinuation { continuation in
+            submit(records, with: events, chain: chain) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+}
+
 /// An event to append to a tenant's event log.
 public struct NewTenantEvent: Sendable, Equatable {
     public var tenant: TenantName
@@ -249,6 +289,10 @@ public struct StoredTenantEvent: Sendable, Equatable {
 public protocol EventLogRepository: Sendable {
     /// Appends in order, all or none; returns each event's id, or nil for one skipped as a duplicate.
     func appendEvents(_ events: [NewTenantEvent]) async throws(RepositoryError) -> [Int64?]
+    /// Stores the batch in one transaction: each write's events appended (ids as for `appendEvents`) and its records
+    /// written, or neither when its records' fence does not hold or an earlier write of its chain's was left out (nil
+    /// in the result). Each tenant must exist.
+    func commit(_ batch: [DurableWrite]) async throws(RepositoryError) -> [[Int64?]?]
     /// Up to `limit` events of `tenant` with ids above `after`, oldest first.
     func events(of tenant: TenantName, after: Int64, limit: Int) async throws(RepositoryError) -> [StoredTenantEvent]
     /// The stored event of `tenant` with this dedupe key, if the log still holds it.

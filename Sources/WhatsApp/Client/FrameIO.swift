@@ -7,6 +7,8 @@ import WSClient
 public enum OutgoingFrame: Sendable {
     /// Write one frame.
     case frame([UInt8])
+    /// Write frames in one WebSocket message (one socket write: a receipt and its ack).
+    case frames([[UInt8]])
     /// Close the socket after the frames queued before.
     case close
 
@@ -16,6 +18,11 @@ public enum OutgoingFrame: Sendable {
             switch item {
             case .frame(let frame):
                 do { try await outbound.write(.binary(ByteBuffer(bytes: frame))) } catch { return }
+            case .frames(let frames):
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(frames.reduce(0) { $0 + $1.count })
+                for frame in frames { buffer.writeBytes(frame) }
+                do { try await outbound.write(.binary(buffer)) } catch { return }
             case .close:
                 try? await outbound.close(.normalClosure, reason: nil)
                 return

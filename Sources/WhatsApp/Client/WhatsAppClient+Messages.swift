@@ -2,12 +2,21 @@ import Foundation
 import Logging
 import WABinary
 
-/// Received messages: decrypted, stored durably, and only then receipted and acked (a crash before the store gets the
-/// message redelivered; the inbox drops the second copy by id).
+/// Received messages: decrypted, stored durably with the Signal state that decrypted them, and only then receipted and
+/// acked (a crash before the store gets the message redelivered).
 extension WhatsAppClient {
     /// Handles one `<message>`; returns a reason when the connection must end (the stores are away: no ack, so the
-    /// server delivers the message again on the next connection).
+    /// server delivers the message again on the next connection). Returns once the message's save is queued, or
+    /// later while `SignalSaves.limit` saves are pending.
     func receiveMessage(_ node: Node) async -> DisconnectReason? {
+        if let reason = await decryptAndQueue(node) { return reason }
+        await waitForSaveRoom()
+        return nil
+    }
+
+    /// Decrypts a `<message>` and queues its event with the Signal state that decrypted it; the receipt and the ack
+    /// follow once that is durable.
+    private func decryptAndQueue(_ node: Node) async -> DisconnectReason? {
         guard let messaging, let credentials, let account = credentials.pairedAccount else {
             ackStanza(node)
             return nil
@@ -69,18 +78,13 @@ extension WhatsAppClient {
             return nil
         }
         let received = ReceivedMessage(message, content: content, account: account.jid, accountLID: account.lid)
-        do {
-            // The event first: a crash after it gets a redelivery that decrypts again with the old state and is dropped by id.
-            try await messaging.inbox.store(received)
-            let records = signal.records
-            try await messaging.signalStore.save(records.pendingRecordChanges.merging(learned) { $1 })
-            let consumed = records.consumedPreKeyIDs
-            if !consumed.isEmpty { try await store.removePreKeys(consumed) }
-        } catch {
-            return await storesUnavailable("the message or its Signal state cannot be stored: \(error)")
-        }
-        try? send(message.deliveryReceipt)
-        ackStanza(node)
+        // The event and the state that decrypted it in one transaction: a crash before it commits gets a redelivery that
+        // decrypts again with the old state, one after it a redelivery dropped as already decrypted.
+        let state = signal.records
+        await queueSave(
+            state.pendingRecordChanges.merging(learned) { $1 }, event: messaging.inbox.event(for: received),
+            stanzas: [message.deliveryReceipt] + (Stanzas.ack(for: node).map { [$0] } ?? []), consumedPreKeys: state.consumedPreKeyIDs,
+            to: messaging.signalStore)
         return nil
     }
 
@@ -94,7 +98,7 @@ extension WhatsAppClient {
         if message.isGroup { keys.append(.senderKey(SenderKeyName(groupID: message.chat.description, sender: sender))) }
         if message.sender.isLIDSender { keys.append(.phoneNumberOfLID(message.sender.user)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
-        let loaded = try await signalStore.load(keys)
+        let loaded = try await loadSignalRecords(keys, from: signalStore)
         records.merge(loaded: loaded)
         let phoneNumber = loaded[.phoneNumberOfLID(message.sender.user)].flatMap { String(validating: $0, as: UTF8.self) }
         return (records, phoneNumber)

@@ -75,12 +75,12 @@ extension WhatsAppClient {
             await acquireSignalState()
             defer { releaseSignalState() }
             var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
-            records.merge(loaded: try await messaging.signalStore.load([.identity(device.signalAddress)]))
+            records.merge(loaded: try await loadSignalRecords([.identity(device.signalAddress)], from: messaging.signalStore))
             let signal = try SignalProtocol(records: records)
             var generator = SystemRandomNumberGenerator()
             let payloads = try OutboundEncryption.oneToOne(
                 text, to: chat, recipientDevices: own ? [] : [device], ownDevices: own ? [device] : [], bundles: bundles, with: signal, using: &generator)
-            try await messaging.signalStore.save(signal.records.pendingRecordChanges)
+            try await saveSignalState(signal.records.pendingRecordChanges, to: messaging.signalStore)
             var resend = MessageStanzas.fanOut(id: id, to: chat, payloads: payloads, deviceIdentity: account.account)
             resend.attributes.append(Attribute(key: "device_fanout", value: "false"))
             guard connection?.number == number else { return }

@@ -60,7 +60,7 @@ extension WhatsAppClient {
         let devices = recipients + (lists[own.withoutDevice] ?? []).filter { $0.device != own.device }
         let holders = chat.isGroup ? sendCaches.holders(of: target) : []
         let needPayload = devices.filter { !holders.contains($0) }
-        let known = try await messaging.signalStore.load(needPayload.map { .session($0.signalAddress) })
+        let known = try await loadSignalRecords(needPayload.map { .session($0.signalAddress) }, from: messaging.signalStore)
         let withoutSession = needPayload.filter { known[.session($0.signalAddress)] == nil }
         let bundles = withoutSession.isEmpty ? [:] : try await preKeyBundles(for: withoutSession)
         return SendPlan(target: target, devices: devices, bundles: bundles)
@@ -78,7 +78,7 @@ extension WhatsAppClient {
         var keys = devices.flatMap { [SignalRecordKey.session($0.signalAddress), .identity($0.signalAddress)] }
         if isGroup { keys.append(.senderKey(senderKey)) }
         var records = SignalRecords(identity: credentials.identityKey, registrationID: credentials.registrationID, signedPreKey: credentials.signedPreKey)
-        records.merge(loaded: try await messaging.signalStore.load(keys))
+        records.merge(loaded: try await loadSignalRecords(keys, from: messaging.signalStore))
         // A group's devices that hold our current sender key need no payload of their own.
         if isGroup, records.senderKeys[senderKey] == nil { sendCaches.forgetHolders(of: target) }
         let holders = isGroup ? sendCaches.holders(of: target) : []
@@ -107,7 +107,7 @@ extension WhatsAppClient {
             throw WhatsAppClientError.encryption("\(error)")
         }
         // Stored before the stanza leaves: a crash after the send must not reuse a message key.
-        try await messaging.signalStore.save(signal.records.pendingRecordChanges)
+        try await saveSignalState(signal.records.pendingRecordChanges, to: messaging.signalStore)
         return (node, isGroup ? reachable : [])
     }
 

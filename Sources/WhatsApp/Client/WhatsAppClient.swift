@@ -47,6 +47,7 @@ public actor WhatsAppClient {
     var retryAnswers: [String: Int] = [:]
     /// Device lists, group members and sender-key holders learned while sending (bounded).
     var sendCaches = SendCaches()
+    var signalSaves = SignalSaves()
 
     public init(
         configuration: WhatsAppClientConfiguration, store: any CredentialStore, messaging: ClientMessaging? = nil,
@@ -267,17 +268,21 @@ public actor WhatsAppClient {
             if case .qr(let rotation, _)? = ending.pairing { rotation.cancel() }
             await ending.joinPreKeyTask()
         }
+        await settleSignalSaves()
         logger.info("disconnected", metadata: ["reason": "\(final)"])
         eventSink.yield(.disconnected(final))
         return final
     }
 
     /// Encrypts and queues one stanza; order of calls is order on the wire.
-    func send(_ node: Node) throws {
+    func send(_ node: Node) throws { try send(together: [node]) }
+
+    /// Encrypts stanzas and queues them as one socket write, in order (a message's receipt and its ack).
+    func send(together nodes: [Node]) throws {
         guard var connection else { throw WhatsAppClientError.notConnected }
-        let plaintext = try FramePlaintext.pack(node)
-        let ciphertext = try connection.writer.encrypt(plaintext)
-        connection.outgoing.yield(.frame(try FrameEncoder.frame(ciphertext)))
+        var frames: [[UInt8]] = []
+        for node in nodes { frames.append(try FrameEncoder.frame(try connection.writer.encrypt(try FramePlaintext.pack(node)))) }
+        connection.outgoing.yield(.frames(frames))
         self.connection = connection
     }
 
