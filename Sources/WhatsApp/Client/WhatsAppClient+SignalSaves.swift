@@ -65,7 +65,12 @@ extension WhatsAppClient {
             guard save.connection == connection?.number, let outcome = save.outcome else { continue }
             do {
                 try outcome.get()
-                if !save.consumedPreKeys.isEmpty { try await store.removePreKeys(save.consumedPreKeys) }
+                if !save.consumedPreKeys.isEmpty {
+                    // Under the Signal state: a prekey refill reads, changes and writes the same file (PreKeyFileRaceTests).
+                    await acquireSignalState()
+                    defer { releaseSignalState() }
+                    try await store.removePreKeys(save.consumedPreKeys)
+                }
             } catch {
                 _ = await storesUnavailable("the message or its Signal state cannot be stored: \(error)")
                 continue
