@@ -78,6 +78,13 @@ extension Chaos {
         var expectedState: [String: String] = [:]
         var kinds: [String: Int] = [:]
         let started = ContinuousClock.now
+        // With WAHOST_BENCH_LOG_DIR, each fault is logged beside the `serve` logs, to match a login to the fault before it.
+        let faultLog = ProcessInfo.processInfo.environment["WAHOST_BENCH_LOG_DIR"].flatMap { directory -> FileHandle? in
+            let path = directory + "/network-faults.log"
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }
+        defer { try? faultLog?.close() }
         for _ in 0..<networkFaults {
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cycleSeconds, using: &generator) * 1000)))
             let state = try await rig.simulatorState()
@@ -123,6 +130,8 @@ extension Chaos {
             }
             kinds[fault.rawValue, default: 0] += 1
             outcome.faults += 1
+            let line = "\(Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))) tenant=\(tenant) fault=\(fault.rawValue) reached=\(reached)\n"
+            faultLog?.write(Data(line.utf8))
         }
         let faultSeconds = (ContinuousClock.now - started).timeInterval
         outcome.terminal = Set(expectedState.keys)
