@@ -38,9 +38,9 @@ enum WahostBinary {
 }
 
 @Suite struct CLITests {
-    @Test func createPrintsOneJSONObjectWithTheSecrets() throws {
+    @Test func createPrintsOneJSONObjectWithTheSecrets() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let result = try WahostBinary.run(["tenant", "create", "acme", "--data-dir", dataDirectory])
+        let result = try await WahostBinary.runDetached(["tenant", "create", "acme", "--data-dir", dataDirectory])
         #expect(result.status == 0, "\(result.stderr)")
         let object = try WahostBinary.json(result)
         #expect(object["tenant"] as? String == "acme")
@@ -53,61 +53,61 @@ enum WahostBinary {
         #expect(!result.stdout.contains("█"), "no terminal QR when stdout is not a TTY")
     }
 
-    @Test func noMFAOmitsTheSecret() throws {
+    @Test func noMFAOmitsTheSecret() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let result = try WahostBinary.run(["tenant", "create", "beta", "--no-mfa", "--data-dir", dataDirectory])
+        let result = try await WahostBinary.runDetached(["tenant", "create", "beta", "--no-mfa", "--data-dir", dataDirectory])
         #expect(result.status == 0, "\(result.stderr)")
         let object = try WahostBinary.json(result)
         #expect(object["otp_secret"] == nil || object["otp_secret"] is NSNull)
     }
 
     @Test(arguments: ["", "../x", "Acme", "a_b", String(repeating: "a", count: 65), "-x"])
-    func badNamesExitWithCode2AndAReason(_ name: String) throws {
+    func badNamesExitWithCode2AndAReason(_ name: String) async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let result = try WahostBinary.run(["tenant", "create", "--data-dir", dataDirectory, "--", name])
+        let result = try await WahostBinary.runDetached(["tenant", "create", "--data-dir", dataDirectory, "--", name])
         #expect(result.status == 2, "stdout: \(result.stdout) stderr: \(result.stderr)")
         #expect(result.stderr.contains("invalid tenant name"))
         #expect(result.stdout.isEmpty)
     }
 
-    @Test func duplicatesExitWithCode1() throws {
+    @Test func duplicatesExitWithCode1() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        #expect(try WahostBinary.run(["tenant", "create", "acme", "--data-dir", dataDirectory]).status == 0)
-        let again = try WahostBinary.run(["tenant", "create", "acme", "--data-dir", dataDirectory])
+        #expect(try await WahostBinary.runDetached(["tenant", "create", "acme", "--data-dir", dataDirectory]).status == 0)
+        let again = try await WahostBinary.runDetached(["tenant", "create", "acme", "--data-dir", dataDirectory])
         #expect(again.status == 1)
         #expect(again.stderr.contains("already exists"))
     }
 
-    @Test func listRotateResetDelete() throws {
+    @Test func listRotateResetDelete() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let created = try WahostBinary.json(try WahostBinary.run(["tenant", "create", "acme", "--data-dir", dataDirectory]))
-        _ = try WahostBinary.run(["tenant", "create", "beta", "--no-mfa", "--data-dir", dataDirectory])
-        let list = try WahostBinary.run(["tenant", "list", "--data-dir", dataDirectory])
+        let created = try WahostBinary.json(try await WahostBinary.runDetached(["tenant", "create", "acme", "--data-dir", dataDirectory]))
+        _ = try await WahostBinary.runDetached(["tenant", "create", "beta", "--no-mfa", "--data-dir", dataDirectory])
+        let list = try await WahostBinary.runDetached(["tenant", "list", "--data-dir", dataDirectory])
         let entries = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
         #expect(entries.map { $0["tenant"] as? String } == ["acme", "beta"])
         #expect(entries.map { $0["mfa"] as? Bool } == [true, false])
 
-        let rotated = try WahostBinary.json(try WahostBinary.run(["tenant", "rotate-token", "acme", "--data-dir", dataDirectory]))
+        let rotated = try WahostBinary.json(try await WahostBinary.runDetached(["tenant", "rotate-token", "acme", "--data-dir", dataDirectory]))
         #expect((rotated["admin_token"] as? String)?.hasPrefix("wah_acme_") == true)
         #expect(rotated["admin_token"] as? String != created["admin_token"] as? String)
 
-        let reset = try WahostBinary.json(try WahostBinary.run(["tenant", "reset-otp", "beta", "--data-dir", dataDirectory]))
+        let reset = try WahostBinary.json(try await WahostBinary.runDetached(["tenant", "reset-otp", "beta", "--data-dir", dataDirectory]))
         #expect((reset["otp_secret"] as? String)?.count == 32)
 
-        #expect(try WahostBinary.run(["tenant", "delete", "beta", "--data-dir", dataDirectory]).status == 0)
-        let missing = try WahostBinary.run(["tenant", "delete", "beta", "--data-dir", dataDirectory])
+        #expect(try await WahostBinary.runDetached(["tenant", "delete", "beta", "--data-dir", dataDirectory]).status == 0)
+        let missing = try await WahostBinary.runDetached(["tenant", "delete", "beta", "--data-dir", dataDirectory])
         #expect(missing.status == 1 && missing.stderr.contains("no tenant named 'beta'"))
-        #expect(try WahostBinary.run(["tenant", "rotate-token", "ghost", "--data-dir", dataDirectory]).status == 1)
-        #expect(try WahostBinary.run(["tenant", "rotate-token", "../ghost", "--data-dir", dataDirectory]).status == 2)
+        #expect(try await WahostBinary.runDetached(["tenant", "rotate-token", "ghost", "--data-dir", dataDirectory]).status == 1)
+        #expect(try await WahostBinary.runDetached(["tenant", "rotate-token", "../ghost", "--data-dir", dataDirectory]).status == 2)
     }
 
-    @Test func theDatabaseDumpHoldsNoSecretInClear() throws {
+    @Test func theDatabaseDumpHoldsNoSecretInClear() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let created = try WahostBinary.json(try WahostBinary.run(["tenant", "create", "acme", "--data-dir", dataDirectory]))
+        let created = try WahostBinary.json(try await WahostBinary.runDetached(["tenant", "create", "acme", "--data-dir", dataDirectory]))
         let token = try #require(created["admin_token"] as? String)
         let secret = try #require(created["otp_secret"] as? String)
         let rawSecretHex = try #require(Base32Hex.hex(ofBase32: secret))
-        let dump = try runProcess("/usr/bin/env", ["sqlite3", dataDirectory + "/system.db", ".dump"])
+        let dump = try await runProcessDetached("/usr/bin/env", ["sqlite3", dataDirectory + "/system.db", ".dump"])
         #expect(dump.status == 0, "sqlite3 missing? \(dump.stderr)")
         #expect(dump.stdout.contains("CREATE TABLE tenants"))
         #expect(dump.stdout.contains("$argon2id$"))
@@ -120,22 +120,22 @@ enum WahostBinary {
         #expect(!dump.stdout.contains(keyFile))
     }
 
-    @Test(.enabled(if: ExternalTools.postgresEnabled)) func worksAgainstPostgreSQL() throws {
+    @Test(.enabled(if: ExternalTools.postgresEnabled)) func worksAgainstPostgreSQL() async throws {
         let server = try #require(ExternalTools.postgres)
         let dataDirectory = try makeTemporaryDirectory()
         let name = "t" + UUID().uuidString.lowercased().prefix(8)
         let url = "postgres://\(server.user)@\(server.host):\(server.port)/\(server.database)"
-        let created = try WahostBinary.run(["tenant", "create", String(name), "--database-url", url, "--data-dir", dataDirectory])
+        let created = try await WahostBinary.runDetached(["tenant", "create", String(name), "--database-url", url, "--data-dir", dataDirectory])
         #expect(created.status == 0, "\(created.stderr)")
-        let list = try WahostBinary.run(["tenant", "list", "--database-url", url, "--data-dir", dataDirectory])
+        let list = try await WahostBinary.runDetached(["tenant", "list", "--database-url", url, "--data-dir", dataDirectory])
         #expect(list.stdout.contains("\"\(name)\""))
         #expect(!FileManager.default.fileExists(atPath: dataDirectory + "/system.db"))
-        #expect(try WahostBinary.run(["tenant", "delete", String(name), "--database-url", url, "--data-dir", dataDirectory]).status == 0)
+        #expect(try await WahostBinary.runDetached(["tenant", "delete", String(name), "--database-url", url, "--data-dir", dataDirectory]).status == 0)
     }
 
-    @Test func unreachableDatabaseIsAClearError() throws {
+    @Test func unreachableDatabaseIsAClearError() async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let result = try WahostBinary.run(["tenant", "list", "--database-url", "mysql://x", "--data-dir", dataDirectory])
+        let result = try await WahostBinary.runDetached(["tenant", "list", "--database-url", "mysql://x", "--data-dir", dataDirectory])
         #expect(result.status == 1)
         #expect(result.stderr.contains("unsupported database URL"))
     }

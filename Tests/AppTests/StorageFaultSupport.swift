@@ -16,43 +16,47 @@ final class ThrowawayPostgres: @unchecked Sendable {
     }
 
     /// Creates and starts a cluster with an empty database `wahost`.
-    init(binaries: String) throws {
+    init(binaries: String) async throws {
         self.binaries = binaries
         dataDirectory = try makeTemporaryDirectory("wahost-pg")
         port = try freePort()
         if getuid() == 0 { _ = try runProcess("/usr/bin/chown", ["postgres:postgres", dataDirectory]) }
-        try run("initdb", ["-D", dataDirectory, "-A", "trust", "-U", "wahost_test"])
-        try start()
-        try run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "wahost_test", "-d", "postgres", "-q", "-c", "CREATE DATABASE wahost"])
+        try await run("initdb", ["-D", dataDirectory, "-A", "trust", "-U", "wahost_test"])
+        try await start()
+        try await run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "wahost_test", "-d", "postgres", "-q", "-c", "CREATE DATABASE wahost"])
     }
 
     var url: String { "postgres://wahost_test@127.0.0.1:\(port)/wahost" }
 
-    func start() throws {
-        try run("pg_ctl", [
+    func start() async throws {
+        try await run("pg_ctl", [
             "-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-o",
             "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory) -c fsync=off -c max_connections=100", "start",
         ])
     }
 
     /// A fast shutdown: open connections are closed, as when an operator or a crash takes the database away.
-    func stop() throws { try run("pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "stop"]) }
+    func stop() async throws { try await run("pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "stop"]) }
 
     func destroy() {
-        _ = try? run("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"])
+        _ = spawnAndWait(Self.command(binaries: binaries, dataDirectory: dataDirectory, "pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"]))
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try? FileManager.default.removeItem(atPath: dataDirectory + "-tools.log")
     }
 
     /// Runs a PostgreSQL tool (as `postgres` when root) with its output in a file: the server `pg_ctl` starts keeps
-    /// the descriptors it inherited, so a pipe would never reach its end.
-    private func run(_ tool: String, _ arguments: [String]) throws {
-        let quoted = ([binaries + "/" + tool] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        let script = quoted + " >>'\(dataDirectory)-tools.log' 2>&1 </dev/null"
-        let command = getuid() == 0 ? ("/usr/sbin/runuser", ["-u", "postgres", "--", "/bin/sh", "-c", script]) : ("/bin/sh", ["-c", script])
-        guard spawnAndWait([command.0] + command.1) == 0 else {
+    /// the descriptors it inherited, so a pipe would never reach its end. Waited for on a thread of its own.
+    private func run(_ tool: String, _ arguments: [String]) async throws {
+        guard await spawnAndWaitDetached(Self.command(binaries: binaries, dataDirectory: dataDirectory, tool, arguments)) == 0 else {
             throw TestSupportError("\(tool) failed: \((try? String(contentsOfFile: dataDirectory + "-tools.log", encoding: .utf8)) ?? "")")
         }
+    }
+
+    /// The argument vector that runs `tool` with its output appended to the cluster's tools log.
+    private static func command(binaries: String, dataDirectory: String, _ tool: String, _ arguments: [String]) -> [String] {
+        let quoted = ([binaries + "/" + tool] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let script = quoted + " >>'\(dataDirectory)-tools.log' 2>&1 </dev/null"
+        return getuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--", "/bin/sh", "-c", script] : ["/bin/sh", "-c", script]
     }
 }
 

@@ -93,14 +93,14 @@ import WhatsAppSimulator
             #expect(!ExternalTools.required, "PostgreSQL is not installed")
             return
         }
-        let postgres = try ThrowawayPostgres(binaries: binaries)
+        let postgres = try await ThrowawayPostgres(binaries: binaries)
         defer { postgres.destroy() }
         let rig = try await APIRig()
         defer { Task { await rig.stopAll() } }
         rig.databaseURL = postgres.url
         try await survive(rig, what: "PostgreSQL stopped") {
-            try postgres.stop()
-            return { try postgres.start() }
+            try await postgres.stop()
+            return { try await postgres.start() }
         }
         await rig.stopAll()
     }

@@ -11,3 +11,10 @@ public func spawnAndWait(_ argv: [String]) -> Int32 {
     while waitpid(pid, &status, 0) == -1, errno == EINTR {}
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
 }
+
+/// ``spawnAndWait`` on a thread of its own: an async caller does not hold one of the few cooperative threads meanwhile.
+public func spawnAndWaitDetached(_ argv: [String]) async -> Int32 {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: spawnAndWait(argv)) }.start()
+    }
+}
