@@ -10,6 +10,8 @@ public final class StorageOutage: Sendable {
         var lastProbe: ContinuousClock.Instant?
         var failedCalls = 0
         var lastError = ""
+        /// The last call that succeeded: a slow call that others overtook says the database is slow, not away.
+        var lastSuccess: ContinuousClock.Instant?
     }
 
     /// How often a call is let through to the database while it is away.
@@ -43,10 +45,12 @@ public final class StorageOutage: Sendable {
         }
     }
 
-    /// Records a call's failure: the first one of an outage is logged (an `.unavailable` error only).
-    public func failed(_ error: RepositoryError, now: ContinuousClock.Instant = .now) {
+    /// Records a call's failure: the first one of an outage is logged (an `.unavailable` error only). A call that ran
+    /// out of time (`slowCallStartedAt`) begins no outage when another call succeeded meanwhile (it waited on a lock).
+    public func failed(_ error: RepositoryError, slowCallStartedAt: ContinuousClock.Instant? = nil, now: ContinuousClock.Instant = .now) {
         guard error.kind == .unavailable else { return }
         let began = state.withLock { state -> Bool in
+            if state.since == nil, let slowCallStartedAt, let lastSuccess = state.lastSuccess, lastSuccess >= slowCallStartedAt { return false }
             state.failedCalls += 1
             state.lastError = error.message
             guard state.since == nil else { return false }
@@ -64,8 +68,9 @@ public final class StorageOutage: Sendable {
     /// Records a call's success: ends an outage (logged once, with its length and the calls it failed).
     public func succeeded(now: ContinuousClock.Instant = .now) {
         let ended = state.withLock { state -> (Duration, Int)? in
+            state.lastSuccess = now
             guard let since = state.since else { return nil }
-            defer { state = State() }
+            defer { state = State(lastSuccess: now) }
             return (now - since, state.failedCalls)
         }
         if let (length, failed) = ended {

@@ -22,13 +22,16 @@ extension PostgresSystemStore {
     /// at once while the database is known to be away (but for a probe a second), and reports outages once.
     fileprivate func bounded<T: Sendable>(_ call: @escaping @Sendable () async throws -> T) async throws(RepositoryError) -> T {
         if let refusal = outage.refusal() { throw refusal }
+        let started = ContinuousClock.now
         do {
             let value = try await Deadline.run(within: callDeadline, call) { CallTimedOut(limit: $0) }
             outage.succeeded()
             return value
         } catch {
             let mapped = Self.map(error)
-            if Self.meansUnreachable(error) { outage.failed(mapped) }
+            // A call out of time while others got through waited on a row lock (a node paused mid-transaction holds its
+            // locks until PostgreSQL ends it): that call fails, the database is not reported away for every other call.
+            if Self.meansUnreachable(error) { outage.failed(mapped, slowCallStartedAt: error is CallTimedOut ? started : nil) }
             throw mapped
         }
     }
