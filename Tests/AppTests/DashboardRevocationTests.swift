@@ -86,7 +86,8 @@ import Testing
         try await app.test(.live) { client in
             let cookie = try await Self.signIn(client, form: "kind=tenant&tenant=acme&token=\(issued.adminToken.text)")
             let stream = Task { try await Self.get(client, "/dashboard/events?tenant=acme", cookie: cookie) }
-            try await Task.sleep(for: .milliseconds(300))
+            // Time for the stream to open and send its first status (300 ms was too little at the start of a full run).
+            try await Task.sleep(for: .milliseconds(1_500))
             // The test client has one connection, busy with the stream: the operator calls over another one.
             let port = try #require(client.port)
             let rotate = try await http("POST", port, "/tenants/acme/rotate-token", headers: ["x-admin-token": operatorToken.text])
