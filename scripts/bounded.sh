@@ -42,8 +42,8 @@ report_hang() {
         executable=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
         case "$executable" in "$build_dir"/*) ;; *) continue ;; esac
         echo "bounded: threads of $pid ($executable):"
-        timeout 180 gdb -p "$pid" -batch -nx -ex "set pagination off" -ex "thread apply all bt 40" 2>&1 \
-            | grep -v '^\[New LWP\|^warning: \|^Using host libthread_db\|^\[Thread debugging' | head -n 4000
+        timeout 180 gdb -p "$pid" -batch -nx -ex "set complaints 0" -ex "set pagination off" -ex "thread apply all bt 40" 2>&1 \
+            | grep -v '^During symbol reading\|^\[New LWP\|^warning: \|^Using host libthread_db\|^\[Thread debugging' | cut -c1-300 | head -n 4000
     done
     rm -f "$output.started" "$output.ended"
 }
@@ -60,8 +60,8 @@ watchdog_pid=$!
 
 wait "$command_pid"
 status=$?
-pkill -P "$watchdog_pid" 2>/dev/null
-kill "$watchdog_pid" 2>/dev/null
+# SIGINT to the watchdog's sleep: bash reports no job killed by SIGINT ("Terminated" would clutter the log).
+pkill -INT -P "$watchdog_pid" 2>/dev/null
 wait "$watchdog_pid" 2>/dev/null
 wait "$tail_pid" 2>/dev/null
 # Nothing the command started outlives it (a leftover holding CI's output open would hang the run).

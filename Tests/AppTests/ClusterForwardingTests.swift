@@ -65,7 +65,7 @@ import WhatsAppSimulator
         let altered = try await http(
             "POST", port, "/tenants/acme/session/pairing-code", headers: tampered.merging(auth) { $1 }, body: Data(#"{"number": "15559999999"}"#.utf8))
         #expect(altered.status == 403 && altered.errorCode == "forward_forbidden", "the body is signed too")
-        let audit = try runProcess("/usr/bin/sqlite3", [rig.dataDirectory + "/system.db", "SELECT actor, client_address FROM audit_log WHERE action = 'node.forward_forbidden'"])
+        let audit = try await runProcessDetached("/usr/bin/sqlite3", [rig.dataDirectory + "/system.db", "SELECT actor, client_address FROM audit_log WHERE action = 'node.forward_forbidden'"])
         #expect(audit.stdout.contains("node:node-x|127.0.0.1"), "refusals are audited against the peer: \(audit.stdout)")
 
         // A correctly signed request is served, and the client it names is the one lockouts count.
@@ -191,7 +191,7 @@ import WhatsAppSimulator
         // The owner dies: an open stream through B ends, B answers 503 owner_unreachable, then the session moves to B.
         async let cut = readStream(portB, "/tenants/t1/events", headers: auth.merging(["last-event-id": "\(lastID)"]) { $1 }, seconds: 40)
         try await Task.sleep(for: .seconds(1))
-        nodeA.kill()
+        await nodeA.kill()
         let unreachable = try await http("GET", portB, "/tenants/t1/session/groups", headers: auth)
         #expect(unreachable.status == 503 && unreachable.errorCode == "owner_unreachable", "\(unreachable.text)")
         #expect(Int(unreachable.header("retry-after") ?? "") ?? 0 > 0)
@@ -210,7 +210,7 @@ import WhatsAppSimulator
         // A node stopped with SIGTERM removes its row.
         let (nodeC, _) = try await rig.startServer { _ in ["--node-id", "node-c"] }
         try await eventually("node C listed") { try await nodes(portB, operatorToken)["node-c"]?["live"] as? Bool == true }
-        await nodeC.stopDetached()
+        await nodeC.stop()
         #expect(try await nodes(portB, operatorToken)["node-c"] == nil, "\(nodeC.output)")
     }
     @Test func aStoppingNodeEndsTheEventStreamsItServesOrRelays() async throws {
@@ -233,11 +233,11 @@ import WhatsAppSimulator
         async let relayed = readStream(portB, "/tenants/t1/events", headers: auth, seconds: 150)
         async let direct = readStream(portA, "/tenants/t1/events", headers: auth, seconds: 150)
         try await Task.sleep(for: .seconds(2))
-        await nodeB.stopDetached()
+        await nodeB.stop()
         #expect(nodeB.process.terminationStatus == 0, "B stopped cleanly, not by its watchdog: \(nodeB.output.suffix(2_000))")
         let relayedEnd = try await relayed
         #expect(relayedEnd.status != 28 && relayedEnd.stdout.lowercased().contains("x-wahost-served-by: node-a"), "\(relayedEnd.stdout)")
-        await nodeA.stopDetached()
+        await nodeA.stop()
         #expect(nodeA.process.terminationStatus == 0, "A stopped cleanly, not by its watchdog: \(nodeA.output.suffix(2_000))")
         let directEnd = try await direct
         #expect(directEnd.status != 28 && directEnd.stdout.contains("wahost events of t1"), "\(directEnd.stdout)")

@@ -38,7 +38,7 @@ import WhatsAppSimulator
         for name in moving { #expect(try await isConnected(stoppingPort, name)) }
         let loginsBefore = await rig.simulator.observed.logins
         let stoppedAt = ContinuousClock.now
-        await stopping.stopDetached()
+        await stopping.stop()
         #expect(stopping.process.terminationStatus == 0, "a SIGTERM is a clean stop, not a failure")
         for name in moving {
             try await eventually(timeout: .seconds(15), "\(name) taken over") {

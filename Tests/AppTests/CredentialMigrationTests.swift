@@ -24,7 +24,7 @@ import WhatsAppSimulator
 
         let busy = try await migrate(rig, "--to-database")
         #expect(busy.status == 1 && busy.stderr.contains("stop every node"), "\(busy.stderr)")
-        await server.stopDetached()
+        await server.stop()
 
         // A node keeping credentials in the database refuses to start while they are still in files.
         let refused = try await WahostBinary.runDetached(
@@ -54,7 +54,7 @@ import WhatsAppSimulator
         rig.extraEnvironment["WAHOST_CREDENTIALS"] = "database"
         (server, port) = try await rig.startServer()
         for name in names { try await eventually("\(name) connected from the database") { try await isConnected(port, name) } }
-        await server.stopDetached()
+        await server.stop()
 
         let toFiles = try await migrate(rig, "--to-files")
         #expect(toFiles.status == 0, "\(toFiles.stdout) \(toFiles.stderr)")
@@ -142,7 +142,7 @@ import WhatsAppSimulator
         // Credentials only in rows: a files node would see the session unpaired; it refuses and names the way out.
         let refused = try ServerProcess.start(
             arguments: ["serve", "--port", "\(try freePort())", "--data-dir", rig.dataDirectory], environment: rig.environment)
-        defer { refused.stop() }
+        defer { refused.signalStop() }
         try await eventually(timeout: .seconds(30), "serve exits") { !refused.process.isRunning }
         #expect(refused.process.terminationStatus == 1, "\(refused.output)")
         #expect(refused.output.contains("only in the database") && refused.output.contains("(rowsonly)"), "\(refused.output)")
@@ -155,7 +155,7 @@ import WhatsAppSimulator
         await services.close()
         let (server, _) = try await rig.startServer()
         #expect(server.output.contains("credential rows in the database next to their files under auth/ (both)"), "\(server.output)")
-        await server.stopDetached()
+        await server.stop()
     }
 
     /// Every sealed record of `tenant` in `store`, by name.

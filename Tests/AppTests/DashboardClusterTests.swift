@@ -71,7 +71,7 @@ import Testing
         #expect(try await http("GET", portA, "/tenants/forged/session/status").status == 404)
 
         // A restart of A signs no one out.
-        await nodeA.stopDetached()
+        await nodeA.stop()
         (nodeA, portA) = try await rig.startServer()
         #expect(try await Self.csrf(portA, "/dashboard/tenant", cookie: tenantCookie) == csrfOnA, "the restarted node keeps the sign-in")
 

@@ -26,10 +26,9 @@ import WhatsAppSimulator
 
         var text: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
+        /// Ends curl without waiting for it (it exits at once on SIGTERM).
         func stop() {
-            guard process.isRunning else { return }
-            process.terminate()
-            process.waitUntilExit()
+            if process.isRunning { process.terminate() }
         }
     }
 
@@ -121,7 +120,7 @@ import WhatsAppSimulator
         let cut = try LiveStream(portB, "/dashboard/events?tenant=t2", cookie: operatorCookie)
         defer { cut.stop() }
         try await eventually("t2's stream through B is open") { cut.text.contains("event: status") }
-        nodeA.kill()
+        await nodeA.kill()
         let unreachable = try await dashboard.send(portB, .get, "/dashboard/tenant?tenant=t2", cookie: operatorCookie)
         let message = Self.body(unreachable)
         #expect(unreachable.head.status == .serviceUnavailable && unreachable.head.headerFields[.contentType]?.hasPrefix("text/html") == true)

@@ -12,7 +12,7 @@ import FoundationNetworking
         let dataDirectory = try makeTemporaryDirectory()
         let port = try freePort()
         let demo = try ServerProcess.start(arguments: ["demo", "--port", "\(port)", "--data-dir", dataDirectory])
-        defer { demo.stop() }
+        defer { demo.signalStop() }
         try await demo.waitForHealth(port: port)
         let signIn = try await http("GET", port, "/dashboard/")
         #expect(signIn.text.contains("DEMO MODE"))
@@ -36,12 +36,12 @@ import FoundationNetworking
         let (status, _) = try await post("/dashboard/demo/scan", "csrf=\(csrf)&tenant=demo")
         #expect(status == 200 || status == 303)
         try await eventually("demo tenant connected") { try await isConnected(port, "demo") }
-        await demo.stopDetached()
+        await demo.stop()
 
         // serve on another data directory: no banner, and the demo control does not exist.
         let servePort = try freePort()
         let serve = try ServerProcess.start(arguments: ["serve", "--port", "\(servePort)", "--data-dir", try makeTemporaryDirectory()])
-        defer { serve.stop() }
+        defer { serve.signalStop() }
         try await serve.waitForHealth(port: servePort)
         #expect(try await http("GET", servePort, "/dashboard/").text.contains("DEMO MODE") == false)
         #expect(try await http("POST", servePort, "/dashboard/demo/scan").status == 403, "no session, no CSRF: refused before anything else")

@@ -6,9 +6,9 @@ import Testing
 /// as JSON pages and as server-sent events that resume after `Last-Event-ID`.
 @Suite(.serialized) struct EventsAPITests {
     /// Reads a server-sent event stream with curl for `seconds`; returns what arrived.
-    func readStream(_ port: Int, _ path: String, headers: [String: String], seconds: Int) throws -> String {
+    func readStream(_ port: Int, _ path: String, headers: [String: String], seconds: Int) async throws -> String {
         let arguments = ["-sN", "--max-time", "\(seconds)"] + headers.flatMap { ["-H", "\($0.key): \($0.value)"] } + ["http://127.0.0.1:\(port)\(path)"]
-        return try runProcess("/usr/bin/curl", arguments).stdout
+        return try await runProcessDetached("/usr/bin/curl", arguments).stdout
     }
 
     func states(_ page: HTTPResult) -> [String] {
@@ -43,7 +43,7 @@ import Testing
         #expect(try await http("GET", port, "/tenants/acme/events?after=-3", headers: json).errorCode == "after_invalid")
 
         // kill -9 loses nothing already logged; the restart's own changes follow with the next ids.
-        server.kill()
+        await server.kill()
         (server, port) = try await rig.startServer()
         try await eventually("reconnected") { try await isConnected(port, "acme") }
         try await eventually("restart logged") {
@@ -53,7 +53,7 @@ import Testing
         #expect(Array(states(after).prefix(events.count)) == states(page), "the log before the kill is intact")
 
         // The stream resumes after Last-Event-ID and carries each event once.
-        let stream = try readStream(port, "/tenants/acme/events", headers: ["x-admin-token": token, "last-event-id": "\(lastID)"], seconds: 3)
+        let stream = try await readStream(port, "/tenants/acme/events", headers: ["x-admin-token": token, "last-event-id": "\(lastID)"], seconds: 3)
         let ids = stream.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { Int($0.dropFirst(4)) }
         #expect(ids.first == lastID + 1 && ids == Array(ids.sorted()) && Set(ids).count == ids.count, "\(stream)")
         #expect(stream.contains("event: session\ndata: {"))

@@ -53,7 +53,7 @@ import WhatsAppSimulator
         await rig.simulator.setIgnoringAcks(true, account: account)
         let unacked = try await rig.simulator.sendText(from: "15557770001", to: account, text: "stored, not acked")
         try await eventually("unacked message logged") { try await messages(port, token).contains { $0["id"] as? String == unacked } }
-        server.kill()
+        await server.kill()
         await rig.simulator.setIgnoringAcks(false, account: account)
         (server, port) = try await rig.startServer()
         try await eventually("redelivery acked") { await rig.simulator.observed.messagesAcked == 5 }
@@ -67,8 +67,8 @@ import WhatsAppSimulator
         // The account lost its session with the peer: its msg cannot be read, a retry receipt brings a fresh pkmsg.
         // (The rows go while `serve` is down: a running node caches the records it wrote while it holds the lease.)
         let database = rig.dataDirectory + "/system.db"
-        server.kill()
-        _ = try runProcess("/usr/bin/sqlite3", [database, "DELETE FROM sealed_records WHERE kind = 'session';"])
+        await server.kill()
+        _ = try await runProcessDetached("/usr/bin/sqlite3", [database, "DELETE FROM sealed_records WHERE kind = 'session';"])
         (server, port) = try await rig.startServer()
         let retried = try await rig.simulator.sendText(from: "15557770001", to: account, text: "after a retry")
         try await eventually("retried message logged") { try await messages(port, token).contains { $0["id"] as? String == retried } }
@@ -183,7 +183,7 @@ import WhatsAppSimulator
         try await eventually("answer after the retry logged") { try await messages(port, token).contains { $0["text"] as? String == "found it" } }
 
         // After a restart the stored session is used: a msg, not a new pkmsg; replies still decrypt.
-        server.kill()
+        await server.kill()
         (server, port) = try await rig.startServer()
         try await eventually("reconnected") { try await isConnected(port, "acme") }
         sent = try await send(#"{"to": "15557770002", "text": "after restart"}"#, port: port)

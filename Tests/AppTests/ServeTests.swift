@@ -55,9 +55,9 @@ import FoundationNetworking
         let dataDirectory = try makeTemporaryDirectory()
         let port = try freePort()
         let first = try ServerProcess.start(arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory])
-        defer { first.stop() }
+        defer { first.signalStop() }
         try await first.waitForHealth(port: port)
-        first.stop()
+        await first.stop()
         let output = first.output
         #expect(output.contains("created tenant 'default'"))
         #expect(output.contains("wah_default_"))
@@ -65,9 +65,9 @@ import FoundationNetworking
         #expect(output.contains("/dashboard/"))
 
         let second = try ServerProcess.start(arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory])
-        defer { second.stop() }
+        defer { second.signalStop() }
         try await second.waitForHealth(port: port)
-        second.stop()
+        await second.stop()
         #expect(!second.output.contains("created tenant"), "secrets are printed on the first start only")
     }
 
@@ -77,9 +77,9 @@ import FoundationNetworking
         let port = try freePort()
         let server = try ServerProcess.start(
             arguments: ["serve", "--port", "\(port)", "--data-dir", dataDirectory, "--init-secrets-file", secretsPath])
-        defer { server.stop() }
+        defer { server.signalStop() }
         try await server.waitForHealth(port: port)
-        server.stop()
+        await server.stop()
         #expect(!server.output.contains("wah_default_") && !server.output.contains("wahop_"), "no secret on stdout: \(server.output)")
         #expect(server.output.contains(secretsPath))
         let attributes = try FileManager.default.attributesOfItem(atPath: secretsPath)
@@ -92,7 +92,7 @@ import FoundationNetworking
         // An existing file is never overwritten: the start fails before creating anything.
         let again = try ServerProcess.start(
             arguments: ["serve", "--port", "\(try freePort())", "--data-dir", try makeTemporaryDirectory(), "--init-secrets-file", secretsPath])
-        defer { again.stop() }
+        defer { again.signalStop() }
         for _ in 0..<300 where again.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!again.process.isRunning && again.process.terminationStatus == 1)
         #expect(again.output.contains("cannot create"), "\(again.output)")
@@ -139,36 +139,41 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// SIGKILL (a crash: no lease release, no goodbye), then waits for the exit.
-    func kill() {
+    func kill() async {
         guard process.isRunning else { return }
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        await process.exited()
         LiveServers.stopped(process.processIdentifier)
     }
 
     /// SIGTERM, then waits for the exit.
-    func stop() {
+    func stop() async {
         guard process.isRunning else { return }
         process.terminate()
-        process.waitUntilExit()
+        await process.exited()
         LiveServers.stopped(process.processIdentifier)
     }
 
-    /// SIGTERM, then waits for the exit without holding a cooperative thread.
-    func stopDetached() async {
-        guard process.isRunning else { return }
-        process.terminate()
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
-        LiveServers.stopped(process.processIdentifier)
+    /// SIGTERM without waiting (for a `defer`): the process exits on its own, or is killed when the tests end.
+    func signalStop() {
+        if process.isRunning { process.terminate() }
     }
 }
 
-/// A free loopback TCP port.
+/// A free loopback TCP port (bound to port 0, then closed).
 func freePort() throws -> Int {
-    let result = try runProcess(
-        "/usr/bin/env", ["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
-    guard let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSupportError("no free port") }
-    return port
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socket >= 0 else { throw TestSupportError("socket: errno \(errno)") }
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw TestSupportError("bind 127.0.0.1:0: errno \(errno)") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Every `wahost` child still running when the test process exits is killed then: a test that ends (or fails) before

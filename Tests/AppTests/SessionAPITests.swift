@@ -60,7 +60,7 @@ final class APIRig: @unchecked Sendable {
     func stopAll() async {
         // Every server is signalled before the first wait: a test process exiting meanwhile leaves none running.
         for server in servers where server.process.isRunning { server.process.terminate() }
-        for server in servers { await server.stopDetached() }
+        for server in servers { await server.stop() }
         await simulator.stop()
     }
 }
@@ -163,7 +163,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         #expect(aliasGroups.status == 200)
 
         // SIGTERM, restart: logged in again with the stored credentials, no new pairing.
-        await server.stopDetached()
+        await server.stop()
         try await eventually("simulator sees the drop") { await rig.simulator.observed.liveConnections[user] == 0 }
         (server, port) = try await rig.startServer()
         try await eventually("restored after SIGTERM") { try await isConnected(port, "acme") }
@@ -172,7 +172,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         #expect(observed.logins[user] == 2)
 
         // kill -9, restart: the stale lease of the dead process is reclaimed at once (same node id).
-        server.kill()
+        await server.kill()
         (server, port) = try await rig.startServer()
         try await eventually(timeout: .seconds(10), "restored after kill -9") { try await isConnected(port, "acme") }
         observed = await rig.simulator.observed
@@ -191,7 +191,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         let again = try await http("POST", port, "/session/logout", headers: ["x-admin-token": token])
         #expect(again.status == 200)
         #expect(again.object["message"] as? String == "Session cleared.")
-        await server.stopDetached()
+        await server.stop()
     }
 
     @Test func codePairingThroughTheAPI() async throws {
@@ -346,7 +346,7 @@ func pairByQR(_ rig: APIRig, port: Int, tenant: String, token: String) async thr
         var observed = await rig.simulator.observed
         for user in users { #expect(observed.liveConnections[user] == 1) }
 
-        first.kill()
+        await first.kill()
         let killedAt = ContinuousClock.now
         // The survivor's view of a dead owner's lease says "connected" until the lease expires; the simulator
         // counts the real connections.

@@ -67,7 +67,7 @@ import WhatsAppSimulator
 
         // Every credential record opens: a restart logs in with them, without pairing.
         let logins = await rig.simulator.observed.logins[account, default: 0]
-        await server.stopDetached()
+        await server.stop()
         (server, port) = try await rig.startServer { _ in serverArguments }
         try await eventually(timeout: .seconds(30), "\(what): logged in after a restart") {
             let loggedIn = await rig.simulator.observed.logins[account, default: 0] > logins

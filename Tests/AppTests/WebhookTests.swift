@@ -140,13 +140,13 @@ final class WebhookReceiver: Sendable {
             let failed = try await http("GET", port, "/tenants/acme/webhook/deliveries?status=failed", headers: auth)
             return ((pending.object["deliveries"] as? [Any])?.count ?? 0) + ((failed.object["deliveries"] as? [Any])?.count ?? 0) >= 2
         }
-        server.kill()
+        await server.kill()
         receiver.mode.withLock { $0 = .accept }
         (server, port) = try await rig.startServer()
         try await eventually(timeout: .seconds(30), "delivered after the restart") { self.messageIDs(receiver) == sent }
 
         // Dead letters: a delivery failing past the retry time is listed as dead and re-delivered on request.
-        server.stop()
+        await server.stop()
         rig.extraEnvironment["WAHOST_WEBHOOK_RETRY_HOURS"] = "0.001"
         (server, port) = try await rig.startServer()
         try await eventually("connected again") { try await isConnected(port, "acme") }

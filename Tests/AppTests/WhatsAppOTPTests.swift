@@ -97,7 +97,7 @@ import WhatsAppSimulator
         #expect(try await requestCode(port, "eta", eta).status == 202)
         let etaCode = try await code(receivedBy: "15550004444", for: "eta", rig).code
         let database = rig.dataDirectory + "/system.db"
-        _ = try runProcess("/usr/bin/sqlite3", [database, "UPDATE whatsapp_codes SET expires_at_ms = 1 WHERE tenant = 'eta';"])
+        _ = try await runProcessDetached("/usr/bin/sqlite3", [database, "UPDATE whatsapp_codes SET expires_at_ms = 1 WHERE tenant = 'eta';"])
         let expired = try await http("GET", port, "/tenants/eta/session/qr", headers: ["x-admin-token": eta, "x-otp": etaCode])
         #expect(expired.status == 403 && expired.errorCode == "otp_invalid")
 
@@ -117,7 +117,7 @@ import WhatsAppSimulator
         #expect(toSelf.status == 202 && toSelf.object["sent_to"] as? String == "+" + ownNumber.prefix(1) + "•••••••" + ownNumber.suffix(4), "\(toSelf.text)")
 
         // Audited, and the codes appear nowhere: not in the audit, the events, nor the server's log.
-        let audit = try runProcess("/usr/bin/sqlite3", [database, "SELECT tenant || ' ' || action || ' ' || ifnull(detail, '') FROM audit_log;"]).stdout
+        let audit = try await runProcessDetached("/usr/bin/sqlite3", [database, "SELECT tenant || ' ' || action || ' ' || ifnull(detail, '') FROM audit_log;"]).stdout
         for row in [
             "alpha otp.whatsapp_sent", "alpha otp.whatsapp_used", "alpha otp.whatsapp_refused", "gamma otp.whatsapp_sent",
             "gamma otp.whatsapp_used", "beta otp.whatsapp_voided", "eta otp.whatsapp_expired", "delta otp.whatsapp_refused",
