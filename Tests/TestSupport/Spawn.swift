@@ -11,10 +11,21 @@ public func spawnAndWait(_ argv: [String]) -> Int32 {
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     guard closeInheritedDescriptors(&actions) else { return -1 }
+    // The calling thread may block signals (Dispatch's threads do); the child starts with none blocked or ignored.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    var allSignals = sigset_t()
+    sigemptyset(&noSignals)
+    sigfillset(&allSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     var pid: pid_t = 0
     let arguments = argv.map { strdup($0) } + [nil]
     defer { for argument in arguments { free(argument) } }
-    guard posix_spawn(&pid, argv[0], &actions, nil, arguments, environ) == 0 else { return -1 }
+    guard posix_spawn(&pid, argv[0], &actions, &attributes, arguments, environ) == 0 else { return -1 }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) == -1, errno == EINTR {}
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
