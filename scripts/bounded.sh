@@ -11,11 +11,12 @@ fi
 limit=$1
 shift
 output=$(mktemp /tmp/wahost-bounded.XXXXXX)
+started=$SECONDS
 
 # The command leads a session of its own, so everything it starts can be found and killed as one.
 setsid stdbuf -oL -eL "$@" >"$output" 2>&1 </dev/null &
 command_pid=$!
-tail -n +1 -f --pid="$command_pid" "$output" &
+tail -n +1 -s 0.2 -f --pid="$command_pid" "$output" &
 tail_pid=$!
 
 kill_all() {
@@ -71,4 +72,5 @@ if [ -e "$output.hung" ]; then
     status=124
 fi
 rm -f "$output" "$output.hung"
+echo "bounded: '$*' ended with status $status after $((SECONDS - started)) s"
 exit "$status"
