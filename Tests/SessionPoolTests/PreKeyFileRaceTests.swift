@@ -12,8 +12,8 @@ import WhatsAppSimulator
 /// The one-time prekey file is read, changed and written whole: by a received `pkmsg` (its prekey removed) and by a
 /// refill (new keys added). The two must not interleave, or one write drops the other's change.
 @Suite(.serialized) struct PreKeyFileRaceTests {
-    @Test("a pkmsg received while a refill writes the prekey file keeps both changes: its prekey removed, the refill's keys stored")
-    func aPreKeyRemovalDuringARefillKeepsBothChanges() async throws {
+    /// A pool over the rig whose prekey-file writes go through `HeldPreKeyWrite`, with one tenant paired.
+    func pairedPool() async throws -> (PoolRig, TenantName, HeldPreKeyWrite, SessionPool, account: String) {
         let rig = try await PoolRig.make()
         let tenant = rig.tenants[0]
         let files = HeldPreKeyWrite(base: rig.files)
@@ -31,6 +31,12 @@ import WhatsAppSimulator
         await pool.startMaintenance()
         let account = try await rig.pair(tenant, on: pool)
         try await waitUntil { await rig.simulator.observed.preKeys[account] == PreKeyPolicy.initialBatch }
+        return (rig, tenant, files, pool, account)
+    }
+
+    @Test("a pkmsg received while a refill writes the prekey file keeps both changes: its prekey removed, the refill's keys stored")
+    func aPreKeyRemovalDuringARefillKeepsBothChanges() async throws {
+        let (rig, tenant, files, pool, account) = try await pairedPool()
 
         // The refill's write of the prekey file waits while a new peer's pkmsg reads the file and removes its prekey.
         files.arm()
@@ -53,6 +59,30 @@ import WhatsAppSimulator
         for peer in ["15557770002", "15557770003", "15557770004"] { _ = try await rig.simulator.sendText(from: peer, to: account, text: "later") }
         try await waitUntil { await rig.simulator.queuedMessageIDs(ofAccount: account).isEmpty }
         #expect(await rig.simulator.observed.receipts["retry", default: 0] == 0)
+        await pool.shutdown()
+        await rig.simulator.stop()
+    }
+
+    @Test("a refill while a pkmsg's prekey removal writes the prekey file (after its message was committed) keeps both changes")
+    func aRefillDuringAPreKeyRemovalKeepsBothChanges() async throws {
+        let (rig, tenant, files, pool, account) = try await pairedPool()
+
+        // The pkmsg's save commits, then its prekey removal writes the file and waits there while a refill is asked for.
+        files.arm()
+        _ = try await rig.simulator.sendText(from: "15557770001", to: account, text: "first")
+        try await waitUntil { files.isHolding }
+        await rig.simulator.consumePreKeys(ofAccount: account, leaving: 2)
+        try await waitUntil { await rig.simulator.observed.preKeys[account] == 2 + PreKeyPolicy.refillBatch }
+        try await waitUntil { !files.isHolding }
+        try await waitUntil { await rig.simulator.queuedMessageIDs(ofAccount: account).isEmpty }
+
+        // The simulator hands out the oldest key first: the pkmsg used key 1.
+        let stored = Set(try await TenantCredentialStore(tenant: tenant, files: rig.files).loadPreKeys().map(\.id))
+        #expect(!stored.contains(1), "the prekey the pkmsg used stays removed")
+        let refill = UInt32(PreKeyPolicy.initialBatch + 1)...UInt32(PreKeyPolicy.initialBatch + PreKeyPolicy.refillBatch)
+        let refillStored = refill.allSatisfy { stored.contains($0) }
+        #expect(refillStored, "the refill's private halves are stored")
+        #expect(stored.count == PreKeyPolicy.initialBatch - 1 + PreKeyPolicy.refillBatch)
         await pool.shutdown()
         await rig.simulator.stop()
     }
