@@ -17,6 +17,9 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var replacedByLogin: [String: Int] = [:]
     /// Login handshakes (ClientPayload with a username) per account.
     public var logins: [String: Int] = [:]
+    /// Per account, the longest answer delay (seconds) of each slowed connection that the client closed, no other
+    /// fault having reached it.
+    public var slowConnectionsClosedByClient: [String: [Double]] = [:]
     /// Registration handshakes (unpaired clients).
     public var registrations = 0
     /// Keepalive pings answered, per account.
@@ -91,8 +94,12 @@ struct LiveConnection: Sendable {
     var stalledSince: ContinuousClock.Instant?
     /// Answers to the client's requests wait this long.
     var answerDelay: Duration?
+    /// The longest `answerDelay` it ever had.
+    var longestAnswerDelay: Duration = .zero
     /// Requests go unanswered.
     var muted = false
+    /// A fault other than slowed answers reached it, or the server closed it (`drop`).
+    var endedOrFaultedByServer = false
 }
 
 /// A code pairing the companion started and the phone has not entered yet.

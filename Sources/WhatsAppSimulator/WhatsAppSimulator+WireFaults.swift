@@ -24,12 +24,16 @@ extension WhatsAppSimulator {
     public func applyWireFault(_ fault: SimulatedWireFault, toAccount user: String) -> Int {
         let ids = liveConnectionIDs(of: user)
         for id in ids {
+            if case .slowAnswers = fault {} else { connections[id]?.endedOrFaultedByServer = true }
             switch fault {
             case .stallMidFrame:
                 // A header announcing 200 bytes and 7 of them; later sends of this connection are swallowed.
                 connections[id]?.outgoing.yield(.frame([0, 0, 200] + SimulatorRandom.bytes(7)))
                 connections[id]?.stalledSince = ContinuousClock.now
-            case .slowAnswers(let delay): connections[id]?.answerDelay = delay
+            case .slowAnswers(let delay):
+                let longest = max(delay, connections[id]?.longestAnswerDelay ?? .zero)
+                connections[id]?.answerDelay = delay
+                connections[id]?.longestAnswerDelay = longest
             case .silent: connections[id]?.muted = true
             case .garbageFrame:
                 let body = SimulatorRandom.bytes(Int.random(in: 1...512))

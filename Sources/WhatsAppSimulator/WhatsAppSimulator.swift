@@ -11,6 +11,7 @@ import SwiftProtobuf
 import WABinary
 import WAProto
 import WhatsApp
+import WahostBasics
 import WhatsAppServerSide
 
 /// The server side of WhatsApp's companion protocol over real loopback WebSockets, with a scriptable phone.
@@ -194,7 +195,11 @@ extension WhatsAppSimulator {
         companionFinishWaiters.removeValue(forKey: id)?.resume(throwing: SimulatorError("connection closed"))
         companionFinishes[id] = nil
         for continuation in connection.pending.values { continuation.resume(throwing: SimulatorError("connection closed")) }
-        if case .loggedIn(let user) = connection.phase { counters.liveConnections[user, default: 1] -= 1 }
+        guard case .loggedIn(let user) = connection.phase else { return }
+        counters.liveConnections[user, default: 1] -= 1
+        if connection.answerDelay != nil, !connection.endedOrFaultedByServer {
+            counters.slowConnectionsClosedByClient[user, default: []].append(connection.longestAnswerDelay.timeInterval)
+        }
     }
 
     /// Encrypts and queues a stanza to one connection.
@@ -211,6 +216,7 @@ extension WhatsAppSimulator {
 
     /// Closes a connection from the server side, after every stanza already queued to it.
     func drop(_ id: UInt64) async {
+        connections[id]?.endedOrFaultedByServer = true
         connections[id]?.stalledSince = nil
         connections[id]?.outgoing.yield(.close)
     }

@@ -75,6 +75,26 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
         try await eventually { timers.armed.contains(.seconds(7)) }
         timers.fire(delay: .seconds(7))
         #expect(try await outcome(of: session) == .keepaliveTimeout)
+        // The chaos bench's login bound: a slowed connection the client ended is counted, with its delay.
+        try await eventually { await rig.simulator.observed.liveConnections[user] == 0 }
+        let slowEnds = await rig.simulator.observed.slowConnectionsClosedByClient[user]
+        #expect(slowEnds == (fault == .slowAnswers(.seconds(120)) ? [120] : nil))
+        await rig.simulator.stop()
+    }
+
+    @Test(arguments: ["garbage", "drop"])
+    func aSlowedConnectionEndedByAnotherFaultIsNotCountedAsClosedBecauseSlow(other: String) async throws {
+        let rig = try await Rig.make()
+        let (_, user, session) = try await rig.pairedClient()
+        #expect(await rig.simulator.applyWireFault(.slowAnswers(.milliseconds(100)), toAccount: user) == 1)
+        if other == "garbage" {
+            #expect(await rig.simulator.applyWireFault(.garbageFrame, toAccount: user) == 1)
+        } else {
+            #expect(await rig.simulator.dropConnections(ofAccount: user) == 1)
+        }
+        _ = try await outcome(of: session)
+        try await eventually { await rig.simulator.observed.liveConnections[user] == 0 }
+        #expect(await rig.simulator.observed.slowConnectionsClosedByClient[user] == nil)
         await rig.simulator.stop()
     }
 
