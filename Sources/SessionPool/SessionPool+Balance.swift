@@ -33,11 +33,8 @@ extension SessionPool {
     /// After each scan: follows this node's drain request, and hands sessions beyond its fair share over, a
     /// bounded number per minute.
     func balance(now: Date) async {
-        guard !shuttingDown, let own = clusterNodes[configuration.nodeID] else { return }
-        if own.drainRequested != draining {
-            draining = own.drainRequested
-            logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
-        }
+        guard !shuttingDown, clusterNodes[configuration.nodeID] != nil else { return }
+        followDrainRequest()
         let running = sessions.filter { $0.value.runner != nil && $0.value.generation != nil }.map(\.key)
         guard !handingOverInProgress else { return }
         if draining {
@@ -56,6 +53,16 @@ extension SessionPool {
         let movable = running.filter { sessions[$0]?.status.state == .connected }.shuffled()
         logger.info("handing sessions over to balance the cluster", metadata: ["count": "\(min(moves, movable.count))", "excess": "\(excess)"])
         startHandOver(Array(movable.prefix(moves)), now: now)
+    }
+
+    /// Follows this node's drain request as its row was last read: asked, it takes nothing and hands everything over;
+    /// lifted, it takes sessions again. A row of an earlier start (before this one's first heartbeat) is not followed.
+    func followDrainRequest() {
+        guard !shuttingDown, let own = clusterNodes[configuration.nodeID], abs(own.startedAt.timeIntervalSince(startedAt)) < 0.001,
+            own.drainRequested != draining
+        else { return }
+        draining = own.drainRequested
+        logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
     }
 
     private func isRunningElsewhere(_ tenant: TenantName, now: Date) -> Bool {
