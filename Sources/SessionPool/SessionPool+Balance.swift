@@ -21,13 +21,14 @@ extension SessionPool {
     }
 
     /// Sessions this scan must leave to other nodes: recent handovers assigned elsewhere, and all of them while draining.
+    /// The node that released a session is not given it back; every node reads that from the row, so all assign alike
+    /// (a node excluding itself for an earlier handover of its own, which the others cannot know, left a session
+    /// assigned to it on no node until the grace ran out).
     func declinedHandovers(leases: [SessionLease], now: Date) -> Set<TenantName> {
         guard let (balance, homeless) = clusterBalance(leases: leases, now: now) else { return [] }
-        let own = configuration.nodeID
-        var excluding: [TenantName: Set<String>] = [:]
-        for (tenant, at) in handedOverAt where now.timeIntervalSince(at) < handoverGrace { excluding[tenant] = [own] }
+        let excluding = Dictionary(homeless.map { ($0.tenant, Set([$0.nodeID])) }, uniquingKeysWith: { $1 })
         let assignment = balance.assign(homeless.map(\.tenant), excluding: excluding)
-        return Set(homeless.map(\.tenant).filter { draining || assignment[$0] != own })
+        return Set(homeless.map(\.tenant).filter { draining || assignment[$0] != configuration.nodeID })
     }
 
     /// After each scan: follows this node's drain request, and hands sessions beyond its fair share over, a

@@ -72,6 +72,25 @@ import WhatsAppSimulator
         try await finish(clock, rig, [nodeB])
     }
 
+    @Test func aSessionHandedOverAgainIsTakenByTheNodeEveryNodeAssignsItTo() async throws {
+        let rig = try await PoolRig.make(tenants: ["moved", "kept1", "kept2"])
+        let moved = rig.tenants[0]
+        let clock = ManualClock()
+        try await beat(rig, "node-a")
+        let nodeB = pool(rig, node: "node-b", clock: clock)
+        await nodeB.beatNode()
+        // node-b balanced `moved` away a moment ago; node-c took it and, stopping now, hands it over again. node-a runs
+        // two sessions, node-b none: every node assigns `moved` to node-b, which must not decline it as its own handover.
+        await nodeB.noteHandedOver(moved, at: clock.now)
+        for tenant in rig.tenants { try await rig.store.setDesiredState(.running, for: tenant) }
+        for tenant in rig.tenants.dropFirst() { _ = try await rig.store.acquireLease(for: tenant, nodeID: "node-a", ttl: .seconds(30), now: Date()) }
+        let lease = try #require(try await rig.store.acquireLease(for: moved, nodeID: "node-c", ttl: .seconds(30), now: Date()))
+        try await rig.store.releaseLease(for: moved, nodeID: "node-c", generation: lease.generation, handOver: true)
+        await nodeB.scan()
+        #expect(await nodeB.restoreQueue.restoring == [moved], "node-b takes it at once, not after the grace")
+        try await finish(clock, rig, [nodeB])
+    }
+
     @Test func aNodeJustStartedLeavesAHandedOverSessionToTheNodeItWasAssignedTo() async throws {
         let rig = try await PoolRig.make(tenants: ["moved", "kept"])
         let (moved, kept) = (rig.tenants[0], rig.tenants[1])
@@ -92,4 +111,9 @@ import WhatsAppSimulator
         #expect(await nodeC.restoreQueue.restoring == [moved])
         try await finish(clock, rig, [nodeC])
     }
+}
+
+extension SessionPool {
+    /// What `handOver` records for a session this node just handed over (no session runs in these tests).
+    func noteHandedOver(_ tenant: TenantName, at date: Date) { handedOverAt[tenant] = date }
 }
