@@ -21,23 +21,21 @@ extension SessionPool {
     }
 
     /// Sessions this scan must leave to other nodes: recent handovers assigned elsewhere, and all of them while draining.
+    /// The node that released a session is not given it back; every node reads that from the row, so all assign alike
+    /// (a node excluding itself for an earlier handover of its own, which the others cannot know, left a session
+    /// assigned to it on no node until the grace ran out).
     func declinedHandovers(leases: [SessionLease], now: Date) -> Set<TenantName> {
         guard let (balance, homeless) = clusterBalance(leases: leases, now: now) else { return [] }
-        let own = configuration.nodeID
-        var excluding: [TenantName: Set<String>] = [:]
-        for (tenant, at) in handedOverAt where now.timeIntervalSince(at) < handoverGrace { excluding[tenant] = [own] }
+        let excluding = Dictionary(homeless.map { ($0.tenant, Set([$0.nodeID])) }, uniquingKeysWith: { $1 })
         let assignment = balance.assign(homeless.map(\.tenant), excluding: excluding)
-        return Set(homeless.map(\.tenant).filter { draining || assignment[$0] != own })
+        return Set(homeless.map(\.tenant).filter { draining || assignment[$0] != configuration.nodeID })
     }
 
     /// After each scan: follows this node's drain request, and hands sessions beyond its fair share over, a
     /// bounded number per minute.
     func balance(now: Date) async {
-        guard !shuttingDown, let own = clusterNodes[configuration.nodeID] else { return }
-        if own.drainRequested != draining {
-            draining = own.drainRequested
-            logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
-        }
+        guard !shuttingDown, clusterNodes[configuration.nodeID] != nil else { return }
+        followDrainRequest()
         let running = sessions.filter { $0.value.runner != nil && $0.value.generation != nil }.map(\.key)
         guard !handingOverInProgress else { return }
         if draining {
@@ -56,6 +54,16 @@ extension SessionPool {
         let movable = running.filter { sessions[$0]?.status.state == .connected }.shuffled()
         logger.info("handing sessions over to balance the cluster", metadata: ["count": "\(min(moves, movable.count))", "excess": "\(excess)"])
         startHandOver(Array(movable.prefix(moves)), now: now)
+    }
+
+    /// Follows this node's drain request as its row was last read: asked, it takes nothing and hands everything over;
+    /// lifted, it takes sessions again. A row of an earlier start (before this one's first heartbeat) is not followed.
+    func followDrainRequest() {
+        guard !shuttingDown, let own = clusterNodes[configuration.nodeID], abs(own.startedAt.timeIntervalSince(startedAt)) < 0.001,
+            own.drainRequested != draining
+        else { return }
+        draining = own.drainRequested
+        logger.notice(draining ? "draining: handing every session over" : "drain ended: taking sessions again")
     }
 
     private func isRunningElsewhere(_ tenant: TenantName, now: Date) -> Bool {

@@ -19,7 +19,7 @@ extension SessionPool {
     /// Which other node holds a live lease on the tenant's session, and at what address; nil when none does or this
     /// node runs it. A lease taken since the last scan is read from the database (at most once a second per tenant).
     public func owner(of tenant: TenantName) async -> SessionOwner? {
-        guard sessions[tenant]?.runner == nil, let nodes else { return nil }
+        guard sessions[tenant]?.runner == nil, nodes != nil else { return nil }
         let now = configuration.clock.now()
         var lease = remoteLeases[tenant].flatMap { $0.expiresAt > now ? $0 : nil }
         // While this node or the cached owner hands sessions over, the cached lease may already be stale: read the row.
@@ -35,9 +35,7 @@ extension SessionPool {
             if let row, row.nodeID != configuration.nodeID, row.expiresAt > now {
                 remoteLeases[tenant] = row
                 lease = row
-                if clusterNodes[row.nodeID] == nil, let rows = try? await nodes.clusterNodes() {
-                    remember(rows)
-                }
+                if clusterNodes[row.nodeID] == nil { await refreshClusterNodes() }
             }
         }
         guard let lease, sessions[tenant]?.runner == nil else { return nil }
@@ -55,6 +53,12 @@ extension SessionPool {
         } catch {
             logger.storageFailure("cannot record the node heartbeat", error)
         }
+    }
+
+    /// Reads every node's row now; a failed read keeps the rows known so far.
+    func refreshClusterNodes() async {
+        guard let nodes, let rows = try? await nodes.clusterNodes() else { return }
+        remember(rows)
     }
 
     /// Keeps these node rows as the cluster's nodes (addresses, heartbeats, drain requests).

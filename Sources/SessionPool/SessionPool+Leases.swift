@@ -64,10 +64,6 @@ extension SessionPool {
 
     private func handoverScan() async {
         handoverScanPending = false
-        // The handing node marked itself draining just before: read the node rows too, not only the heartbeat's copy.
-        if let nodes, let rows = try? await nodes.clusterNodes() {
-            remember(rows)
-        }
         await scan()
     }
 
@@ -84,6 +80,11 @@ extension SessionPool {
             logger.storageFailure("cannot read session records", error, level: .error)
             return
         }
+        // The node rows with the leases, not the heartbeat's copy: every node decides on the same snapshot (a handing
+        // node marked itself draining just before; a node just started or resumed has no fresh copy), and this node
+        // follows its own drain request before deciding what to take (others may already hand it its share).
+        await refreshClusterNodes()
+        followDrainRequest()
         let now = configuration.clock.now()
         let declined = declinedHandovers(leases: leases, now: now)
         let (others, queued) = restoreQueue.plan(

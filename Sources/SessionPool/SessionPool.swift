@@ -58,7 +58,7 @@ public actor SessionPool: Service {
     var handingOverInProgress = false
     /// Sessions being stopped to be handed over (their leases are released marked for another node).
     var handingOver: Set<TenantName> = []
-    /// When this node handed each session over; it does not take one back within ``handoverGrace``.
+    /// When this node handed each session over: it answers "moving" for it and balances no more until they are taken.
     var handedOverAt: [TenantName: Date] = [:]
     /// Sessions on their first connection attempt after this node took them (restore, takeover, handover).
     var arriving: Set<TenantName> = []

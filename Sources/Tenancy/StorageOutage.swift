@@ -45,12 +45,32 @@ public final class StorageOutage: Sendable {
         }
     }
 
+    /// When a failed call started, the deadline it had, and whether that deadline ended it.
+    public struct FailedCall: Sendable {
+        public var startedAt: ContinuousClock.Instant
+        public var deadline: Duration
+        public var timedOut: Bool
+
+        public init(startedAt: ContinuousClock.Instant, deadline: Duration, timedOut: Bool) {
+            self.startedAt = startedAt
+            self.deadline = deadline
+            self.timedOut = timedOut
+        }
+    }
+
+    /// A call that ends this much later than its deadline spanned a time this process did not run.
+    public static let stallTolerance = Duration.seconds(2)
+
     /// Records a call's failure: the first one of an outage is logged (an `.unavailable` error only). A call that ran
-    /// out of time (`slowCallStartedAt`) begins no outage when another call succeeded meanwhile (it waited on a lock).
-    public func failed(_ error: RepositoryError, slowCallStartedAt: ContinuousClock.Instant? = nil, now: ContinuousClock.Instant = .now) {
+    /// out of time begins no outage when another call succeeded meanwhile (it waited on a lock), and a call that ended
+    /// well past its deadline begins none either: the process was stopped meanwhile (SIGSTOP, a paused VM), its timer
+    /// could not fire, and what the call met on waking (its deadline gone, a connection the server closed) says nothing
+    /// about the database.
+    public func failed(_ error: RepositoryError, call: FailedCall? = nil, now: ContinuousClock.Instant = .now) {
         guard error.kind == .unavailable else { return }
+        if let call, now - call.startedAt > call.deadline + Self.stallTolerance { return }
         let began = state.withLock { state -> Bool in
-            if state.since == nil, let slowCallStartedAt, let lastSuccess = state.lastSuccess, lastSuccess >= slowCallStartedAt { return false }
+            if state.since == nil, let call, call.timedOut, let lastSuccess = state.lastSuccess, lastSuccess >= call.startedAt { return false }
             state.failedCalls += 1
             state.lastError = error.message
             guard state.since == nil else { return false }

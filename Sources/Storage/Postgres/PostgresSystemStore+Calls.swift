@@ -30,8 +30,11 @@ extension PostgresSystemStore {
         } catch {
             let mapped = Self.map(error)
             // A call out of time while others got through waited on a row lock (a node paused mid-transaction holds its
-            // locks until PostgreSQL ends it): that call fails, the database is not reported away for every other call.
-            if Self.meansUnreachable(error) { outage.failed(mapped, slowCallStartedAt: error is CallTimedOut ? started : nil) }
+            // locks until PostgreSQL ends it), and one that spanned this node's own pause met only the pause: that call
+            // fails, the database is not reported away for every other call.
+            if Self.meansUnreachable(error) {
+                outage.failed(mapped, call: StorageOutage.FailedCall(startedAt: started, deadline: callDeadline, timedOut: error is CallTimedOut))
+            }
             throw mapped
         }
     }
