@@ -210,7 +210,7 @@ let package = Package(
         .testTarget(
             name: "WhatsAppSimulatorTests",
             dependencies: [
-                "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport", "WABinary",
+                "WhatsApp", "WhatsAppSimulator", "Storage", "Tenancy", "TestSupport", "WABinary", "WahostBasics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]

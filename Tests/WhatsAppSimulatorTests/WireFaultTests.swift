@@ -1,20 +1,14 @@
+import Synchronization
 import TestSupport
+import WahostBasics
 import Testing
 import WhatsApp
 import WhatsAppSimulator
 
-/// The task's reason, or an error when it has not ended within `timeout` (a hung connection fails the test, not the run).
+/// The task's reason, or an error when it has not ended within `timeout` (a hung connection fails the test, not the run:
+/// a task group racing a timer would wait for the child still awaiting the hung task).
 func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = .seconds(20)) async throws -> DisconnectReason {
-    try await withThrowingTaskGroup(of: DisconnectReason?.self) { group in
-        group.addTask { await task.value }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let reason = try await group.next() ?? nil else { throw TestSupportError("the connection did not end within \(timeout)") }
-        return reason
-    }
+    try await Deadline.run(within: timeout, { await task.value }, timeout: { TestSupportError("the connection did not end within \($0)") })
 }
 
 /// Network faults on the wire (issue 19): each ends the connection by a bound the client sets itself, with a reason
@@ -96,6 +90,18 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
         try await eventually { await rig.simulator.observed.liveConnections[user] == 0 }
         #expect(await rig.simulator.observed.slowConnectionsClosedByClient[user] == nil)
         await rig.simulator.stop()
+    }
+
+    @Test func outcomeGivesUpOnATaskThatDoesNotEndWithoutWaitingForIt() async throws {
+        let ended = Mutex(false)
+        let hung = Task { () -> DisconnectReason in
+            try? await Task.sleep(for: .seconds(30))
+            ended.withLock { $0 = true }
+            return .requested
+        }
+        await #expect(throws: TestSupportError.self) { try await outcome(of: hung, within: .milliseconds(100)) }
+        #expect(!ended.withLock { $0 }, "the task was not waited for")
+        hung.cancel()
     }
 
     @Test func aGarbageFrameEndsTheConnectionAsANetworkErrorAndTheNextOneLogsIn() async throws {
