@@ -51,18 +51,28 @@ report_hang() {
 
 interrupted() {
     kill_all
-    rm -f "$output" "$output.hung"
+    rm -f "$output" "$output.hung" "$output.done"
     exit 130
 }
 trap interrupted INT TERM
 
-( sleep "$limit" && report_hang "$@" && kill_all ) &
+# The watchdog polls for the command's end rather than sleeping the whole limit: a background job of a non-interactive
+# shell ignores SIGINT, so a long sleep could not be cut short that way.
+(
+    while [ ! -e "$output.done" ]; do
+        if [ $((SECONDS - started)) -ge "$limit" ]; then
+            report_hang "$@"
+            kill_all
+            break
+        fi
+        sleep 0.5
+    done
+) &
 watchdog_pid=$!
 
 wait "$command_pid"
 status=$?
-# SIGINT to the watchdog's sleep: bash reports no job killed by SIGINT ("Terminated" would clutter the log).
-pkill -INT -P "$watchdog_pid" 2>/dev/null
+touch "$output.done"
 wait "$watchdog_pid" 2>/dev/null
 wait "$tail_pid" 2>/dev/null
 # Nothing the command started outlives it (a leftover holding CI's output open would hang the run).
@@ -71,6 +81,6 @@ if [ -e "$output.hung" ]; then
     echo "bounded: '$*' killed after $limit s" >&2
     status=124
 fi
-rm -f "$output" "$output.hung"
+rm -f "$output" "$output.hung" "$output.done"
 echo "bounded: '$*' ended with status $status after $((SECONDS - started)) s"
 exit "$status"
