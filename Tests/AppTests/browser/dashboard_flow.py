@@ -138,6 +138,12 @@ def run(driver, wait):
 
     # A peer's message appears in the list without a reload; the form sends a text the peer reads.
     account = http("GET", "%s/tenants/%s/session/status" % (BASE, TENANT), {"x-admin-token": TOKEN})[1]["me"].split(":")[0].split("@")[0]
+    # The peer starts its Signal session from one of the account's prekeys: wait for the companion's upload, which
+    # follows the login (a clean-clone run sent too early: "no session ... and no prekey bundle").
+    deadline = time.time() + 30
+    while http("GET", CONTROL + "/state")[1].get("preKeys", {}).get(account, 0) == 0:
+        check(time.time() < deadline, "the companion uploaded no prekeys within 30 s of connecting")
+        time.sleep(0.2)
     status, body = http("POST", CONTROL + "/peers/15557770009/messages", body={"to": account, "text": "hello from a peer"})
     check(status == 200, "simulator peer message failed: %r" % body)
     wait.until(lambda d: "hello from a peer" in d.find_element(By.ID, "messages").text)
