@@ -53,8 +53,8 @@ extension PostgresSystemStore {
     }
 
     /// The indices of the writes whose fence does not hold. The lease rows of every fenced tenant are read in one
-    /// statement in tenant order and locked `FOR SHARE` until the transaction ends: a takeover's update waits for this
-    /// write, and the heartbeat's renewal (which locks in the same order) cannot deadlock with it.
+    /// statement in tenant order and locked `FOR KEY SHARE` until the transaction ends: a takeover (`FOR UPDATE`)
+    /// waits for this write; the heartbeat's renewal (`FOR NO KEY UPDATE`) does not.
     static func fencedOut(_ batch: [SealedRecordWrite?], on connection: PostgresConnection, logger: Logger) async throws -> Set<Int> {
         let fenced = batch.enumerated().compactMap { index, write in write.flatMap { $0.fence != nil && !$0.changes.isEmpty ? (index, $0) : nil } }
         guard !fenced.isEmpty else { return [] }
@@ -62,7 +62,7 @@ extension PostgresSystemStore {
         let rows = try await connection.query(
             """
             SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
-            WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR SHARE
+            WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR KEY SHARE
             """, logger: logger)
         let leases = Dictionary(try await Self.leases(rows).map { ($0.tenant.rawValue, $0) }, uniquingKeysWith: { $1 })
         return Set(fenced.filter { !$0.1.fence!.holds(over: leases[$0.1.tenant.rawValue]) }.map(\.0))

@@ -178,11 +178,11 @@ public final class PostgresSystemStore: SystemStore {
     public func setDesiredState(_ state: DesiredSessionState, for tenant: TenantName, fence: LeaseFence?) async throws(RepositoryError) {
         try await transaction { connection, logger in
             if let fence {
-                // Locked until the write commits, as for sealed records: a takeover's update waits for it.
+                // Locked until the write commits, as for sealed records: a takeover waits for it, a renewal does not.
                 let rows = try await connection.query(
                     """
                     SELECT tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error FROM session_leases
-                    WHERE tenant = \(tenant.rawValue) FOR SHARE
+                    WHERE tenant = \(tenant.rawValue) FOR KEY SHARE
                     """, logger: logger)
                 guard fence.holds(over: try await Self.leases(rows).first) else { throw RepositoryError.leaseLost(tenant) }
             }
@@ -206,19 +206,25 @@ public final class PostgresSystemStore: SystemStore {
     {
         let nowMS = now.milliseconds
         let expires = nowMS + ttl.wholeMilliseconds
-        return try await leases(
-            query: """
-                INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
-                VALUES (\(tenant.rawValue), \(nodeID), 1, \(expires), \(nowMS), 'starting', NULL)
-                ON CONFLICT (tenant) DO UPDATE SET
-                    generation = session_leases.generation + 1,
-                    node_id = excluded.node_id, state = 'starting', last_error = NULL,
-                    expires_at_ms = excluded.expires_at_ms,
-                    last_beat_at_ms = excluded.last_beat_at_ms
-                WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= \(nowMS)
-                RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
-                """
-        ).first
+        return try await transaction { connection, logger in
+            // `FOR UPDATE` waits for every fenced write in flight (they lock the row `FOR KEY SHARE`): a write the
+            // old holder began before the takeover commits before it, one after it finds the new generation.
+            _ = try await connection.query("SELECT tenant FROM session_leases WHERE tenant = \(tenant.rawValue) FOR UPDATE", logger: logger).collect()
+            return try await Self.leases(
+                try await connection.query(
+                    """
+                    INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
+                    VALUES (\(tenant.rawValue), \(nodeID), 1, \(expires), \(nowMS), 'starting', NULL)
+                    ON CONFLICT (tenant) DO UPDATE SET
+                        generation = session_leases.generation + 1,
+                        node_id = excluded.node_id, state = 'starting', last_error = NULL,
+                        expires_at_ms = excluded.expires_at_ms,
+                        last_beat_at_ms = excluded.last_beat_at_ms
+                    WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= \(nowMS)
+                    RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
+                    """, logger: logger)
+            ).first
+        }
     }
 
     public func renewLeases(_ beats: [LeaseBeat], nodeID: String, ttl: Duration, now: Date) async throws(RepositoryError)
@@ -233,7 +239,8 @@ public final class PostgresSystemStore: SystemStore {
         // postgres-nio binds no arrays of optionals; an empty string stands for "no error".
         let errors = beats.map { $0.lastError ?? "" }
         let renewed = try await transaction { client, logger in
-            // Locked in tenant order first, as a batch of fenced record writes locks them: the two cannot deadlock.
+            // Locked in tenant order, so two renewals cannot deadlock. `FOR NO KEY UPDATE` does not wait for this
+            // node's fenced writes (`FOR KEY SHARE`): a long prekey upload cannot hold its own lease's renewal past the TTL.
             _ = try await client.query(
                 "SELECT tenant FROM session_leases WHERE tenant = ANY(\(tenants)::text[]) ORDER BY tenant FOR NO KEY UPDATE", logger: logger
             ).collect()
