@@ -172,6 +172,15 @@ struct SessionLifecycle: Sendable, Equatable {
         return [.publish(next)]
     }
 
+    /// Before a reconnect the lease turned out to be another node's, or the runner was stopped: it ends, stopped,
+    /// and records nothing.
+    mutating func endedBeforeReconnect(status: SessionStatus) -> [Action] {
+        ending = true
+        var next = status
+        next.state = .stopped
+        return [.publish(next), .end]
+    }
+
     /// The runner ended; its lease is released by the caller.
     mutating func runnerEnded(status: SessionStatus) -> [Action] {
         running = false

@@ -52,6 +52,30 @@ extension SessionPool {
         }
     }
 
+    /// Before a reconnect: true once `tenant`'s lease is known held (renewed within two thirds of the TTL, or now);
+    /// false when it is lost (the session ends stopped). A node resumed after a pause must not connect on a lease
+    /// another node may have taken while it was stopped. A stop meanwhile is left to the connection's end, as before.
+    func leaseHeldForReconnect(_ tenant: TenantName) async -> Bool {
+        let freshFor = (configuration.leaseTTL * 2 / 3).timeInterval
+        while configuration.clock.now().timeIntervalSince(lastRenewal) > freshFor {
+            guard let generation = sessions[tenant]?.generation, let status = sessions[tenant]?.status, !Task.isCancelled else { break }
+            let beat = LeaseBeat(tenant: tenant, generation: generation, state: status.state.rawValue, lastError: status.lastError)
+            do {
+                let lost = try await records.renewLeases([beat], nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: configuration.clock.now())
+                if lost.isEmpty { break }
+                logger.warning("lease lost to another node; not reconnecting", metadata: ["tenant": "\(tenant)"])
+                if sessions[tenant]?.generation == generation { sessions[tenant]?.generation = nil }
+            } catch {
+                // While renewals fail the heartbeat fences every session; wait for it, or for a renewal that works.
+                do { try await configuration.clock.sleep(configuration.heartbeatInterval) } catch { break }
+            }
+        }
+        guard let session = sessions[tenant] else { return false }
+        if session.generation != nil || Task.isCancelled { return true }
+        for action in sessions[tenant]?.lifecycle.endedBeforeReconnect(status: session.status) ?? [] { await perform(action, for: tenant) }
+        return false
+    }
+
     /// Another node handed a session over: scan soon (once for a burst of handovers) instead of at the next heartbeat.
     func handoverNoticed() {
         guard !handoverScanPending, !shuttingDown else { return }

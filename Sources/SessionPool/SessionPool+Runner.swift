@@ -103,7 +103,10 @@ extension SessionPool {
     func runLoop(_ tenant: TenantName, client: WhatsAppClient) async {
         // The runner task keeps its deepest frames for the session's life: the work is in the functions called here.
         var generator = SystemRandomNumberGenerator()
+        var reconnecting = false
         loop: while true {
+            if reconnecting, await !leaseHeldForReconnect(tenant) { break }
+            reconnecting = true
             sessions[tenant]?.lifecycle.connecting()
             let reason = await client.run()
             let paired = await client.accountJID != nil

@@ -40,4 +40,39 @@ import WhatsAppSimulator
         await next.shutdown()
         await rig.simulator.stop()
     }
+
+    @Test func aNodeWhoseRenewalsStalledPastTheLeaseDoesNotReconnectOnIt() async throws {
+        let rig = try await PoolRig.make()
+        let tenant = rig.tenants[0]
+        let stalledRecords = ObservedRecords(base: rig.store)
+        let stalled = rig.pool(node: "node-a", ttl: .seconds(2), records: stalledRecords)
+        await stalled.startMaintenance()
+        let user = try await rig.pair(tenant, on: stalled)
+        try await waitUntil { await stalled.status(of: tenant).state == .connected }
+        let loginsBefore = await rig.simulator.observed.logins[user] ?? 0
+        // node-a's heartbeat stalls past its lease (as in a node resumed after SIGSTOP, before its first renewal),
+        // then its connection drops with a network error rather than the `replaced` a taker's login would send.
+        await stalledRecords.renewals.close()
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(await rig.simulator.dropConnections(ofAccount: user) == 1)
+        // Its reconnect must wait for a renewal, which waits on the stalled database: a second, five times its longest
+        // backoff, passes without a login; then node-b takes over.
+        try await Task.sleep(for: .seconds(1))
+        #expect(await rig.simulator.observed.logins[user] ?? 0 == loginsBefore, "node-a did not connect again")
+        let taker = rig.pool(node: "node-b", ttl: .seconds(15))
+        await taker.startMaintenance()
+        try await waitUntil(timeout: .seconds(30)) {
+            let status = await taker.status(of: tenant)
+            return status.ownerNode == "node-b" && status.state == .connected
+        }
+        await stalledRecords.renewals.open()
+        // node-a's runner ends: it answers for the session with the lease's owner now.
+        try await waitUntil { await stalled.status(of: tenant).ownerNode == "node-b" }
+        #expect(await rig.simulator.observed.logins[user] ?? 0 == loginsBefore + 1, "node-b logged in; node-a did not connect again")
+        #expect(await taker.status(of: tenant).state == .connected, "node-b's session was not replaced")
+        #expect(try await rig.store.desiredStates()[tenant] == .running)
+        await stalled.shutdown()
+        await taker.shutdown()
+        await rig.simulator.stop()
+    }
 }

@@ -93,6 +93,13 @@ import WhatsApp
         #expect(lifecycle.backoffEnded(cancelled: false, status: status) == [.publish(Self.with(status) { $0.state = .connecting })])
     }
 
+    @Test func aLeaseLostBeforeAReconnectStopsAndDropsTheOldConnectionsLateEvents() {
+        var (lifecycle, status) = Self.running()
+        let reconnecting = Self.with(status) { $0.state = .reconnecting }
+        #expect(lifecycle.endedBeforeReconnect(status: reconnecting) == [.publish(Self.with(status) { $0.state = .stopped }), .end])
+        #expect(lifecycle.clientEvent(.loggedIn(jid: "15551000001:1@s.whatsapp.net"), status: status, now: Date()).isEmpty)
+    }
+
     @Test func anOperatorStopWinsOverTheReasonAndLogoutPublishesNothing() {
         var (lifecycle, status) = Self.running()
         lifecycle.stopRequested(.stopped)
