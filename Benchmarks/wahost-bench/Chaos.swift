@@ -93,7 +93,7 @@ struct Chaos: AsyncParsableCommand {
                 let window = cycle % 2 == 0 ? min(1, cycleSeconds) : cycleSeconds
                 try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...window, using: &generator) * 1000)))
                 kill(server.process.pid, SIGKILL)
-                server.process.process.waitUntilExit()
+                await server.process.process.exited()
                 server = try await rig.startServer(extraEnvironment: environment, dataDirectory: dataDirectory)
                 if cycle % 5 == 4 {
                     reconnect.checks += 1

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Storage
 import Tenancy
+import TestSupport
 import WahostBasics
 import WhatsApp
 
@@ -79,7 +80,7 @@ extension Chaos {
             let delay = Double.random(in: 0...length, using: &generator)
             try await Task.sleep(until: work.start + .milliseconds(Int64(delay * 1000)), clock: .continuous)
             kill(server.process.pid, SIGKILL)
-            server.process.process.waitUntilExit()
+            await server.process.process.exited()
             report.kills[window, default: 0] += 1
             FileHandle.standardError.write(Data(String(format: "chaos: aimed kill %d (%@) at %.3f of %.3f s\n", cycle, window.rawValue, delay, length).utf8))
             report.broken += try await unopenedCredentialRecords(rig, dataDirectory: dataDirectory).map { "after aimed kill \(cycle): \($0)" }

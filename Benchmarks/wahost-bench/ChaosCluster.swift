@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import WhatsApp
 import WhatsAppSimulator
 
@@ -42,7 +43,7 @@ final class ChaosCluster: @unchecked Sendable {
         while process.process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         guard process.process.isRunning else { return true }
         kill(process.pid, SIGKILL)
-        process.process.waitUntilExit()
+        await process.process.exited()
         return false
     }
 

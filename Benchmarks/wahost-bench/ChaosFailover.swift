@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 import WahostBasics
 
 /// `chaos --nodes 2|3`: failovers in a cluster on PostgreSQL, with the acceptance checks of a cluster without shared
@@ -62,7 +63,7 @@ extension Chaos {
             switch kind {
             case .kill:
                 kill(process.pid, SIGKILL)
-                process.process.waitUntilExit()
+                await process.process.exited()
             case .terminate: process.process.terminate()
             case .drain:
                 let through = survivors.randomElement(using: &generator) ?? cluster.nodes[victim]

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import WahostBasics
 
 /// `chaos --pairing-kills N`: `kill -9` of `serve` while a new tenant pairs (the pairing's credential writes, the
@@ -49,7 +50,7 @@ extension Chaos {
             let delay = Double.random(in: 0...window, using: &generator)
             try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
             kill(server.process.pid, SIGKILL)
-            server.process.process.waitUntilExit()
+            await server.process.process.exited()
             report.kills += 1
             // A scan the kill cut short links nothing the companion kept; the phone may still have linked the device.
             let linked = await scan.value

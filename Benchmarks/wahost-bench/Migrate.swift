@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TestSupport
 
 /// `migrate --count N`: N paired sessions' credentials moved to the database and back with `wahost
 /// migrate-credentials`, each run killed halfway and resumed; every session must log in afterwards without pairing.
@@ -55,11 +56,11 @@ struct Migrate: AsyncParsableCommand {
             if line.hasPrefix("conflict ") || line.hasPrefix("unreadable ") { throw BenchError("\(direction): \(line)") }
             if let killAfter, moved >= killAfter {
                 kill(child.pid, SIGKILL)
-                child.process.waitUntilExit()
+                await child.process.exited()
                 return moved
             }
         }
-        child.process.waitUntilExit()
+        await child.process.exited()
         guard child.process.terminationStatus == 0 else { throw BenchError("migrate-credentials --\(direction) exited \(child.process.terminationStatus)") }
         return moved
     }

@@ -9,11 +9,6 @@ import WhatsAppSimulator
 /// `owner_unreachable` until its session moves.
 @Suite(.serialized) struct ClusterForwardingTests {
     /// A server-sent event stream read with curl (response headers first) until it ends or `seconds` pass.
-    func readStream(_ port: Int, _ path: String, headers: [String: String], seconds: Int) async throws -> ProcessResult {
-        let arguments = ["-sN", "-D", "-", "--max-time", "\(seconds)"] + headers.flatMap { ["-H", "\($0.key): \($0.value)"] }
-        return try await runProcessDetached("/usr/bin/curl", arguments + ["http://127.0.0.1:\(port)\(path)"])
-    }
-
     /// The forwarding headers a node would send, signed with `key`.
     func signedHeaders(
         _ key: NodeForwardingKey, node: String, method: String, target: String, body: String = "", client: String, time: Date = Date()
@@ -140,7 +135,7 @@ import WhatsAppSimulator
         let page = try await http("GET", portB, "/tenants/t1/events?limit=1000", headers: json)
         #expect(page.status == 200 && page.header("x-wahost-served-by") == "node-a")
         let lastID = try #require(page.object["last_id"] as? Int)
-        async let stream = readStream(portB, "/tenants/t1/events", headers: auth.merging(["last-event-id": "\(lastID)"]) { $1 }, seconds: 6)
+        async let stream = readEventStream(portB, "/tenants/t1/events", headers: auth.merging(["last-event-id": "\(lastID)"]) { $1 }, seconds: 6)
         try await Task.sleep(for: .seconds(1))
         _ = try await rig.simulator.sendText(from: "15557770003", to: account, text: "live through node b")
         let streamed = try await stream
@@ -189,7 +184,7 @@ import WhatsAppSimulator
         #expect(try await http("GET", portA, "/tenants/t2/session/status").object["state"] as? String == "logged_out")
 
         // The owner dies: an open stream through B ends, B answers 503 owner_unreachable, then the session moves to B.
-        async let cut = readStream(portB, "/tenants/t1/events", headers: auth.merging(["last-event-id": "\(lastID)"]) { $1 }, seconds: 40)
+        async let cut = readEventStream(portB, "/tenants/t1/events", headers: auth.merging(["last-event-id": "\(lastID)"]) { $1 }, seconds: 40)
         try await Task.sleep(for: .seconds(1))
         await nodeA.kill()
         let unreachable = try await http("GET", portB, "/tenants/t1/session/groups", headers: auth)
@@ -230,8 +225,8 @@ import WhatsAppSimulator
 
         // Two streams whose clients stay: one B relays from A, one A serves itself. Each node's SIGTERM ends its
         // stream (the client resumes elsewhere with Last-Event-ID) instead of waiting on it until the watchdog.
-        async let relayed = readStream(portB, "/tenants/t1/events", headers: auth, seconds: 150)
-        async let direct = readStream(portA, "/tenants/t1/events", headers: auth, seconds: 150)
+        async let relayed = readEventStream(portB, "/tenants/t1/events", headers: auth, seconds: 150)
+        async let direct = readEventStream(portA, "/tenants/t1/events", headers: auth, seconds: 150)
         try await Task.sleep(for: .seconds(2))
         await nodeB.stop()
         #expect(nodeB.process.terminationStatus == 0, "B stopped cleanly, not by its watchdog: \(nodeB.output.suffix(2_000))")

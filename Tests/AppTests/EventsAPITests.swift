@@ -6,11 +6,6 @@ import Testing
 /// as JSON pages and as server-sent events that resume after `Last-Event-ID`.
 @Suite(.serialized) struct EventsAPITests {
     /// Reads a server-sent event stream with curl for `seconds`; returns what arrived.
-    func readStream(_ port: Int, _ path: String, headers: [String: String], seconds: Int) async throws -> String {
-        let arguments = ["-sN", "--max-time", "\(seconds)"] + headers.flatMap { ["-H", "\($0.key): \($0.value)"] } + ["http://127.0.0.1:\(port)\(path)"]
-        return try await runProcessDetached("/usr/bin/curl", arguments).stdout
-    }
-
     func states(_ page: HTTPResult) -> [String] {
         (page.object["events"] as? [[String: Any]] ?? []).compactMap { ($0["data"] as? [String: Any])?["state"] as? String }
     }
@@ -53,7 +48,7 @@ import Testing
         #expect(Array(states(after).prefix(events.count)) == states(page), "the log before the kill is intact")
 
         // The stream resumes after Last-Event-ID and carries each event once.
-        let stream = try await readStream(port, "/tenants/acme/events", headers: ["x-admin-token": token, "last-event-id": "\(lastID)"], seconds: 3)
+        let stream = try await readEventStream(port, "/tenants/acme/events", headers: ["x-admin-token": token, "last-event-id": "\(lastID)"], seconds: 3).stdout
         let ids = stream.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { Int($0.dropFirst(4)) }
         #expect(ids.first == lastID + 1 && ids == Array(ids.sorted()) && Set(ids).count == ids.count, "\(stream)")
         #expect(stream.contains("event: session\ndata: {"))

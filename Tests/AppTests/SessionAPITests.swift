@@ -96,6 +96,12 @@ func http(
     return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data, headers: headers)
 }
 
+/// Reads the event stream at `path` with curl for `seconds`; the response head comes first in stdout.
+func readEventStream(_ port: Int, _ path: String, headers: [String: String], seconds: Int) async throws -> ProcessResult {
+    let arguments = ["-sN", "-D", "-", "--max-time", "\(seconds)"] + headers.flatMap { ["-H", "\($0.key): \($0.value)"] }
+    return try await runProcessDetached("/usr/bin/curl", arguments + ["http://127.0.0.1:\(port)\(path)"])
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 func eventually(timeout: Duration = .seconds(20), _ what: String = "condition", _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
