@@ -16,6 +16,10 @@ enum SimulatorControl {
         let kind: String
         let seconds: Double?
     }
+    struct ConnectFaultRequest: Decodable {
+        let kind: String
+        let count: Int?
+    }
     struct ConsumePreKeysRequest: Decodable { let leaving: Int }
     struct Queued: ResponseEncodable { let ids: [String] }
     struct Applied: ResponseEncodable { let connections: Int }
@@ -84,6 +88,16 @@ enum SimulatorControl {
         control.post("accounts/:user/wire-fault") { request, context -> Applied in
             let body = try await decode(WireFaultRequest.self, request, context)
             return Applied(connections: await simulator.applyWireFault(try wireFault(body), toAccount: try user(context)))
+        }
+        control.post("connect-fault") { request, context -> Done in
+            let body = try await decode(ConnectFaultRequest.self, request, context)
+            guard let fault = SimulatedConnectFault(rawValue: body.kind) else {
+                throw Failure(status: .badRequest, message: "kind must be upgrade_unanswered or hello_unanswered")
+            }
+            let count = body.count ?? 1
+            guard (0...1000).contains(count) else { throw Failure(status: .badRequest, message: "count must be 0-1000") }
+            await simulator.armConnectFault(fault, count: count)
+            return Done(status: count == 0 ? "disarmed" : "armed")
         }
         control.post("accounts/:user/consume-prekeys") { request, context -> Done in
             let body = try await decode(ConsumePreKeysRequest.self, request, context)

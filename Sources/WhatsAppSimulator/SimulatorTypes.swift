@@ -46,6 +46,12 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var wireFaults = 0
     /// Logins left without an answer after the handshake (`stallNextLogin`).
     public var unansweredLogins = 0
+    /// Connect faults waiting for the next connections, and those that took one, by kind (`armConnectFault`).
+    public var connectFaultsArmed: [String: Int] = [:]
+    public var connectFaultsMet: [String: Int] = [:]
+    /// Sockets a connect fault holds now, and those the client closed (the rest hit the simulator's own limit).
+    public var connectFaultsOpen = 0
+    public var connectFaultsClosedByClient = 0
 }
 
 /// A simulator operation failed.

@@ -103,8 +103,12 @@ public actor WhatsAppSimulator {
     private func webSocketServer() -> HTTPServerBuilder {
         .http1WebSocketUpgrade(
             configuration: .init(ws: .init(maxFrameSize: FrameEncoder.frameLimit, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
-        ) { request, _, _ in
+        ) { request, channel, _ in
             guard request.path == "/ws/chat" else { return .dontUpgrade }
+            if await self.takeConnectFault(.upgradeUnanswered) {
+                await self.holdUpgradeUnanswered(on: channel)
+                return .dontUpgrade
+            }
             return .upgrade([:]) { inbound, outbound, _ in
                 await self.serve(inbound: inbound, outbound: outbound)
             }
@@ -154,6 +158,12 @@ extension WhatsAppSimulator {
         let writerTask = Task { await OutgoingFrame.write(outgoing, to: outbound) }
         var frames = FrameReader(inbound: inbound, expectingHeader: FrameEncoder.connectionHeader)
         var connectionID: UInt64?
+        if await takeConnectFault(.helloUnanswered) {
+            await holdHelloUnanswered(&frames)
+            outgoingSink.finish()
+            writerTask.cancel()
+            return
+        }
         do {
             var responder = NoiseResponder(staticKeyPair: serverKeys.leaf, certificateChain: serverKeys.certificateChain)
             guard let hello = try await frames.next() else { throw SimulatorError("closed before ClientHello") }

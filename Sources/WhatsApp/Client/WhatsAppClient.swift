@@ -1,5 +1,4 @@
 import Foundation
-import HTTPTypes
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -33,6 +32,8 @@ public actor WhatsAppClient {
     /// Numbers the QR rotations, so a timer of a cancelled rotation does nothing.
     var qrRotationsStarted: UInt64 = 0
     var connection: Connection?
+    /// The attempt in progress until its WebSocket is upgraded; `disconnect()` ends it.
+    private var connecting: ConnectAttempt?
     private var stopRequested = false
     /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
     private var connectionEpoch = Epoch()
@@ -78,21 +79,22 @@ public actor WhatsAppClient {
             return await finish(.networkError("credential store: \(error)"))
         }
         credentials = loaded
-        var headers = HTTPFields()
-        headers[.origin] = configuration.origin
-        let socketConfiguration = WebSocketClientConfiguration(
-            maxFrameSize: FrameEncoder.frameLimit, additionalHeaders: headers, closeTimeout: configuration.closeTimeout)
+        let connector = WebSocketConnector(
+            url: configuration.url, origin: configuration.origin, tlsConfiguration: configuration.tlsConfiguration,
+            connectTimeout: configuration.connectTimeout, upgradeTimeout: configuration.upgradeTimeout, maxFrameSize: FrameEncoder.frameLimit,
+            closeTimeout: configuration.closeTimeout, timers: configuration.timers, logger: logger)
+        let attempt = ConnectAttempt()
+        connecting = attempt
+        defer { connecting = nil }
         let result = ResultBox()
         do {
-            try await WebSocketClient.connect(
-                url: configuration.url, configuration: socketConfiguration, tlsConfiguration: configuration.tlsConfiguration, logger: logger
-            ) {
-                inbound, outbound, _ in
+            try await connector.run(attempt) { inbound, outbound, _ in
                 let reason = await self.drive(inbound: inbound, outbound: outbound, credentials: loaded)
                 result.set(reason)
             }
         } catch {
             if let reason = result.value { return await finish(reason) }
+            if stopRequested { return await finish(.requested) }
             return await finish(.networkError("\(error)"))
         }
         return await finish(result.value ?? .connectionClosed)
@@ -116,6 +118,7 @@ public actor WhatsAppClient {
     /// Ends the current connection, if any, without logging out.
     public func disconnect() async {
         stopRequested = true
+        connecting?.abandon()
         await end(.requested)
     }
 

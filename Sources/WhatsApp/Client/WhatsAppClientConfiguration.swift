@@ -23,6 +23,10 @@ public struct WhatsAppClientConfiguration: Sendable {
     public var keepaliveInterval: ClosedRange<Duration>
     /// A ping without an answer within this time ends the connection (`keepaliveTimeout`).
     public var keepaliveDeadline: Duration
+    /// The TCP connection must be up within this time (NIO's connect timeout, over every address tried).
+    public var connectTimeout: Duration
+    /// Once connected, the TLS handshake and the WebSocket upgrade must be done within this time; then the socket closes.
+    public var upgradeTimeout: Duration
     /// The server must answer the ClientHello within this time.
     public var handshakeTimeout: Duration
     /// Once the client ends a connection, the socket's close may take this long; then the reads stop regardless.
@@ -37,6 +41,7 @@ public struct WhatsAppClientConfiguration: Sendable {
         rootPublicKey: [UInt8] = defaultRootPublicKey,
         version: WhatsAppVersion = .default, deviceName: String = ClientPayloads.defaultDeviceName,
         keepaliveInterval: ClosedRange<Duration> = .seconds(20) ... .seconds(30), keepaliveDeadline: Duration = .seconds(10),
+        connectTimeout: Duration = .seconds(10), upgradeTimeout: Duration = .seconds(20),
         handshakeTimeout: Duration = .seconds(20), closeTimeout: Duration = .seconds(2), requestTimeout: Duration = .seconds(60),
         timers: ClientTimers = .eventLoop
     ) {
@@ -49,6 +54,8 @@ public struct WhatsAppClientConfiguration: Sendable {
         self.deviceName = deviceName
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveDeadline = keepaliveDeadline
+        self.connectTimeout = connectTimeout
+        self.upgradeTimeout = upgradeTimeout
         self.handshakeTimeout = handshakeTimeout
         self.closeTimeout = closeTimeout
         self.requestTimeout = requestTimeout
