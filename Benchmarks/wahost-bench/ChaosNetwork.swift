@@ -6,8 +6,9 @@ import WhatsApp
 
 /// `chaos --network-faults N`: faults the simulator applies to live sessions at random moments, the way WhatsApp's
 /// servers and networks do: drops, stream errors (`515`, `503`), the wire faults (a frame stalled halfway by a peer
-/// that stops reading, slow answers, a silent server, garbage and overlong frames) and, for a few accounts, the
-/// terminal ones (`conflict replaced`, `device_removed`).
+/// that stops reading, slow answers, a silent server, garbage and overlong frames), a drop whose reconnect meets a
+/// server that never answers the WebSocket upgrade, and, for a few accounts, the terminal ones (`conflict replaced`,
+/// `device_removed`).
 extension Chaos {
     /// What the faults came to: the tenants ended for good, and each broken promise.
     struct NetworkFaultOutcome {
@@ -22,6 +23,7 @@ extension Chaos {
         let keepalive: ClosedRange<Duration>
         let deadline: Duration
         let closeTimeout: Duration
+        let upgradeTimeout: Duration
         let backoff: Backoff
 
         init(timeScale: Double) {
@@ -29,6 +31,7 @@ extension Chaos {
             configuration.timeScale = timeScale
             let client = configuration.scaled(WhatsAppClientConfiguration(url: "ws://127.0.0.1/ws/chat"))
             (keepalive, deadline, closeTimeout) = (client.keepaliveInterval, client.keepaliveDeadline, client.closeTimeout)
+            upgradeTimeout = client.upgradeTimeout
             backoff = configuration.poolConfiguration.backoff
         }
 
@@ -38,12 +41,20 @@ extension Chaos {
         func longestRecovery(detectedByKeepalive: Bool) -> Duration {
             (detectedByKeepalive ? keepalive.upperBound + deadline + closeTimeout : .zero) + backoff.ceiling(attempt: 1)
         }
+
+        /// What `stalls` unanswered upgrades can add to a session's recovery: each one it meets costs the upgrade
+        /// deadline and one more backoff attempt (attempt 2, 3, …: no login resets the attempts between them).
+        func stalledUpgradesDelay(_ stalls: Int) -> Duration {
+            (0..<stalls).reduce(.zero) { total, index in total + upgradeTimeout + backoff.ceiling(attempt: index + 2) }
+        }
     }
 
     /// One kind of fault, and how the control API applies it.
     private enum Fault: String, CaseIterable {
         case drop, restart515 = "stream_error_515", unavailable503 = "stream_error_503", stall, slowBelowDeadline = "slow_below_deadline"
         case slowPastDeadline = "slow_past_deadline", silent, garbage, overlong, replaced, deviceRemoved = "device_removed"
+        /// A drop, with the next connection to arrive (most likely this session's reconnect) held at the upgrade.
+        case upgradeUnanswered = "upgrade_unanswered"
 
         /// Only the keepalive notices it: no byte says the connection is over.
         var detectedByKeepalive: Bool { [.stall, .slowPastDeadline, .silent, .overlong].contains(self) }
@@ -53,7 +64,7 @@ extension Chaos {
         func request(deadline: Duration, using generator: inout SeededGenerator) -> (String, [String: Any]) {
             let seconds = Double(deadline.wholeMilliseconds) / 1000
             switch self {
-            case .drop: return ("drop", [:])
+            case .drop, .upgradeUnanswered: return ("drop", [:])
             case .restart515: return ("stream-error", ["code": 515])
             case .unavailable503: return ("stream-error", ["code": 503])
             case .replaced: return ("stream-error", ["conflict": "replaced"])
@@ -79,6 +90,8 @@ extension Chaos {
         var lastReaching: [String: (at: ContinuousClock.Instant, logins: Int, keepalive: Bool)] = [:]
         var expectedState: [String: String] = [:]
         var kinds: [String: Int] = [:]
+        // When each unanswered upgrade was armed: whoever connects next meets it, not necessarily the dropped session.
+        var stalledUpgrades: [ContinuousClock.Instant] = []
         let started = ContinuousClock.now
         // With WAHOST_BENCH_LOG_DIR, each fault is logged beside the `serve` logs, to match a login to the fault before it.
         let faultLog = ProcessInfo.processInfo.environment["WAHOST_BENCH_LOG_DIR"].flatMap { directory -> FileHandle? in
@@ -102,7 +115,9 @@ extension Chaos {
             let mayEnd = expectedState.count < max(1, names.count / 3) && live[user] == 1 && quiet
             let fault: Fault
             switch roll {
-            case ..<0.25: fault = .drop
+            case ..<0.20: fault = .drop
+            // One armed at a time (an armed one waits for the next connection): else a plain drop.
+            case ..<0.25: fault = (state["connectFaultsArmed"] as? [String: Int])?["upgrade_unanswered", default: 0] == 0 ? .upgradeUnanswered : .drop
             case ..<0.40: fault = .restart515
             case ..<0.50: fault = .unavailable503
             case ..<0.60: fault = .stall
@@ -119,6 +134,11 @@ extension Chaos {
             if fault.terminal {
                 expectedState[tenant] = fault == .replaced ? "replaced" : "logged_out"
                 sent.stop(tenant)
+            }
+            if fault == .upgradeUnanswered {
+                let (status, answer) = try await request("POST", rig.control + "/connect-fault", body: ["kind": "upgrade_unanswered", "count": 1])
+                guard status == 200 else { throw BenchError("arming upgrade_unanswered: \(status) \(answer)") }
+                stalledUpgrades.append(ContinuousClock.now)
             }
             let (path, body) = fault.request(deadline: policy.deadline, using: &generator)
             let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/\(path)", body: body)
@@ -137,6 +157,8 @@ extension Chaos {
         }
         let faultSeconds = (ContinuousClock.now - started).timeInterval
         outcome.terminal = Set(expectedState.keys)
+        // An upgrade still armed would hold whichever connection comes next, after the faults.
+        _ = try await request("POST", rig.control + "/connect-fault", body: ["kind": "upgrade_unanswered", "count": 0])
 
         // No stuck session: each one a fault reached logs in again within the policy's recovery (and 15 s for the
         // reconnect's own handshake, login and restore); a stalled connection still looks connected to the API.
@@ -145,7 +167,9 @@ extension Chaos {
         var recoveryMissed: [String] = []
         for tenant in running {
             guard let user = rig.accounts[tenant], let last = lastReaching[tenant] else { continue }
-            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + slack
+            // The stall armed before its last fault (if still waiting then) and every one after it may be met on the way.
+            let stalls = stalledUpgrades.filter { $0 > last.at }.count + (stalledUpgrades.contains { $0 <= last.at } ? 1 : 0)
+            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + policy.stalledUpgradesDelay(stalls) + slack
             while true {
                 let logins = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
                 if logins[user, default: 0] > last.logins { break }
@@ -159,6 +183,12 @@ extension Chaos {
         outcome.broken += recoveryMissed.map { "\($0) did not log in again within the policy's recovery bound after its last fault" }
         if try await rig.waitConnected(expected: running.count, timeout: .seconds(60)) != running.count {
             outcome.broken.append("sessions not connected again after the network faults")
+        }
+        // Every connection held at the upgrade was given up and closed by its client (no socket or task left behind).
+        let heldUpgrades = try await waitForHeldUpgradesClosed(rig)
+        if heldUpgrades.open > 0 { outcome.broken.append("\(heldUpgrades.open) connections held at the upgrade still open after the faults") }
+        if heldUpgrades.closedByClient != heldUpgrades.met {
+            outcome.broken.append("\(heldUpgrades.met) connections met an unanswered upgrade; their clients closed \(heldUpgrades.closedByClient)")
         }
         for (tenant, state) in expectedState where try await !waitForState(rig, port: port, tenant: tenant, state: state) {
             outcome.broken.append("\(tenant) is not \(state) after its terminal fault")
@@ -196,8 +226,23 @@ extension Chaos {
             "logins_during_faults": loginsTotal, "logins_allowed_by_policy": boundTotal,
             "slow_below_deadline_closed_by_client": slowEndsTotal,
             "recovery_bound_seconds": (recovery.timeInterval * 100).rounded() / 100, "recovery_missed": recoveryMissed.count,
+            "upgrades_unanswered": heldUpgrades.met, "upgrade_sockets_closed_by_client": heldUpgrades.closedByClient,
         ]
         return outcome
+    }
+
+    /// The simulator's held upgrades (met, closed by their client, open), once none is open or after the upgrade deadline and 15 s.
+    private func waitForHeldUpgradesClosed(_ rig: BenchRig) async throws -> (met: Int, closedByClient: Int, open: Int) {
+        let deadline = ContinuousClock.now + ReconnectPolicy(timeScale: timeScale).upgradeTimeout + .seconds(15)
+        while true {
+            let state = try await rig.simulatorState()
+            let held = (
+                met: (state["connectFaultsMet"] as? [String: Int])?["upgrade_unanswered"] ?? 0,
+                closedByClient: state["connectFaultsClosedByClient"] as? Int ?? 0, open: state["connectFaultsOpen"] as? Int ?? 0
+            )
+            if held.open == 0 || ContinuousClock.now > deadline { return held }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     /// True once the tenant's session reports `state` (within 30 s).
