@@ -35,7 +35,7 @@ public final class SilentListener: Sendable {
     public static func start(port: Int = 0, tls: TLSConfiguration? = nil) async throws -> SilentListener {
         let record = Record()
         let context = try tls.map { try NIOSSLContext(configuration: $0) }
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let server = try await retryingBusyPort(port) { try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -44,7 +44,7 @@ public final class SilentListener: Sendable {
                     try channel.pipeline.syncOperations.addHandler(Recorder(record: record))
                 }
             }
-            .bind(host: "127.0.0.1", port: port).get()
+            .bind(host: "127.0.0.1", port: port).get() }
         return SilentListener(port: server.localAddress?.port ?? 0, server: server, record: record)
     }
 
@@ -117,6 +117,18 @@ public final class SilentListener: Sendable {
                 $0.channels.removeAll { $0 === channel }
             }
             context.fireChannelInactive()
+        }
+    }
+}
+
+/// Runs `listen`; on a fixed port (not 0) retries a failure for up to 10 s: a port just let go (a server replaced on
+/// the same port) can be taken for a moment by another socket, such as a client's connection given it as its own.
+func retryingBusyPort<T>(_ port: Int, isolation: isolated (any Actor)? = #isolation, _ listen: () async throws -> T) async throws -> T {
+    let deadline = ContinuousClock.now + .seconds(port == 0 ? 0 : 10)
+    while true {
+        do { return try await listen() } catch {
+            guard ContinuousClock.now < deadline else { throw error }
+            try await Task.sleep(for: .milliseconds(100))
         }
     }
 }

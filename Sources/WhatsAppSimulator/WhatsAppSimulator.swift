@@ -69,7 +69,7 @@ public actor WhatsAppSimulator {
     public func start(host: String = "127.0.0.1", port requestedPort: Int = 0, webSocketPing: Duration? = nil) async throws -> String {
         if let port { return "ws://\(host):\(port)/ws/chat" }
         self.webSocketPing = webSocketPing
-        let (task, bound) = try await listen(server: webSocketServer(), host: host, port: requestedPort)
+        let (task, bound) = try await retryingBusyPort(requestedPort) { try await listen(server: webSocketServer(), host: host, port: requestedPort) }
         appTask = task
         port = bound
         return "ws://\(host):\(bound)/ws/chat"
@@ -80,7 +80,9 @@ public actor WhatsAppSimulator {
     /// so the certificate must name `localhost`). Call after `start`.
     public func startTLS(_ tls: TLSConfiguration, host: String = "127.0.0.1", port requestedPort: Int = 0) async throws -> String {
         if let tlsPort { return "wss://localhost:\(tlsPort)/ws/chat" }
-        let (task, bound) = try await listen(server: try .tls(webSocketServer(), tlsConfiguration: tls), host: host, port: requestedPort)
+        let (task, bound) = try await retryingBusyPort(requestedPort) {
+            try await listen(server: try .tls(webSocketServer(), tlsConfiguration: tls), host: host, port: requestedPort)
+        }
         tlsTask = task
         tlsPort = bound
         return "wss://localhost:\(bound)/ws/chat"
@@ -128,7 +130,7 @@ public actor WhatsAppSimulator {
             },
             logger: logger
         )
-        let task = Task { try await app.run() }
+        let task = Task { defer { portSink.finish() }; try await app.run() }
         var iterator = portStream.makeAsyncIterator()
         guard let bound = await iterator.next(), bound > 0 else {
             task.cancel()

@@ -9,26 +9,32 @@ import WhatsAppSimulator
 /// in `connecting`; each attempt ends at the upgrade deadline with its socket closed, the pool backs off and tries
 /// again, and the session logs in once a server that answers is back on the port.
 @Suite(.serialized) struct ConnectStallPoolTests {
-    /// A rig whose clients give the upgrade `upgradeTimeout`, and the port its simulator listens on.
-    private func rig(upgradeTimeout: Duration) async throws -> (PoolRig, Int) {
+    /// A rig, the same rig with clients that give the upgrade `upgradeTimeout`, and the port its simulator listens on.
+    private func rigs(upgradeTimeout: Duration) async throws -> (PoolRig, PoolRig, Int) {
         let base = try await PoolRig.make()
         var configuration = base.clientConfiguration
         configuration.upgradeTimeout = upgradeTimeout
         let port = try #require(URLComponents(string: configuration.url)?.port)
-        return (PoolRig(simulator: base.simulator, store: base.store, files: base.files, clientConfiguration: configuration, tenants: base.tenants), port)
+        let short = PoolRig(simulator: base.simulator, store: base.store, files: base.files, clientConfiguration: configuration, tenants: base.tenants)
+        return (base, short, port)
     }
 
     @Test func attemptsToAServerThatNeverAnswersTheUpgradeEndClosedAndTheSessionLogsInWhenTheServerAnswers() async throws {
-        let (rig, port) = try await rig(upgradeTimeout: .milliseconds(300))
-        let pool = rig.pool()
-        await pool.startMaintenance()
+        // Paired with the default deadline (a loaded machine can take longer than the short one to upgrade), then
+        // restored by a pool whose upgrade deadline is short, against a server that never answers it.
+        let (base, rig, port) = try await rigs(upgradeTimeout: .milliseconds(300))
+        let first = base.pool()
+        await first.startMaintenance()
         let tenant = rig.tenants[0]
-        let user = try await rig.pair(tenant, on: pool)
+        let user = try await base.pair(tenant, on: first)
+        await first.shutdown()
         await rig.simulator.stop()
 
         let listener = try await SilentListener.start(port: port)
+        let pool = rig.pool()
+        await pool.startMaintenance()
         var mostOpen = 0
-        try await waitUntil {
+        try await waitUntil(timeout: .seconds(30)) {
             mostOpen = max(mostOpen, listener.observed.open)
             return listener.observed.closedByClient >= 3
         }
@@ -42,14 +48,14 @@ import WhatsAppSimulator
 
         _ = try await rig.simulator.start(port: port)
         try await waitUntil { await pool.status(of: tenant).state == .connected }
-        #expect(await rig.simulator.observed.logins[user, default: 0] >= 1)
+        #expect(await rig.simulator.observed.logins[user, default: 0] >= 2, "the login after pairing, then the one after the stalls")
         #expect(await rig.simulator.observed.liveConnections[user] == 1)
         await pool.shutdown()
         await rig.simulator.stop()
     }
 
     @Test func restartingASessionWhoseUpgradeGoesUnansweredEndsTheAttemptAndClosesItsSocket() async throws {
-        let (rig, port) = try await rig(upgradeTimeout: .seconds(600))
+        let (_, rig, port) = try await rigs(upgradeTimeout: .seconds(600))
         let pool = rig.pool()
         await pool.startMaintenance()
         let tenant = rig.tenants[0]

@@ -14,6 +14,8 @@ final class ConnectAttempt: Sendable {
     private struct State {
         var step: Step = .tcpConnect
         var channel: (any Channel)?
+        /// The handshake can complete on the event loop before the connecting task records the connection.
+        var tlsDone = false
     }
 
     private let state = Mutex(State())
@@ -26,7 +28,7 @@ final class ConnectAttempt: Sendable {
         state.withLock { state in
             guard case .tcpConnect = state.step else { return false }
             state.channel = channel
-            state.step = tls ? .tlsHandshake : .upgrade
+            state.step = tls && !state.tlsDone ? .tlsHandshake : .upgrade
             return true
         }
     }
@@ -34,6 +36,7 @@ final class ConnectAttempt: Sendable {
     /// The TLS handshake completed; the upgrade request follows.
     func tlsHandshakeCompleted() {
         state.withLock { state in
+            state.tlsDone = true
             if state.step == .tlsHandshake { state.step = .upgrade }
         }
     }
