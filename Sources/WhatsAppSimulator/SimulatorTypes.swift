@@ -115,3 +115,11 @@ struct PendingLinkCode: Sendable {
     var primary: LinkCodePrimary?
     var identityPublicKey: [UInt8]
 }
+
+/// Random bytes for refs and ids.
+enum SimulatorRandom {
+    static func bytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+}

@@ -88,20 +88,6 @@ public actor WhatsAppSimulator {
         return "wss://localhost:\(bound)/ws/chat"
     }
 
-    /// Server TLS from a PEM certificate chain file and its PEM key file, for `startTLS`.
-    public static func serverTLS(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
-        let chain: [NIOSSLCertificate]
-        let key: NIOSSLPrivateKey
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
-            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
-        } catch {
-            throw SimulatorError("cannot load the TLS certificate \(certificateFile) or key \(keyFile): \(error)")
-        }
-        guard !chain.isEmpty else { throw SimulatorError("no PEM certificate in \(certificateFile)") }
-        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-    }
-
     private func webSocketServer() -> HTTPServerBuilder {
         .http1WebSocketUpgrade(
             configuration: .init(ws: .init(maxFrameSize: FrameEncoder.frameLimit, autoPing: webSocketPing.map { .enabled(timePeriod: $0) } ?? .disabled))
@@ -232,7 +218,6 @@ extension WhatsAppSimulator {
         connections[id]?.stalledSince = nil
         connections[id]?.outgoing.yield(.close)
     }
-
 
     private func begin(connection id: UInt64, payload: Wa_ClientPayload, clientStaticKey: [UInt8]) async {
         if payload.hasDevicePairingData {
@@ -394,13 +379,5 @@ extension WhatsAppSimulator {
         return try await withCheckedThrowingContinuation { continuation in
             connections[id]?.pending[iqID] = continuation
         }
-    }
-}
-
-/// Random bytes for refs and ids.
-enum SimulatorRandom {
-    static func bytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 }
