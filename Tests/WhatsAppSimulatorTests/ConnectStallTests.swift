@@ -100,6 +100,28 @@ enum ConnectStall: String, CaseIterable, Sendable {
         await rig.simulator.stop()
     }
 
+    /// `disconnect()` after the upgrade and before the login's answer (no connection state yet): the connection ends
+    /// at once as requested and the client closes the socket, instead of living on once the answer comes (or waiting
+    /// for the handshake deadline when none does).
+    @Test func aDisconnectDuringTheHandshakeEndsTheConnectionAtOnceAndClosesTheSocket() async throws {
+        let rig = try await Rig.make()
+        let timers = ManualTimers()
+        var configuration = rig.configuration
+        configuration.handshakeTimeout = .seconds(13)
+        configuration.timers = timers.clientTimers
+        let client = WhatsAppClient(configuration: configuration, store: rig.store, logger: Logger(label: "test.client"))
+
+        await rig.simulator.armConnectFault(.helloUnanswered)
+        let stalled = Task { await client.run() }
+        try await eventually { await rig.simulator.observed.connectFaultsOpen == 1 }
+        try await eventually { timers.armed == [.seconds(13)] }
+        await client.disconnect()
+        #expect(try await outcome(of: stalled) == .requested)
+        try await eventually { await rig.simulator.observed.connectFaultsClosedByClient == 1 }
+        #expect(timers.armed.isEmpty, "the handshake deadline is cancelled with the connection")
+        await rig.simulator.stop()
+    }
+
     @Test(arguments: SimulatedConnectFault.allCases)
     func aConnectFaultOfTheSimulatorEndsAtItsDeadlineAndTheNextConnectionLogsIn(fault: SimulatedConnectFault) async throws {
         let rig = try await Rig.make()

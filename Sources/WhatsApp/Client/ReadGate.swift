@@ -12,7 +12,7 @@ final class ReadGate: Sendable {
 
     private let state = Mutex(State())
 
-    /// Why the reads were stopped by a deadline, if one gave a reason.
+    /// Why the reads were stopped by a deadline or a disconnect, if one gave a reason.
     var reason: DisconnectReason? { state.withLock { $0.reason } }
 
     /// The task running the read loop; cancelled by `stop` while it waits.

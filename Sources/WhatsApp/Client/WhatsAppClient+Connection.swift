@@ -1,3 +1,4 @@
+import Foundation
 import NIOWebSocket
 import WABinary
 import WSClient
@@ -47,4 +48,12 @@ extension WhatsAppClient {
             continuation.resume(with: result)
         }
     }
+}
+
+/// A value set once by the connection handler and read after it returns.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: DisconnectReason?
+    func set(_ value: DisconnectReason) { lock.withLock { stored = value } }
+    var value: DisconnectReason? { lock.withLock { stored } }
 }

@@ -32,8 +32,9 @@ public actor WhatsAppClient {
     /// Numbers the QR rotations, so a timer of a cancelled rotation does nothing.
     var qrRotationsStarted: UInt64 = 0
     var connection: Connection?
-    /// The attempt in progress until its WebSocket is upgraded; `disconnect()` ends it.
-    private var connecting: ConnectAttempt?
+    /// The attempt in progress until its WebSocket is upgraded, and the reads of the connection it makes: until the
+    /// connection is attached (the login's answer), `disconnect()` ends these, as `end` has no connection to end yet.
+    private var connecting: (attempt: ConnectAttempt, reads: ReadGate)?
     private var stopRequested = false
     /// Moves on at each connection; timers, requests and the prekey task of an older connection are dropped.
     private var connectionEpoch = Epoch()
@@ -84,12 +85,13 @@ public actor WhatsAppClient {
             connectTimeout: configuration.connectTimeout, upgradeTimeout: configuration.upgradeTimeout, maxFrameSize: FrameEncoder.frameLimit,
             closeTimeout: configuration.closeTimeout, timers: configuration.timers, logger: logger)
         let attempt = ConnectAttempt()
-        connecting = attempt
+        let reads = ReadGate()
+        connecting = (attempt, reads)
         defer { connecting = nil }
         let result = ResultBox()
         do {
             try await connector.run(attempt) { inbound, outbound, _ in
-                let reason = await self.drive(inbound: inbound, outbound: outbound, credentials: loaded)
+                let reason = await self.drive(inbound: inbound, outbound: outbound, credentials: loaded, gate: reads)
                 result.set(reason)
             }
         } catch {
@@ -118,7 +120,9 @@ public actor WhatsAppClient {
     /// Ends the current connection, if any, without logging out.
     public func disconnect() async {
         stopRequested = true
-        connecting?.abandon()
+        connecting?.attempt.abandon()
+        // Before the attach, `end` finds no connection: the reads stop here, or the connection would live on.
+        if connection == nil { connecting?.reads.stop(.requested) }
         await end(.requested)
     }
 
@@ -152,14 +156,14 @@ public actor WhatsAppClient {
 
     // MARK: Connection driver (runs in the WebSocket handler task)
 
+    /// Runs the connection; `gate` stops its reads (made by `run`, so a disconnect before the attach reaches them).
     private nonisolated func drive(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, credentials: DeviceCredentials
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, credentials: DeviceCredentials, gate: ReadGate
     ) async -> DisconnectReason {
         let (outgoing, outgoingSink) = AsyncStream.makeStream(of: OutgoingFrame.self, bufferingPolicy: .unbounded)
         let writer = Task { await OutgoingFrame.write(outgoing, to: outbound) }
         // The reads run in a task of their own, so a deadline or the connection's end can stop a read the peer never
         // completes (a frame stalled halfway, a close never answered).
-        let gate = ReadGate()
         let reader = Task { await self.readLoop(inbound: inbound, outgoing: outgoingSink, credentials: credentials, gate: gate) }
         gate.attach(reader)
         let reason = await withTaskCancellationHandler { await reader.value } onCancel: { reader.cancel() }
@@ -196,8 +200,9 @@ public actor WhatsAppClient {
             await attach(outgoing: outgoing, writer: finished.transport, gate: gate)
         } catch {
             watchdog.cancel()
+            if let reason = gate.reason { return reason }  // stopped by the deadline or a disconnect
             logger.warning("handshake failed", metadata: ["error": "\(error)"])
-            return gate.reason ?? .handshakeFailed("\(error)")
+            return .handshakeFailed("\(error)")
         }
 
         // Transport: decrypt, unpack, dispatch each stanza in order.
@@ -387,12 +392,4 @@ public actor WhatsAppClient {
     func emit(_ event: WhatsAppEvent) {
         eventSink.yield(event)
     }
-}
-
-/// A value set once by the connection handler and read after it returns.
-final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: DisconnectReason?
-    func set(_ value: DisconnectReason) { lock.withLock { stored = value } }
-    var value: DisconnectReason? { lock.withLock { stored } }
 }
