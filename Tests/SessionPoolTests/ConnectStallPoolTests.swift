@@ -69,6 +69,8 @@ import WhatsAppSimulator
         try await pool.restart(tenant)
         try await waitUntil { listener.observed.closedByClient >= 1 }
         await pool.shutdown()
+        // A TCP connect still in flight at the shutdown closes its socket when it completes, maybe after this returns.
+        try await waitUntil { listener.observed.closedByClient == listener.observed.accepted }
         await listener.stop()
         let seen = listener.observed
         #expect(seen.closedByClient + seen.closedAtStop == seen.accepted)

@@ -16,6 +16,7 @@ import urllib.request
 import pyotp
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -29,6 +30,14 @@ SHOTS = os.environ.get("WAHOST_SCREENSHOT_DIR")
 FIXTURE_SUBJECTS = json.loads(os.environ["WAHOST_FIXTURE_SUBJECTS"])
 MFA_PEER = os.environ["WAHOST_MFA_PEER"]
 used_steps = set()
+
+
+def notice_says(driver, words):
+    """Whether the page's notice says `words`; false while the page is being replaced (the old notice goes stale)."""
+    try:
+        return any(words in element.text for element in driver.find_elements(By.ID, "notice"))
+    except StaleElementReferenceException:
+        return False
 
 
 def check(condition, message):
@@ -151,7 +160,7 @@ def run(driver, wait):
     driver.find_element(By.ID, "send-to").send_keys("15557770009")
     driver.find_element(By.ID, "send-text").send_keys("hello from the dashboard")
     driver.find_element(By.ID, "send-button").click()
-    wait.until(lambda d: d.find_elements(By.ID, "notice"))
+    wait.until(lambda d: notice_says(d, "Sent to"))
     check("Sent to 15557770009@s.whatsapp.net" in driver.find_element(By.ID, "notice").text, "send notice: %r" % driver.find_element(By.ID, "notice").text)
     status, body = http("GET", CONTROL + "/peers/15557770009/messages")
     check(status == 200 and [m["text"] for m in body["messages"]] == ["hello from the dashboard"], "the peer read %r" % body)
@@ -177,7 +186,7 @@ def run(driver, wait):
     check("one-time code" in driver.find_element(By.ID, "error").text, "wrong OTP at logout should show an error")
     # The code comes on WhatsApp this time: the tenant's own session sends it to its mfa_number, a simulator peer.
     driver.find_element(By.ID, "send-logout-code").click()
-    wait.until(lambda d: d.find_elements(By.ID, "notice"))
+    wait.until(lambda d: notice_says(d, "sent on WhatsApp"))
     notice = driver.find_element(By.ID, "notice").text
     check("sent on WhatsApp to +1" in notice and MFA_PEER[-4:] in notice and MFA_PEER not in notice, "code notice: %r" % notice)
     texts = [m["text"] or "" for m in http("GET", CONTROL + "/peers/%s/messages" % MFA_PEER)[1]["messages"]]
@@ -188,8 +197,8 @@ def run(driver, wait):
     driver.find_element(By.ID, "logout-otp").send_keys(codes[0])
     driver.find_element(By.ID, "logout-confirm").click()
     driver.find_element(By.CSS_SELECTOR, "#logout-form button.danger").click()
-    wait.until(lambda d: d.find_elements(By.ID, "notice"))
-    check("Logged out" in driver.find_element(By.ID, "notice").text, "logout notice missing")
+    # The page before it had a notice too (the code was sent): wait for the new page's.
+    wait.until(lambda d: notice_says(d, "Logged out"))
     status, body = http("GET", "%s/tenants/%s/session/status" % (BASE, TENANT))
     check(body["connected"] is False and body["state"] == "logged_out", "status after logout: %r" % body)
 
