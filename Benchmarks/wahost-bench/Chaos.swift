@@ -35,7 +35,7 @@ struct Chaos: AsyncParsableCommand {
     var pairingKills = 0
     @Option(help: "With one node: kills aimed at Signal store writes, a prekey upload and webhook outbox commits, in turn (ChaosAimed.swift).")
     var aimedKills = 0
-    @Option(help: "Storage faults after the kills (one node): system.db locked, the data directory full, PostgreSQL stopped.")
+    @Option(help: "Storage faults after the kills or failovers: system.db locked, the data directory full, PostgreSQL stopped.")
     var storageFaults = 0
     @Option(help: "Seconds each storage fault lasts.") var storageFaultSeconds = 30.0
     @Option(help: "The PGDATA of --database-url's server, for --storage-faults to stop and start it.") var postgresDataDir: String?
@@ -52,7 +52,7 @@ struct Chaos: AsyncParsableCommand {
         if nodes > 1, databaseURL == nil { throw ValidationError("--nodes above 1 needs --database-url postgres://…") }
         if joinNode, nodes == 1 { throw ValidationError("--join-node needs --nodes 2 or 3") }
         if pairingKills > 0 || aimedKills > 0, nodes > 1 { throw ValidationError("--pairing-kills and --aimed-kills need one node") }
-        if storageFaults > 0, nodes > 1 { throw ValidationError("--storage-faults runs with one node") }
+        if storageFaults > 0, nodes > 1, postgresDataDir == nil { throw ValidationError("--storage-faults with --nodes needs --postgres-data-dir") }
         guard (1...1000).contains(timeScale) else { throw ValidationError("--time-scale is 1-1000") }
         guard (3...3600).contains(leaseTTL) else { throw ValidationError("--lease-ttl is 3-3600 seconds") }
     }
@@ -119,14 +119,8 @@ struct Chaos: AsyncParsableCommand {
             }
             port = server.port
             if storageFaults > 0 {
-                let outcome = try await applyStorageFaults(rig, port: port, dataDirectory: dataDirectory, onTmpfs: faultable != nil, generator: &generator)
-                report["storage_faults"] = outcome.faults
-                report["storage_fault_answers"] = outcome.refusals
-                report["storage_fault_wrong_answers"] = outcome.wrong.count
-                report["storage_fault_seconds"] = storageFaultSeconds
-                reconnect.checks += storageFaults
-                reconnect.failures += outcome.reconnectFailures
-                broken += outcome.wrong.prefix(10).map { "during a storage fault: " + $0 }
+                let outcome = try await applyStorageFaults(rig, ports: [port], dataDirectory: dataDirectory, onTmpfs: faultable != nil, generator: &generator)
+                record(outcome, in: &report, broken: &broken, reconnect: &reconnect)
             }
         } else {
             environment["WAHOST_LEASE_TTL"] = "\(leaseTTL)"
@@ -141,6 +135,11 @@ struct Chaos: AsyncParsableCommand {
             let failovers = try await runFailovers(cluster, generator: &generator)
             reconnect = (failovers.checks, failovers.failures)
             broken += failovers.broken
+            if storageFaults > 0 {
+                // Every node loses PostgreSQL at once: each fences its sessions, then all compete for them again.
+                let outcome = try await applyStorageFaults(rig, ports: cluster.nodes.map(\.port), dataDirectory: "", onTmpfs: false, generator: &generator)
+                record(outcome, in: &report, broken: &broken, reconnect: &reconnect)
+            }
             if joinNode {
                 let joined = try await measureJoinedNode(cluster)
                 report["join_node_sessions"] = joined.sessions

@@ -4,8 +4,9 @@ import WahostBasics
 
 /// `chaos --storage-faults N`: the system database taken away from a running `serve` for `--storage-fault-seconds`, in
 /// turn: `system.db` locked by another process (`BEGIN EXCLUSIVE`) and the data directory's file system full (a tmpfs,
-/// when mounting is permitted), or with `--database-url` and `--postgres-data-dir`, PostgreSQL stopped. Peers keep
-/// texting; the API must answer every probe with a success or a clear refusal, and every session must connect again.
+/// when mounting is permitted), or with `--database-url` and `--postgres-data-dir`, PostgreSQL stopped (under every
+/// node of a cluster too). Peers keep texting; the API must answer every probe, through any node, with a success or a
+/// clear refusal, and every session must connect again.
 extension Chaos {
     /// What the storage faults came to.
     struct StorageFaultOutcome {
@@ -28,7 +29,7 @@ extension Chaos {
         return mountPoint
     }
 
-    func applyStorageFaults(_ rig: BenchRig, port: Int, dataDirectory: String, onTmpfs: Bool, generator: inout SeededGenerator) async throws
+    func applyStorageFaults(_ rig: BenchRig, ports: [Int], dataDirectory: String, onTmpfs: Bool, generator: inout SeededGenerator) async throws
         -> StorageFaultOutcome
     {
         var outcome = StorageFaultOutcome()
@@ -45,6 +46,7 @@ extension Chaos {
             let until = ContinuousClock.now + .milliseconds(Int64(storageFaultSeconds * 1000))
             while ContinuousClock.now < until {
                 let (tenant, token) = rig.tokens[Int.random(in: 0..<rig.tokens.count, using: &generator)]
+                let port = ports[Int.random(in: 0..<ports.count, using: &generator)]
                 for path in ["/tenants/\(tenant)/session/status", "/tenants/\(tenant)/events?limit=5"] {
                     await probe(port: port, path: path, token: token, into: &outcome)
                 }
@@ -54,6 +56,17 @@ extension Chaos {
             if try await rig.waitConnected(expected: tenants, timeout: .seconds(90)) != tenants { outcome.reconnectFailures += 1 }
         }
         return outcome
+    }
+
+    /// The outcome's figures in the report, its wrong answers in `broken`, its reconnect checks in `reconnect`.
+    func record(_ outcome: StorageFaultOutcome, in report: inout [String: Any], broken: inout [String], reconnect: inout (checks: Int, failures: Int)) {
+        report["storage_faults"] = outcome.faults
+        report["storage_fault_answers"] = outcome.refusals
+        report["storage_fault_wrong_answers"] = outcome.wrong.count
+        report["storage_fault_seconds"] = storageFaultSeconds
+        reconnect.checks += storageFaults
+        reconnect.failures += outcome.reconnectFailures
+        broken += outcome.wrong.prefix(10).map { "during a storage fault: " + $0 }
     }
 
     /// One call during a fault: a success, a 503 with a code and `retry_after`, or a 409 for a session between
