@@ -7,7 +7,7 @@ import WhatsApp
 /// `chaos --network-faults N`: faults the simulator applies to live sessions at random moments, the way WhatsApp's
 /// servers and networks do: drops, stream errors (`515`, `503`), the wire faults (a frame stalled halfway by a peer
 /// that stops reading, slow answers, a silent server, garbage and overlong frames), a drop whose reconnect meets a
-/// server that never answers the WebSocket upgrade, and, for a few accounts, the terminal ones (`conflict replaced`,
+/// server that never answers the WebSocket upgrade, a drop whose reconnect's login gets no answer, and, for a few accounts, the terminal ones (`conflict replaced`,
 /// `device_removed`).
 extension Chaos {
     /// What the faults came to: the tenants ended for good, and each broken promise.
@@ -24,6 +24,7 @@ extension Chaos {
         let deadline: Duration
         let closeTimeout: Duration
         let upgradeTimeout: Duration
+        let handshakeTimeout: Duration
         let backoff: Backoff
 
         init(timeScale: Double) {
@@ -32,6 +33,7 @@ extension Chaos {
             let client = configuration.scaled(WhatsAppClientConfiguration(url: "ws://127.0.0.1/ws/chat"))
             (keepalive, deadline, closeTimeout) = (client.keepaliveInterval, client.keepaliveDeadline, client.closeTimeout)
             upgradeTimeout = client.upgradeTimeout
+            handshakeTimeout = client.handshakeTimeout
             backoff = configuration.poolConfiguration.backoff
         }
 
@@ -42,10 +44,12 @@ extension Chaos {
             (detectedByKeepalive ? keepalive.upperBound + deadline + closeTimeout : .zero) + backoff.ceiling(attempt: 1)
         }
 
-        /// What `stalls` unanswered upgrades can add to a session's recovery: each one it meets costs the upgrade
-        /// deadline and one more backoff attempt (attempt 2, 3, …: no login resets the attempts between them).
-        func stalledUpgradesDelay(_ stalls: Int) -> Duration {
-            (0..<stalls).reduce(.zero) { total, index in total + upgradeTimeout + backoff.ceiling(attempt: index + 2) }
+        /// What unanswered upgrades and logins can add to a session's recovery: each one it meets costs its deadline
+        /// (the upgrade's, or the handshake's for a login) and one more backoff attempt (attempt 2, 3, …: no login
+        /// resets the attempts between them).
+        func stallsDelay(upgrades: Int, logins: Int) -> Duration {
+            let deadlines = upgradeTimeout * upgrades + handshakeTimeout * logins
+            return (0..<(upgrades + logins)).reduce(deadlines) { total, index in total + backoff.ceiling(attempt: index + 2) }
         }
     }
 
@@ -55,6 +59,8 @@ extension Chaos {
         case slowPastDeadline = "slow_past_deadline", silent, garbage, overlong, replaced, deviceRemoved = "device_removed"
         /// A drop, with the next connection to arrive (most likely this session's reconnect) held at the upgrade.
         case upgradeUnanswered = "upgrade_unanswered"
+        /// A drop, with this account's next login (its reconnect's) left without an answer after the handshake.
+        case loginUnanswered = "login_unanswered"
 
         /// Only the keepalive notices it: no byte says the connection is over.
         var detectedByKeepalive: Bool { [.stall, .slowPastDeadline, .silent, .overlong].contains(self) }
@@ -64,7 +70,7 @@ extension Chaos {
         func request(deadline: Duration, using generator: inout SeededGenerator) -> (String, [String: Any]) {
             let seconds = Double(deadline.wholeMilliseconds) / 1000
             switch self {
-            case .drop, .upgradeUnanswered: return ("drop", [:])
+            case .drop, .upgradeUnanswered, .loginUnanswered: return ("drop", [:])
             case .restart515: return ("stream-error", ["code": 515])
             case .unavailable503: return ("stream-error", ["code": 503])
             case .replaced: return ("stream-error", ["conflict": "replaced"])
@@ -92,6 +98,8 @@ extension Chaos {
         var kinds: [String: Int] = [:]
         // When each unanswered upgrade was armed: whoever connects next meets it, not necessarily the dropped session.
         var stalledUpgrades: [ContinuousClock.Instant] = []
+        // When each tenant's login stalls were armed: its own next login meets each.
+        var stalledLogins: [String: [ContinuousClock.Instant]] = [:]
         let started = ContinuousClock.now
         // With WAHOST_BENCH_LOG_DIR, each fault is logged beside the `serve` logs, to match a login to the fault before it.
         let faultLog = ProcessInfo.processInfo.environment["WAHOST_BENCH_LOG_DIR"].flatMap { directory -> FileHandle? in
@@ -115,7 +123,8 @@ extension Chaos {
             let mayEnd = expectedState.count < max(1, names.count / 3) && live[user] == 1 && quiet
             let fault: Fault
             switch roll {
-            case ..<0.20: fault = .drop
+            case ..<0.15: fault = .drop
+            case ..<0.20: fault = .loginUnanswered
             // One armed at a time (an armed one waits for the next connection): else a plain drop.
             case ..<0.25: fault = (state["connectFaultsArmed"] as? [String: Int])?["upgrade_unanswered", default: 0] == 0 ? .upgradeUnanswered : .drop
             case ..<0.40: fault = .restart515
@@ -140,6 +149,11 @@ extension Chaos {
                 guard status == 200 else { throw BenchError("arming upgrade_unanswered: \(status) \(answer)") }
                 stalledUpgrades.append(ContinuousClock.now)
             }
+            if fault == .loginUnanswered {
+                let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/stall-login", body: ["stall": true])
+                guard status == 200 else { throw BenchError("arming login_unanswered: \(status) \(answer)") }
+                stalledLogins[tenant, default: []].append(ContinuousClock.now)
+            }
             let (path, body) = fault.request(deadline: policy.deadline, using: &generator)
             let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/\(path)", body: body)
             guard status == 200 else { throw BenchError("fault \(fault.rawValue) on \(user): \(status) \(answer)") }
@@ -159,6 +173,7 @@ extension Chaos {
         outcome.terminal = Set(expectedState.keys)
         // An upgrade still armed would hold whichever connection comes next, after the faults.
         _ = try await request("POST", rig.control + "/connect-fault", body: ["kind": "upgrade_unanswered", "count": 0])
+        for tenant in stalledLogins.keys { _ = try await request("POST", rig.control + "/accounts/\(rig.accounts[tenant] ?? "")/stall-login", body: ["stall": false]) }
 
         // No stuck session: each one a fault reached logs in again within the policy's recovery (and 15 s for the
         // reconnect's own handshake, login and restore); a stalled connection still looks connected to the API.
@@ -169,7 +184,8 @@ extension Chaos {
             guard let user = rig.accounts[tenant], let last = lastReaching[tenant] else { continue }
             // The stall armed before its last fault (if still waiting then) and every one after it may be met on the way.
             let stalls = stalledUpgrades.filter { $0 > last.at }.count + (stalledUpgrades.contains { $0 <= last.at } ? 1 : 0)
-            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + policy.stalledUpgradesDelay(stalls) + slack
+            let logins = (stalledLogins[tenant] ?? []).filter { $0 > last.at }.count + ((stalledLogins[tenant] ?? []).contains { $0 <= last.at } ? 1 : 0)
+            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + policy.stallsDelay(upgrades: stalls, logins: logins) + slack
             while true {
                 let logins = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
                 if logins[user, default: 0] > last.logins { break }
@@ -220,6 +236,7 @@ extension Chaos {
             if logins > bound { outcome.broken.append("\(tenant) logged in \(logins) times; the policy allows \(bound) for its faults") }
         }
         let recovery = policy.longestRecovery(detectedByKeepalive: true)
+        let unansweredLogins = (try await rig.simulatorState()["unansweredLogins"] as? Int ?? 0) - (stateBefore["unansweredLogins"] as? Int ?? 0)
         outcome.figures = [
             "time_scale": timeScale, "network_fault_seconds": (faultSeconds * 10).rounded() / 10,
             "equivalent_hours": (faultSeconds * timeScale / 360).rounded() / 10, "fault_kinds": kinds,
@@ -227,6 +244,7 @@ extension Chaos {
             "slow_below_deadline_closed_by_client": slowEndsTotal,
             "recovery_bound_seconds": (recovery.timeInterval * 100).rounded() / 100, "recovery_missed": recoveryMissed.count,
             "upgrades_unanswered": heldUpgrades.met, "upgrade_sockets_closed_by_client": heldUpgrades.closedByClient,
+            "logins_unanswered": unansweredLogins,
         ]
         return outcome
     }

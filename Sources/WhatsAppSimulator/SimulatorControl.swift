@@ -12,6 +12,7 @@ enum SimulatorControl {
         let conflict: String?
     }
     struct SilentRequest: Decodable { let silent: Bool }
+    struct StallLoginRequest: Decodable { let stall: Bool }
     struct WireFaultRequest: Decodable {
         let kind: String
         let seconds: Double?
@@ -79,6 +80,12 @@ enum SimulatorControl {
         }
         control.post("accounts/:user/drop") { _, context -> Reached in
             Reached(status: "dropped", connections: await simulator.dropConnections(ofAccount: try user(context)))
+        }
+        control.post("accounts/:user/stall-login") { request, context -> Done in
+            let body = try await decode(StallLoginRequest.self, request, context)
+            let user = try user(context)
+            if body.stall { await simulator.stallNextLogin(of: user) } else { await simulator.cancelLoginStall(of: user) }
+            return Done(status: body.stall ? "armed" : "disarmed")
         }
         control.post("accounts/:user/silent") { request, context -> Done in
             let body = try await decode(SilentRequest.self, request, context)

@@ -71,6 +71,11 @@ extension WhatsAppSimulator {
         faults.stalledLogins.insert(user)
     }
 
+    /// Disarms a stall `stallNextLogin` armed that no login met yet.
+    public func cancelLoginStall(of user: String) {
+        faults.stalledLogins.remove(user)
+    }
+
     /// Sends `<stream:error>` to every live connection of `user` (e.g. code 515, 503, or a conflict) and closes them;
     /// returns how many.
     @discardableResult
