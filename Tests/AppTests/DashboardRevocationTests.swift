@@ -7,6 +7,7 @@ import Logging
 import Tenancy
 import TestSupport
 import Testing
+import WahostBasics
 
 /// Dashboard sign-ins end when the credentials they were made with change: rotation, OTP reset, deletion.
 @Suite struct DashboardRevocationTests {
@@ -109,16 +110,15 @@ import Testing
 
     /// The task's response if it finishes within `limit`, else nil (and the task is cancelled).
     static func finishes<Value: Sendable>(_ task: Task<Value, any Error>, within limit: Duration) async throws -> Value? {
-        try await withThrowingTaskGroup(of: Value?.self) { group in
-            group.addTask { try await task.value }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            let first = try await group.next() ?? nil
-            group.cancelAll()
+        // Not a task group: it would wait for a task that never ends (a stream left open), and hang the run.
+        do {
+            return try await Deadline.run(within: limit, { try await task.value }) { _ in StreamStillOpen() }
+        } catch is StreamStillOpen {
             task.cancel()
-            return first
+            return nil
         }
     }
+
+    /// A stream that did not end in time.
+    struct StreamStillOpen: Error {}
 }
