@@ -69,7 +69,7 @@ import WhatsAppSimulator
         try await pool.restart(tenant)
         try await waitUntil { listener.observed.closedByClient >= 1 }
         await pool.shutdown()
-        // A TCP connect still in flight at the shutdown closes its socket when it completes, maybe after this returns.
+        // The listener notices a close by the client asynchronously, maybe after the shutdown returned.
         try await waitUntil { listener.observed.closedByClient == listener.observed.accepted }
         await listener.stop()
         let seen = listener.observed
