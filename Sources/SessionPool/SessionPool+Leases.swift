@@ -33,8 +33,11 @@ extension SessionPool {
             return
         }
         do {
-            let lost = try await records.renewLeases(beats, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: configuration.clock.now())
-            lastRenewal = configuration.clock.now()
+            // The leases run from the time sent, not the answer's: a node paused while the call was under way must not
+            // count a lease as fresh that another node may have taken meanwhile.
+            let sentAt = configuration.clock.now()
+            let lost = try await records.renewLeases(beats, nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: sentAt)
+            lastRenewal = sentAt
             for tenant in lost where sessions[tenant]?.generation != nil {
                 logger.warning("lease lost to another node; disconnecting", metadata: ["tenant": "\(tenant)"])
                 sessions[tenant]?.generation = nil
@@ -57,12 +60,18 @@ extension SessionPool {
     /// another node may have taken while it was stopped. A stop meanwhile is left to the connection's end, as before.
     func leaseHeldForReconnect(_ tenant: TenantName) async -> Bool {
         let freshFor = (configuration.leaseTTL * 2 / 3).timeInterval
-        while configuration.clock.now().timeIntervalSince(lastRenewal) > freshFor {
+        // Counted from when a renewal was sent: one that answered after a pause proves nothing about now.
+        var renewedAt = lastRenewal
+        while configuration.clock.now().timeIntervalSince(max(renewedAt, lastRenewal)) > freshFor {
             guard let generation = sessions[tenant]?.generation, let status = sessions[tenant]?.status, !Task.isCancelled else { break }
             let beat = LeaseBeat(tenant: tenant, generation: generation, state: status.state.rawValue, lastError: status.lastError)
             do {
-                let lost = try await records.renewLeases([beat], nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: configuration.clock.now())
-                if lost.isEmpty { break }
+                let sentAt = configuration.clock.now()
+                let lost = try await records.renewLeases([beat], nodeID: configuration.nodeID, ttl: configuration.leaseTTL, now: sentAt)
+                if lost.isEmpty {
+                    renewedAt = sentAt
+                    continue
+                }
                 logger.warning("lease lost to another node; not reconnecting", metadata: ["tenant": "\(tenant)"])
                 if sessions[tenant]?.generation == generation { sessions[tenant]?.generation = nil }
             } catch {

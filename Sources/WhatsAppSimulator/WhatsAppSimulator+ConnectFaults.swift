@@ -16,13 +16,19 @@ extension WhatsAppSimulator {
         counters.connectFaultsArmed[fault.rawValue] = max(0, count)
     }
 
-    /// True when an armed `fault` takes this connection (and counts it).
+    /// True when an armed `fault` takes this connection (and counts it; open once `connectFaultHeld` says so).
     func takeConnectFault(_ fault: SimulatedConnectFault) -> Bool {
         guard counters.connectFaultsArmed[fault.rawValue, default: 0] > 0 else { return false }
         counters.connectFaultsArmed[fault.rawValue, default: 1] -= 1
         counters.connectFaultsMet[fault.rawValue, default: 0] += 1
-        counters.connectFaultsOpen += 1
+        if fault != .upgradeUnanswered { counters.connectFaultsOpen += 1 }
         return true
+    }
+
+    /// A held upgrade watches for its client's close from now on: counted open only then, so a client that gives up
+    /// once it is seen open is always seen closing.
+    func connectFaultHeld() {
+        counters.connectFaultsOpen += 1
     }
 
     /// A connection a connect fault took has closed; `byClient`: the client closed it (not the server's own limit).
@@ -35,6 +41,7 @@ extension WhatsAppSimulator {
     nonisolated func holdUpgradeUnanswered(on channel: any Channel) async {
         // The server keeps a half-closed socket open; the client's close shows as the end of its input.
         try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(CloseOnInputEnd(), position: .first) }.get()
+        await connectFaultHeld()
         let closedByClient = await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try? await channel.closeFuture.get()

@@ -65,13 +65,13 @@ func next(
 }
 
 /// Waits until `condition` holds, polling, within `timeout`.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async throws {
+func eventually(timeout: Duration = .seconds(10), file: String = #fileID, line: Int = #line, _ condition: () async -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return }
         try await Task.sleep(for: .milliseconds(20))
     }
-    throw TestSupportError("condition not met within \(timeout)")
+    throw TestSupportError("condition at \(file):\(line) not met within \(timeout)")
 }
 
 @Suite(.serialized) struct ClientSimulatorTests {

@@ -207,20 +207,26 @@ public final class PostgresSystemStore: SystemStore {
         let nowMS = now.milliseconds
         let expires = nowMS + ttl.wholeMilliseconds
         return try await transaction { connection, logger in
-            // `FOR UPDATE` waits for every fenced write in flight (they lock the row `FOR KEY SHARE`): a write the
-            // old holder began before the takeover commits before it, one after it finds the new generation.
-            _ = try await connection.query("SELECT tenant FROM session_leases WHERE tenant = \(tenant.rawValue) FOR UPDATE", logger: logger).collect()
-            return try await Self.leases(
+            // A first claim inserts the row. Otherwise the row is locked `FOR UPDATE` before it changes hands: that waits
+            // for every fenced write in flight (they lock it `FOR KEY SHARE`), so a write the old holder began before the
+            // takeover commits before it, and one after it finds the new generation.
+            let inserted = try await Self.leases(
                 try await connection.query(
                     """
                     INSERT INTO session_leases (tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error)
                     VALUES (\(tenant.rawValue), \(nodeID), 1, \(expires), \(nowMS), 'starting', NULL)
-                    ON CONFLICT (tenant) DO UPDATE SET
-                        generation = session_leases.generation + 1,
-                        node_id = excluded.node_id, state = 'starting', last_error = NULL,
-                        expires_at_ms = excluded.expires_at_ms,
-                        last_beat_at_ms = excluded.last_beat_at_ms
-                    WHERE session_leases.node_id = excluded.node_id OR session_leases.expires_at_ms <= \(nowMS)
+                    ON CONFLICT (tenant) DO NOTHING
+                    RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
+                    """, logger: logger))
+            if let lease = inserted.first { return lease }
+            _ = try await connection.query("SELECT tenant FROM session_leases WHERE tenant = \(tenant.rawValue) FOR UPDATE", logger: logger).collect()
+            return try await Self.leases(
+                try await connection.query(
+                    """
+                    UPDATE session_leases SET
+                        generation = generation + 1, node_id = \(nodeID), state = 'starting', last_error = NULL,
+                        expires_at_ms = \(expires), last_beat_at_ms = \(nowMS)
+                    WHERE tenant = \(tenant.rawValue) AND (node_id = \(nodeID) OR expires_at_ms <= \(nowMS))
                     RETURNING tenant, node_id, generation, expires_at_ms, last_beat_at_ms, state, last_error
                     """, logger: logger)
             ).first
