@@ -7,8 +7,8 @@ import WhatsApp
 /// `chaos --network-faults N`: faults the simulator applies to live sessions at random moments, the way WhatsApp's
 /// servers and networks do: drops, stream errors (`515`, `503`), the wire faults (a frame stalled halfway by a peer
 /// that stops reading, slow answers, a silent server, garbage and overlong frames), a drop whose reconnect meets a
-/// server that never answers the WebSocket upgrade, a drop whose reconnect's login gets no answer, and, for a few accounts, the terminal ones (`conflict replaced`,
-/// `device_removed`).
+/// server that never answers the WebSocket upgrade, a drop whose reconnect's login gets no answer, and, for a few
+/// accounts, the terminal ones (`conflict replaced`, `device_removed`).
 extension Chaos {
     /// What the faults came to: the tenants ended for good, and each broken promise.
     struct NetworkFaultOutcome {
@@ -145,13 +145,11 @@ extension Chaos {
                 sent.stop(tenant)
             }
             if fault == .upgradeUnanswered {
-                let (status, answer) = try await request("POST", rig.control + "/connect-fault", body: ["kind": "upgrade_unanswered", "count": 1])
-                guard status == 200 else { throw BenchError("arming upgrade_unanswered: \(status) \(answer)") }
+                try await arm(fault, rig.control + "/connect-fault", ["kind": "upgrade_unanswered", "count": 1])
                 stalledUpgrades.append(ContinuousClock.now)
             }
             if fault == .loginUnanswered {
-                let (status, answer) = try await request("POST", rig.control + "/accounts/\(user)/stall-login", body: ["stall": true])
-                guard status == 200 else { throw BenchError("arming login_unanswered: \(status) \(answer)") }
+                try await arm(fault, rig.control + "/accounts/\(user)/stall-login", ["stall": true])
                 stalledLogins[tenant, default: []].append(ContinuousClock.now)
             }
             let (path, body) = fault.request(deadline: policy.deadline, using: &generator)
@@ -183,9 +181,9 @@ extension Chaos {
         for tenant in running {
             guard let user = rig.accounts[tenant], let last = lastReaching[tenant] else { continue }
             // The stall armed before its last fault (if still waiting then) and every one after it may be met on the way.
-            let stalls = stalledUpgrades.filter { $0 > last.at }.count + (stalledUpgrades.contains { $0 <= last.at } ? 1 : 0)
-            let logins = (stalledLogins[tenant] ?? []).filter { $0 > last.at }.count + ((stalledLogins[tenant] ?? []).contains { $0 <= last.at } ? 1 : 0)
-            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + policy.stallsDelay(upgrades: stalls, logins: logins) + slack
+            let mayMeet = { (armed: [ContinuousClock.Instant]) in armed.filter { $0 > last.at }.count + (armed.contains { $0 <= last.at } ? 1 : 0) }
+            let delay = policy.stallsDelay(upgrades: mayMeet(stalledUpgrades), logins: mayMeet(stalledLogins[tenant] ?? []))
+            let deadline = last.at + policy.longestRecovery(detectedByKeepalive: last.keepalive) + delay + slack
             while true {
                 let logins = try await rig.simulatorState()["logins"] as? [String: Int] ?? [:]
                 if logins[user, default: 0] > last.logins { break }
@@ -247,6 +245,12 @@ extension Chaos {
             "logins_unanswered": unansweredLogins,
         ]
         return outcome
+    }
+
+    /// Arms the simulator's part of `fault` through its control API.
+    private func arm(_ fault: Fault, _ url: String, _ body: [String: Any]) async throws {
+        let (status, answer) = try await request("POST", url, body: body)
+        guard status == 200 else { throw BenchError("arming \(fault.rawValue): \(status) \(answer)") }
     }
 
     /// The simulator's held upgrades (met, closed by their client, open), once none is open or after the upgrade deadline and 15 s.

@@ -172,8 +172,7 @@ struct SessionLifecycle: Sendable, Equatable {
         return [.publish(next)]
     }
 
-    /// Before a reconnect the lease turned out to be another node's, or the runner was stopped: it ends, stopped,
-    /// and records nothing.
+    /// Before a reconnect the lease turned out to be another node's: the runner ends, stopped, and records nothing.
     mutating func endedBeforeReconnect(status: SessionStatus) -> [Action] {
         ending = true
         var next = status

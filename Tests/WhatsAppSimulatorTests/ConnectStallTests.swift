@@ -74,11 +74,7 @@ enum ConnectStall: String, CaseIterable, Sendable {
         } else {
             _ = try await rig.simulator.start(port: listener.port)
         }
-        let next = Task { await client.run() }
-        try await eventually { await rig.simulator.observed.logins[user] == 2 }
-        #expect(await rig.simulator.observed.liveConnections[user] == 1)
-        await client.disconnect()
-        #expect(try await outcome(of: next) == .requested)
+        try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
 
@@ -152,10 +148,7 @@ enum ConnectStall: String, CaseIterable, Sendable {
         #expect(await rig.simulator.observed.connectFaultsOpen == 0)
         #expect(await rig.simulator.observed.connectFaultsMet[fault.rawValue] == 1)
 
-        let next = Task { await client.run() }
-        try await eventually { await rig.simulator.observed.logins[user] == 2 }
-        await client.disconnect()
-        #expect(try await outcome(of: next) == .requested)
+        try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
 }

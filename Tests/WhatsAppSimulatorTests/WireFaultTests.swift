@@ -11,6 +11,15 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
     try await Deadline.run(within: timeout, { await task.value }, timeout: { TestSupportError("the connection did not end within \($0)") })
 }
 
+/// The client's next run is the account's second login and its only live connection; a disconnect ends it.
+func expectSecondLoginThenStop(_ client: WhatsAppClient, _ rig: Rig, user: String) async throws {
+    let next = Task { await client.run() }
+    try await eventually { await rig.simulator.observed.logins[user] == 2 }
+    #expect(await rig.simulator.observed.liveConnections[user] == 1)
+    await client.disconnect()
+    #expect(try await outcome(of: next) == .requested)
+}
+
 /// Network faults on the wire (issue 19): each ends the connection by a bound the client sets itself, with a reason
 /// that reconnects, and the next connection logs in.
 @Suite(.serialized) struct WireFaultTests {
@@ -28,11 +37,7 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
         timers.fire(delay: .seconds(3))
         #expect(try await outcome(of: session) == .keepaliveTimeout)
 
-        let next = Task { await client.run() }
-        try await eventually { await rig.simulator.observed.logins[user] == 2 }
-        #expect(await rig.simulator.observed.liveConnections[user] == 1)
-        await client.disconnect()
-        #expect(try await outcome(of: next) == .requested)
+        try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
 
@@ -51,10 +56,7 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
         #expect(reason.disposition == .reconnectWithBackoff, "\(reason)")
         guard case .handshakeFailed = reason else { throw TestSupportError("expected a handshake timeout, got \(reason)") }
 
-        let next = Task { await client.run() }
-        try await eventually { await rig.simulator.observed.logins[user] == 2 }
-        await client.disconnect()
-        #expect(try await outcome(of: next) == .requested)
+        try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
 
@@ -111,10 +113,7 @@ func outcome(of task: Task<DisconnectReason, Never>, within timeout: Duration = 
         let reason = try await outcome(of: session)
         guard case .networkError = reason else { throw TestSupportError("expected a decode failure, got \(reason)") }
 
-        let next = Task { await client.run() }
-        try await eventually { await rig.simulator.observed.logins[user] == 2 }
-        await client.disconnect()
-        #expect(try await outcome(of: next) == .requested)
+        try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
 }
