@@ -1,5 +1,8 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -45,7 +48,9 @@ struct Messages: AsyncParsableCommand {
 
         // Outbound: each session answers its peer (an established session: one `msg` per text).
         let outboundStart = ContinuousClock.now
+        let benchCPUBefore = try cpuSeconds(pid: getpid())
         let sent = try await sendAll(rig, port: server.port)
+        let benchOutboundCPU = try cpuSeconds(pid: getpid()) - benchCPUBefore
         let outboundSeconds = seconds(ContinuousClock.now - outboundStart)
         let outboundCPU = try cpuSeconds(pid: server.process.pid) - cpuBeforeInbound - inboundCPU
         let simulatorOutboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore - simulatorInboundCPU
@@ -65,34 +70,58 @@ struct Messages: AsyncParsableCommand {
             // The simulator's share (its peers encrypt before the clock starts, and decrypt what wahost sends).
             "simulator_inbound_cpu_seconds": (simulatorInboundCPU * 100).rounded() / 100,
             "simulator_outbound_cpu_ms_per_message": sent > 0 ? (simulatorOutboundCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
+            // The bench's own HTTP client during the outbound phase.
+            "bench_outbound_cpu_ms_per_message": sent > 0 ? (benchOutboundCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
             "load_average_1m": (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).flatMap { Double($0.split(separator: " ")[0]) } ?? 0,
         ])
     }
 
     /// Sends `outboundPerSession` texts from every session to its load peer; returns how many were acknowledged.
+    /// The requests go through AsyncHTTPClient with a connection per request in flight: the bench's client must not be
+    /// what limits the rate (URLSession on Linux holds few connections per host and costs more CPU per request).
     private func sendAll(_ rig: BenchRig, port: Int) async throws -> Int {
         let jobs = rig.tokens.enumerated().flatMap { index, tenant in (0..<outboundPerSession).map { (tenant.0, tenant.1, index, $0) } }
-        return try await withThrowingTaskGroup(of: Bool.self) { group in
-            var next = 0
-            var sent = 0
-            func add() {
-                guard next < jobs.count else { return }
-                let (name, token, index, number) = jobs[next]
-                next += 1
-                group.addTask {
-                    let peer = "155599" + String(format: "%05d", index % 100_000)
-                    let (status, _) = try await request(
-                        "POST", "http://127.0.0.1:\(port)/tenants/\(name)/messages", headers: ["x-admin-token": token],
-                        body: ["to": peer, "text": "reply \(number)"])
-                    return status == 201
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let sent: Int
+        do {
+            sent = try await withThrowingTaskGroup(of: Bool.self) { group in
+                var next = 0
+                var sent = 0
+                func add() {
+                    guard next < jobs.count else { return }
+                    let (name, token, index, number) = jobs[next]
+                    next += 1
+                    group.addTask {
+                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/tenants/\(name)/messages")
+                        request.method = .POST
+                        request.headers.add(name: "x-admin-token", value: token)
+                        request.headers.add(name: "content-type", value: "application/json")
+                        let body = #"{"to":"\#(Self.peer(index))","text":"reply \#(number)"}"#
+                        request.body = .bytes(ByteBuffer(string: body))
+                        let response = try await client.execute(request, timeout: .seconds(60))
+                        let answer = try await response.body.collect(upTo: 1 << 16)
+                        if response.status.code != 201 { FileHandle.standardError.write(Data("send: \(response.status.code) \(String(buffer: answer))\n".utf8)) }
+                        return response.status.code == 201
+                    }
                 }
+                for _ in 0..<concurrency { add() }
+                while let ok = try await group.next() {
+                    if ok { sent += 1 }
+                    add()
+                }
+                return sent
             }
-            for _ in 0..<concurrency { add() }
-            while let ok = try await group.next() {
-                if ok { sent += 1 }
-                add()
-            }
-            return sent
+        } catch {
+            try? await client.shutdown()
+            throw error
         }
+        try await client.shutdown()
+        return sent
     }
+
+    /// The simulator's peer that loads session number `index` (as `WhatsAppSimulator.loadPeer`).
+    private static func peer(_ index: Int) -> String { "155599" + String(format: "%05d", index % 100_000) }
 }

@@ -24,8 +24,18 @@ public struct LockoutPolicy: Sendable, Equatable {
 public enum AttemptAdmission: Sendable, Equatable {
     /// A key was locked already: refuse without looking at the credential.
     case refused(until: Date)
-    /// Counted as a failure of every key until a success forgets it; `locking` if this attempt reached the limit.
-    case counted(locking: Bool)
+    /// Under way: end it with ``LockoutTracker/endAttempt(_:_:now:)``.
+    case admitted
+}
+
+/// How an admitted attempt ended.
+public enum AttemptOutcome: Sendable, Equatable {
+    /// The credential matched: the keys' failures are forgotten.
+    case succeeded
+    /// It did not: a failure of every key, which may lock it.
+    case failed
+    /// No answer was reached (the database was away): neither.
+    case withdrawn
 }
 
 /// Counts authentication failures per key (a tenant, a client address) and locks keys that fail too often.
@@ -34,11 +44,15 @@ public actor LockoutTracker {
     private struct Entry {
         var failures: [Date] = []
         var lockedUntil: Date?
+        /// Attempts admitted and not ended yet.
+        var underWay = 0
     }
 
     private let policy: LockoutPolicy
     private let capacity: Int
     private var entries: [String: Entry] = [:]
+    /// Attempts waiting for one under way to end.
+    private var waiting: [CheckedContinuation<Void, Never>] = []
 
     public init(policy: LockoutPolicy, capacity: Int = 100_000) {
         self.policy = policy
@@ -51,28 +65,48 @@ public actor LockoutTracker {
         return until
     }
 
-    /// In one step: refuses if any of `keys` is locked, else counts this attempt as a failure of each (a success forgets it),
-    /// so concurrent guesses cannot all pass the check before the first one is counted.
-    public func beginAttempt(_ keys: [String], now: Date) -> AttemptAdmission {
-        if let until = keys.compactMap({ lockedUntil($0, now: now) }).max() { return .refused(until: until) }
-        var locking = false
-        for key in keys where recordFailure(key, now: now) != nil { locking = true }
-        return .counted(locking: locking)
+    /// The latest lockout end among `keys` at `now`, if one is locked.
+    public func lockedUntil(anyOf keys: [String], now: Date) -> Date? { keys.compactMap { lockedUntil($0, now: now) }.max() }
+
+    /// Refuses if one of `keys` is locked, else admits the attempt. While a key has as many attempts under way as
+    /// failures left before its lockout, the attempt waits for one to end: concurrent guesses never outnumber the
+    /// failures left, and concurrent requests with good credentials are not counted as failures.
+    public func beginAttempt(_ keys: [String], now: @Sendable () -> Date) async -> AttemptAdmission {
+        while true {
+            let moment = now()
+            if let until = lockedUntil(anyOf: keys, now: moment) { return .refused(until: until) }
+            let windowStart = moment.addingTimeInterval(-policy.window.timeInterval)
+            let full = keys.contains { key in
+                guard let entry = entries[key], entry.underWay > 0 else { return false }
+                return entry.failures.count(where: { $0 >= windowStart }) + entry.underWay >= policy.maximumFailures
+            }
+            if !full {
+                for key in keys {
+                    if entries[key] == nil, entries.count >= capacity { evictStale(now: moment) }
+                    entries[key, default: Entry()].underWay += 1
+                }
+                return .admitted
+            }
+            await withCheckedContinuation { waiting.append($0) }
+        }
     }
 
-    /// Takes back an attempt counted by ``beginAttempt(_:now:)`` at `now` that ended without an answer (the database
-    /// was away): neither a failure nor, if it reached the limit, the lockout it started.
-    public func withdrawAttempt(_ keys: [String], now: Date) {
+    /// Ends an attempt admitted by ``beginAttempt(_:now:)``; returns the lockout end if its failure locked a key.
+    @discardableResult
+    public func endAttempt(_ keys: [String], _ outcome: AttemptOutcome, now: Date) -> Date? {
+        var locked: Date?
         for key in keys {
-            guard var entry = entries[key] else { continue }
-            if entry.failures.isEmpty, entry.lockedUntil == now.addingTimeInterval(policy.lockoutDuration.timeInterval) {
-                entry.lockedUntil = nil
-                entry.failures = Array(repeating: now, count: max(0, policy.maximumFailures - 1))
-            } else if let index = entry.failures.lastIndex(of: now) {
-                entry.failures.remove(at: index)
+            if let underWay = entries[key]?.underWay, underWay > 0 { entries[key]?.underWay = underWay - 1 }
+            switch outcome {
+            case .succeeded: recordSuccess(key)
+            case .failed: locked = recordFailure(key, now: now) ?? locked
+            case .withdrawn: if let entry = entries[key], entry.failures.isEmpty, entry.lockedUntil == nil, entry.underWay == 0 { entries[key] = nil }
             }
-            entries[key] = entry
         }
+        let resumed = waiting
+        waiting.removeAll()
+        for continuation in resumed { continuation.resume() }
+        return locked
     }
 
     /// Records a failure; returns the lockout end if this failure locked the key.
@@ -93,15 +127,19 @@ public actor LockoutTracker {
 
     /// Forgets the failures of `key` (after a success).
     public func recordSuccess(_ key: String) {
-        if entries[key]?.lockedUntil == nil { entries[key] = nil } else { entries[key]?.failures.removeAll() }
+        guard let entry = entries[key] else { return }
+        if entry.lockedUntil == nil, entry.underWay == 0 { entries[key] = nil } else { entries[key]?.failures.removeAll() }
     }
+
+    /// Forgets the failures of every one of `keys`.
+    public func recordSuccess(_ keys: [String]) { for key in keys { recordSuccess(key) } }
 
     private func evictStale(now: Date) {
         let windowStart = now.addingTimeInterval(-policy.window.timeInterval)
         entries = entries.filter { _, entry in
-            (entry.lockedUntil.map { $0 > now } ?? false) || (entry.failures.last.map { $0 >= windowStart } ?? false)
+            entry.underWay > 0 || (entry.lockedUntil.map { $0 > now } ?? false) || (entry.failures.last.map { $0 >= windowStart } ?? false)
         }
-        if entries.count >= capacity, let oldest = entries.min(by: { ($0.value.failures.last ?? .distantPast) < ($1.value.failures.last ?? .distantPast) }) {
+        if entries.count >= capacity, let oldest = entries.filter({ $0.value.underWay == 0 }).min(by: { ($0.value.failures.last ?? .distantPast) < ($1.value.failures.last ?? .distantPast) }) {
             entries[oldest.key] = nil
         }
     }

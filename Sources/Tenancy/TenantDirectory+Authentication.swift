@@ -13,15 +13,9 @@ extension TenantDirectory {
             try await failCheaply(addressKey, action: "auth.token_invalid", clientAddress: clientAddress)
         }
         let keys = [addressKey, Self.tenantKey(tenant)]
-        let attempt = try await begin(keys)
-        let locking = attempt.locking
-        let storedHash: String?
-        do { storedHash = try await repositories.adminTokenHash(for: tenant) } catch { throw await unavailable(attempt) }
-        guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
-            await auditFailure("auth.token_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
-            throw AuthenticationError(.tokenInvalid)
+        try await check(token, keys: keys, failure: "auth.token_invalid", tenant: tenant, clientAddress: clientAddress) {
+            try await self.repositories.adminTokenHash(for: tenant)
         }
-        for key in keys { await lockout.recordSuccess(key) }
         return tenant
     }
 
@@ -37,16 +31,9 @@ extension TenantDirectory {
         guard let parsed = AdminToken.parse(token), parsed.tenant == nil else {
             try await failCheaply(addressKey, action: "auth.operator_token_invalid", clientAddress: clientAddress)
         }
-        let keys = [addressKey, Self.operatorKey]
-        let attempt = try await begin(keys)
-        let locking = attempt.locking
-        let storedHash: String?
-        do { storedHash = try await repositories.operatorTokenHash() } catch { throw await unavailable(attempt) }
-        guard let storedHash, try await verify(token: token, storedHash: storedHash) else {
-            await auditFailure("auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress, locking: locking)
-            throw AuthenticationError(.tokenInvalid)
+        try await check(token, keys: [addressKey, Self.operatorKey], failure: "auth.operator_token_invalid", tenant: nil, clientAddress: clientAddress) {
+            try await self.repositories.operatorTokenHash()
         }
-        for key in keys { await lockout.recordSuccess(key) }
     }
 
     /// Checks a TOTP code, or the code sent on WhatsApp, for an MFA tenant and uses it up; a tenant without MFA passes without one.
@@ -59,37 +46,55 @@ extension TenantDirectory {
             if stored == nil { return }
             throw AuthenticationError(.otpRequired)
         }
-        let attempt = try await begin(keys)
-        let locking = attempt.locking
-        let stored: StoredOTPSecret?
-        do { stored = try await repositories.otpSecret(for: tenant) } catch { throw await unavailable(attempt) }
-        guard let stored else {
-            for key in keys { await lockout.recordSuccess(key) }
-            return
-        }
-        guard let secret = open(sealedOTPSecret: stored.sealedSecret, for: tenant) else {
-            logger.error("stored OTP secret does not open with the master key", metadata: ["tenant": "\(tenant)"])
-            throw AuthenticationError(.unavailable)
-        }
-        guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
-            // Not the authenticator's code: perhaps the one sent on WhatsApp.
-            if try await useWhatsAppCode(code, for: tenant, clientAddress: clientAddress) == .used {
-                for key in keys { await lockout.recordSuccess(key) }
-                return
+        var failure = "auth.otp_invalid"
+        let result = try await attempt(keys) { () async throws(AuthenticationError) -> Bool in
+            let stored: StoredOTPSecret?
+            do { stored = try await repositories.otpSecret(for: tenant) } catch { throw AuthenticationError(.unavailable) }
+            guard let stored else { return true }
+            guard let secret = open(sealedOTPSecret: stored.sealedSecret, for: tenant) else {
+                logger.error("stored OTP secret does not open with the master key", metadata: ["tenant": "\(tenant)"])
+                throw AuthenticationError(.unavailable)
             }
-            await auditFailure("auth.otp_invalid", tenant: tenant, clientAddress: clientAddress, locking: locking)
+            // Not the authenticator's code: perhaps the one sent on WhatsApp.
+            guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
+                return try await useWhatsAppCode(code, for: tenant, clientAddress: clientAddress) == .used
+            }
+            let fresh: Bool
+            do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
+            if !fresh { failure = "auth.otp_replayed" }
+            return fresh
+        }
+        guard result.succeeded else {
+            await auditFailure(failure, tenant: tenant, clientAddress: clientAddress, locking: result.locking)
             throw AuthenticationError(.otpInvalid)
         }
-        let fresh: Bool
-        do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw await unavailable(attempt) }
-        guard fresh else {
-            await auditFailure("auth.otp_replayed", tenant: tenant, clientAddress: clientAddress, locking: locking)
-            throw AuthenticationError(.otpInvalid)
-        }
-        for key in keys { await lockout.recordSuccess(key) }
     }
 
     // MARK: Internals
+
+    /// Checks `token` against the stored hash `read` returns, as one attempt against `keys`. A token verified within
+    /// the cache's lifetime passes without argon2 and without an attempt: concurrent requests with a good token are
+    /// never counted as failures, so they cannot lock their own client out.
+    private func check(
+        _ token: String, keys: [String], failure action: String, tenant: TenantName?, clientAddress: String,
+        storedHash read: () async throws -> String?
+    ) async throws(AuthenticationError) {
+        if let until = await lockout.lockedUntil(anyOf: keys, now: now()) { throw AuthenticationError(.lockedOut(until: until)) }
+        let storedHash: String?
+        do { storedHash = try await read() } catch { throw AuthenticationError(.unavailable) }
+        if let storedHash, await cache.contains(token: token, storedHash: storedHash, now: now()) {
+            await lockout.recordSuccess(keys)
+            return
+        }
+        let result = try await attempt(keys) { () async throws(AuthenticationError) -> Bool in
+            guard let storedHash else { return false }
+            return try await verify(token: token, storedHash: storedHash)
+        }
+        guard result.succeeded else {
+            await auditFailure(action, tenant: tenant, clientAddress: clientAddress, locking: result.locking)
+            throw AuthenticationError(.tokenInvalid)
+        }
+    }
 
     /// True if the token matches; argon2 runs through the gate, and a full queue refuses with `.busy`.
     private func verify(token: String, storedHash: String) async throws(AuthenticationError) -> Bool {
@@ -103,26 +108,20 @@ extension TenantDirectory {
         return matches
     }
 
-    /// An attempt counted against its keys at `at`; `locking` if it reached the limit.
-    private struct Attempt {
-        let keys: [String]
-        let at: Date
-        let locking: Bool
-    }
-
-    /// Counts the attempt against every key before anything else happens; throws if one is locked.
-    private func begin(_ keys: [String]) async throws(AuthenticationError) -> Attempt {
-        let at = now()
-        switch await lockout.beginAttempt(keys, now: at) {
-        case .refused(let until): throw AuthenticationError(.lockedOut(until: until))
-        case .counted(let locking): return Attempt(keys: keys, at: at, locking: locking)
+    /// Runs `check` as one attempt against `keys`, refused while one is locked (see `LockoutTracker.beginAttempt`):
+    /// `true` is a success, `false` a failure, an error neither (an outage must not lock anyone out). Returns whether
+    /// it succeeded and whether its failure locked a key.
+    private func attempt(
+        _ keys: [String], _ check: () async throws(AuthenticationError) -> Bool
+    ) async throws(AuthenticationError) -> (succeeded: Bool, locking: Bool) {
+        if case .refused(let until) = await lockout.beginAttempt(keys, now: now) { throw AuthenticationError(.lockedOut(until: until)) }
+        let succeeded: Bool
+        do { succeeded = try await check() } catch {
+            await lockout.endAttempt(keys, .withdrawn, now: now())
+            throw error
         }
-    }
-
-    /// The database did not answer: the attempt is taken back (an outage must not lock anyone out), then refused.
-    private func unavailable(_ attempt: Attempt) async -> AuthenticationError {
-        await lockout.withdrawAttempt(attempt.keys, now: attempt.at)
-        return AuthenticationError(.unavailable)
+        let locked = await lockout.endAttempt(keys, succeeded ? .succeeded : .failed, now: now())
+        return (succeeded, locked != nil)
     }
 
     private func refuseIfLocked(_ key: String) async throws(AuthenticationError) {
@@ -131,8 +130,8 @@ extension TenantDirectory {
 
     /// A malformed token: refused without a database read or argon2, counted against the client only.
     private func failCheaply(_ addressKey: String, action: String, clientAddress: String) async throws(AuthenticationError) -> Never {
-        let attempt = try await begin([addressKey])
-        await auditFailure(action, tenant: nil, clientAddress: clientAddress, locking: attempt.locking)
+        let result = try await attempt([addressKey]) { () async throws(AuthenticationError) -> Bool in false }
+        await auditFailure(action, tenant: nil, clientAddress: clientAddress, locking: result.locking)
         throw AuthenticationError(.tokenInvalid)
     }
 

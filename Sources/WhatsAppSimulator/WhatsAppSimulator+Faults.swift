@@ -93,7 +93,7 @@ extension WhatsAppSimulator {
 
     /// The phone unlinks the companion: `401 device_removed`, and the device is forgotten.
     public func removeDevice(ofAccount user: String) async {
-        accounts = accounts.filter { $0.value.jid.user != user }
+        removeAccounts(ofUser: user)
         await sendStreamError(toAccount: user, code: 401, conflict: "device_removed")
     }
 

@@ -20,6 +20,8 @@ extension WhatsAppSimulator {
     /// The state of the current load run.
     struct LoadRun {
         var pending: [(user: String, id: String, node: Node, text: String, peer: String)] = []
+        /// How many of `pending` are sent.
+        var nextPending = 0
         var sentAt: [String: ContinuousClock.Instant] = [:]
         var latencies: [Duration] = []
         var firstSend: ContinuousClock.Instant?
@@ -37,7 +39,7 @@ extension WhatsAppSimulator {
         var run = LoadRun()
         let users = accounts.values.map(\.jid.user).filter { uploadedKeys[$0] != nil }.sorted()
         for (index, user) in users.enumerated() {
-            guard let device = accounts.values.first(where: { $0.jid.user == user })?.jid, var sender = peer(Self.loadPeer(index)) else { continue }
+            guard let device = account(ofUser: user)?.jid, var sender = peer(Self.loadPeer(index)) else { continue }
             for number in 0..<max(0, perAccount) {
                 var generator = SystemRandomNumberGenerator()
                 let id = MessageStanzas.newMessageID(using: &generator)
@@ -49,38 +51,39 @@ extension WhatsAppSimulator {
         }
         run.queued = run.pending.count
         load = run
-        let interval = Duration.milliseconds(10)
-        let perTick = max(1, rate / 100)
         Task {
-            while self.sendLoadTick(perTick) { try? await Task.sleep(for: interval) }
+            let start = ContinuousClock.now
+            // Paced against the start, not tick by tick: a slow tick is caught up by the next, so the rate offered is `rate`.
+            while self.sendLoad(upTo: Int((start.duration(to: .now) / .seconds(1)) * Double(rate)) + 1) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
         }
         return run.queued
     }
 
-    /// Sends the next `count` load messages; false once all are sent.
-    private func sendLoadTick(_ count: Int) -> Bool {
-        guard var run = load else { return false }
+    /// Sends load messages until `total` of the run are sent; false once all are sent.
+    private func sendLoad(upTo total: Int) -> Bool {
+        guard load != nil else { return false }
         let now = ContinuousClock.now
-        if run.firstSend == nil { run.firstSend = now }
-        for message in run.pending.prefix(count) {
+        if load?.firstSend == nil { load?.firstSend = now }
+        // `load` is changed in place throughout: a copy of the run would copy its tables at every message.
+        while let next = load?.nextPending, let queued = load?.pending.count, next < min(total, queued), let message = load?.pending[next] {
+            load?.nextPending += 1
+            load?.sent += 1
             offlineQueue[message.user, default: []].append(QueuedMessage(id: message.id, peer: message.peer, text: message.text, group: nil, node: message.node))
-            run.sentAt[message.id] = now
+            load?.sentAt[message.id] = now
             inject(message.node, toAccount: message.user)
         }
-        let taken = min(count, run.pending.count)
-        run.pending.removeFirst(taken)
-        run.sent += taken
-        load = run
-        return !run.pending.isEmpty
+        guard let next = load?.nextPending, let queued = load?.pending.count else { return false }
+        return next < queued
     }
 
     /// Records the ack of a load message.
     func loadAcked(_ id: String) {
-        guard var run = load, let sentAt = run.sentAt.removeValue(forKey: id) else { return }
+        guard let sentAt = load?.sentAt.removeValue(forKey: id) else { return }
         let now = ContinuousClock.now
-        run.latencies.append(now - sentAt)
-        run.lastAck = now
-        load = run
+        load?.latencies.append(now - sentAt)
+        load?.lastAck = now
     }
 
     /// The current run's figures.

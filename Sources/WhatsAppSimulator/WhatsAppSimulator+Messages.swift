@@ -23,7 +23,7 @@ extension WhatsAppSimulator {
     /// The peer with this number, made on first use; nil for numbers the simulator treats as not on WhatsApp or accounts.
     func peer(_ user: String) -> SimulatedPeer? {
         if let peer = peers[user] { return peer }
-        guard Self.isPeerNumber(user), !accounts.values.contains(where: { $0.jid.user == user }), let peer = try? SimulatedPeer(user: user) else { return nil }
+        guard Self.isPeerNumber(user), account(ofUser: user) == nil, let peer = try? SimulatedPeer(user: user) else { return nil }
         peers[user] = peer
         return peer
     }
@@ -36,7 +36,7 @@ extension WhatsAppSimulator {
         from peerUser: String, to accountUser: String, text: String, group: String? = nil, viaLID: Bool = false, namingPhoneNumber: Bool = true
     ) throws -> String {
         guard var sender = peer(peerUser) else { throw SimulatorError("\(peerUser) is not a simulated peer number") }
-        guard let account = accounts.values.first(where: { $0.jid.user == accountUser }) else { throw SimulatorError("no account \(accountUser)") }
+        guard let account = account(ofUser: accountUser) else { throw SimulatorError("no account \(accountUser)") }
         let groupJID = try group.map { try JID(parsing: $0) }
         var generator = SystemRandomNumberGenerator()
         let id = MessageStanzas.newMessageID(using: &generator)
@@ -61,15 +61,13 @@ extension WhatsAppSimulator {
     /// Peer `user` loses its session with the account's device (a reinstalled phone, say): the account's next message
     /// to it cannot be read, and the peer sends a retry receipt.
     public func forgetSession(ofPeer user: String, withAccount accountUser: String) {
-        guard let device = accounts.values.first(where: { $0.jid.user == accountUser })?.jid else { return }
+        guard let device = account(ofUser: accountUser)?.jid else { return }
         peers[user]?.records.sessions[device.signalAddress] = nil
     }
 
     /// Sends a stanza as it is to every live connection of the account (its messages, and hostile input in tests).
     public func inject(_ node: Node, toAccount user: String) {
-        for (connectionID, connection) in connections {
-            if case .loggedIn(let loggedIn) = connection.phase, loggedIn == user { send(node, to: connectionID) }
-        }
+        for connectionID in liveConnectionIDs(of: user) { send(node, to: connectionID) }
     }
 
     /// Tells the account's connections that `user`'s devices changed (a `devices` notification).
@@ -151,7 +149,7 @@ extension WhatsAppSimulator {
         counters.receipts[type, default: 0] += 1
         guard type == "retry", let index = offlineQueue[user]?.firstIndex(where: { $0.id == id }),
             let queued = offlineQueue[user]?[index], var sender = peers[queued.peer],
-            let device = accounts.values.first(where: { $0.jid.user == user })?.jid
+            let device = account(ofUser: user)?.jid
         else { return }
         sender.records.sessions[device.signalAddress] = nil
         if let group = queued.group { sender.senderKeyHolders[group.description]?.remove(device) }
@@ -166,7 +164,7 @@ extension WhatsAppSimulator {
     func accountMessage(_ node: Node, from connectionID: UInt64) {
         guard let id = node.attributes["id"]?.string, let to = node.attributes["to"]?.jid,
             case .loggedIn(let user)? = connections[connectionID]?.phase,
-            let device = accounts.values.first(where: { $0.jid.user == user })?.jid
+            let device = account(ofUser: user)?.jid
         else { return }
         var perDevice: [JID: Node] = [:]
         for target in node.child("participants")?.children("to") ?? [] {
@@ -223,7 +221,7 @@ extension WhatsAppSimulator {
         for user in query.child("usync")?.child("list")?.children("user") ?? [] {
             guard let jid = user.attributes["jid"]?.jid else { continue }
             var devices: [UInt16] = []
-            if let account = accounts.values.first(where: { $0.jid.user == jid.user }) {
+            if let account = account(ofUser: jid.user) {
                 devices = [account.jid.device]
             } else if peer(jid.user) != nil {
                 devices = [0]

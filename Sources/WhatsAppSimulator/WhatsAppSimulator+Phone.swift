@@ -56,11 +56,32 @@ extension WhatsAppSimulator {
     /// The paired account users (phone numbers) the simulator knows.
     public var accountUsers: [String] { accounts.values.map(\.jid.user).sorted() }
 
-    func liveConnectionIDs(of user: String) -> [UInt64] {
-        connections.compactMap { id, connection in
-            if case .loggedIn(let other) = connection.phase, other == user { return id }
-            return nil
+    func liveConnectionIDs(of user: String) -> [UInt64] { loggedInConnections[user].map { $0.sorted() } ?? [] }
+
+    /// Moves a connection to `phase`, keeping the index of each user's logged-in connections.
+    func setPhase(_ phase: ConnectionPhase, of id: UInt64) {
+        guard let old = connections[id]?.phase else { return }
+        if case .loggedIn(let user) = old {
+            loggedInConnections[user]?.remove(id)
+            if loggedInConnections[user]?.isEmpty == true { loggedInConnections[user] = nil }
         }
+        connections[id]?.phase = phase
+        if case .loggedIn(let user) = phase { loggedInConnections[user, default: []].insert(id) }
+    }
+
+    /// The account `user` paired last.
+    func account(ofUser user: String) -> SimulatedAccount? { accountKeys[user].flatMap { accounts[$0] } }
+
+    /// Records a paired account under its noise key.
+    func addAccount(_ account: SimulatedAccount, key: String) {
+        accounts[key] = account
+        accountKeys[account.jid.user] = key
+    }
+
+    /// Forgets every pairing of `user`.
+    func removeAccounts(ofUser user: String) {
+        accounts = accounts.filter { $0.value.jid.user != user }
+        accountKeys[user] = nil
     }
 
     func completePairing(connection id: UInt64, identityPublicKey: [UInt8], advSecretKey: [UInt8], noisePublicKey: [UInt8])
@@ -78,7 +99,7 @@ extension WhatsAppSimulator {
         let reply = try await request(pairSuccess.node, iqID: iqID, to: id)
         _ = try issuer.verifyReply(reply, to: pairSuccess, companionIdentityPublicKey: identityPublicKey)
         let key = noisePublicKey.map { String(format: "%02x", $0) }.joined()
-        accounts[key] = SimulatedAccount(jid: jid, lid: lid, noisePublicKey: noisePublicKey, identityPublicKey: identityPublicKey)
+        addAccount(SimulatedAccount(jid: jid, lid: lid, noisePublicKey: noisePublicKey, identityPublicKey: identityPublicKey), key: key)
         // The server restarts the stream after pairing; the companion logs in again.
         send(Node(tag: "stream:error", attributes: ["code": "515"]), to: id)
         await drop(id)

@@ -34,8 +34,13 @@ public actor WhatsAppSimulator {
     private var tlsPort: Int?
     private var webSocketPing: Duration?
     var counters = SimulatorCounters()
-    var accounts: [String: SimulatedAccount] = [:]  // by noise public key (hex)
+    /// Paired accounts by noise public key (hex); changed only through `addAccount` and `removeAccounts`.
+    var accounts: [String: SimulatedAccount] = [:]
+    /// The key in `accounts` of each user's latest pairing.
+    var accountKeys: [String: String] = [:]
     var connections: [UInt64: LiveConnection] = [:]
+    /// The logged-in connections of each user; phases change only through `setPhase`.
+    var loggedInConnections: [String: Set<UInt64>] = [:]
     private var nextConnectionID: UInt64 = 0
     var nextPhoneNumber: UInt64 = 15_551_000_000
     var silentAccounts: Set<String> = []
@@ -189,7 +194,9 @@ extension WhatsAppSimulator {
     }
 
     func close(_ id: UInt64) {
-        guard let connection = connections.removeValue(forKey: id) else { return }
+        guard let connection = connections[id] else { return }
+        setPhase(.closing, of: id)
+        connections[id] = nil
         companionFinishWaiters.removeValue(forKey: id)?.resume(throwing: SimulatorError("connection closed"))
         companionFinishes[id] = nil
         for continuation in connection.pending.values { continuation.resume(throwing: SimulatorError("connection closed")) }
@@ -223,8 +230,8 @@ extension WhatsAppSimulator {
         if payload.hasDevicePairingData {
             counters.registrations += 1
             let refs = (0..<6).map { _ in "2@" + Data(SimulatorRandom.bytes(18)).base64EncodedString() }
-            connections[id]?.phase = .registering(
-                identityPublicKey: Array(payload.devicePairingData.eIdent), noisePublicKey: clientStaticKey, refs: refs)
+            setPhase(.registering(
+                identityPublicKey: Array(payload.devicePairingData.eIdent), noisePublicKey: clientStaticKey, refs: refs), of: id)
             send(PairDeviceRequest(iqID: nextIQID(), refs: refs).node, to: id)
             return
         }
@@ -257,11 +264,11 @@ extension WhatsAppSimulator {
             if case .loggedIn(let otherUser) = other.phase, otherUser == user {
                 send(Node(tag: "stream:error", children: [Node(tag: "conflict", attributes: ["type": "replaced"])]), to: otherID)
                 await drop(otherID)
-                connections[otherID]?.phase = .closing
+                setPhase(.closing, of: otherID)
                 replaced += 1
             }
         }
-        connections[id]?.phase = .loggedIn(user: user)
+        setPhase(.loggedIn(user: user), of: id)
         counters.logins[user, default: 0] += 1
         counters.liveConnections[user, default: 0] += 1
         counters.peakConnectionsPerAccount[user] = max(counters.peakConnectionsPerAccount[user] ?? 0, counters.liveConnections[user] ?? 0)
@@ -324,7 +331,7 @@ extension WhatsAppSimulator {
                 to: id)
         case ("encrypt", .loggedIn(let user)?) where node.child("list") != nil:
             guard let upload = try? PreKeyUpload(parsing: node),
-                upload.identityPublicKey == accounts.values.first(where: { $0.jid.user == user })?.identityPublicKey
+                upload.identityPublicKey == account(ofUser: user)?.identityPublicKey
             else {
                 counters.rejectedPreKeyUploads += 1
                 send(errorResult(iqID, code: 400, text: "bad-request"), to: id)
@@ -339,7 +346,7 @@ extension WhatsAppSimulator {
             send(preKeyBundles(iqID, for: node.child("key")?.children("user") ?? []), to: id)
         case ("md", .loggedIn(let user)?) where node.child("remove-companion-device") != nil:
             counters.logouts[user, default: 0] += 1
-            accounts = accounts.filter { $0.value.jid.user != user }
+            removeAccounts(ofUser: user)
             send(result(iqID), to: id)
             await drop(id)
         case ("md", .registering?) where node.child("link_code_companion_reg") != nil:
