@@ -54,6 +54,9 @@ public actor LockoutTracker {
     /// Attempts waiting for one under way to end.
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
+    /// How many attempts wait for one under way to end.
+    public var waitingAttempts: Int { waiting.count }
+
     public init(policy: LockoutPolicy, capacity: Int = 100_000) {
         self.policy = policy
         self.capacity = capacity
@@ -99,7 +102,10 @@ public actor LockoutTracker {
             if let underWay = entries[key]?.underWay, underWay > 0 { entries[key]?.underWay = underWay - 1 }
             switch outcome {
             case .succeeded: recordSuccess(key)
-            case .failed: locked = recordFailure(key, now: now) ?? locked
+            case .failed:
+                // Only a lock this failure began: attempts still under way when a key locks report none.
+                let before = lockedUntil(key, now: now)
+                if let until = recordFailure(key, now: now), before == nil { locked = until }
             case .withdrawn: if let entry = entries[key], entry.failures.isEmpty, entry.lockedUntil == nil, entry.underWay == 0 { entries[key] = nil }
             }
         }
@@ -139,7 +145,7 @@ public actor LockoutTracker {
         entries = entries.filter { _, entry in
             entry.underWay > 0 || (entry.lockedUntil.map { $0 > now } ?? false) || (entry.failures.last.map { $0 >= windowStart } ?? false)
         }
-        if entries.count >= capacity, let oldest = entries.filter({ $0.value.underWay == 0 }).min(by: { ($0.value.failures.last ?? .distantPast) < ($1.value.failures.last ?? .distantPast) }) {
+        if entries.count >= capacity, let oldest = entries.lazy.filter({ $0.value.underWay == 0 }).min(by: { ($0.value.failures.last ?? .distantPast) < ($1.value.failures.last ?? .distantPast) }) {
             entries[oldest.key] = nil
         }
     }

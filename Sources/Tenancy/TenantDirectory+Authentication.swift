@@ -37,8 +37,10 @@ extension TenantDirectory {
     }
 
     /// Checks a TOTP code, or the code sent on WhatsApp, for an MFA tenant and uses it up; a tenant without MFA passes without one.
+    /// Its failures count under keys of their own: a good admin token clears the token's failures, and must not clear
+    /// the one-time codes' (someone holding a stolen token could otherwise guess codes without end).
     public func verifyOTP(for tenant: TenantName, code: String?, clientAddress: String) async throws(AuthenticationError) {
-        let keys = [Self.addressKey(clientAddress), Self.tenantKey(tenant)]
+        let keys = ["otp:" + Self.addressKey(clientAddress), "otp:" + Self.tenantKey(tenant)]
         guard let code, !code.isEmpty else {
             for key in keys { try await refuseIfLocked(key) }
             let stored: StoredOTPSecret?
@@ -47,6 +49,7 @@ extension TenantDirectory {
             throw AuthenticationError(.otpRequired)
         }
         var failure = "auth.otp_invalid"
+        var errorAfterComparing: AuthenticationError?
         let result = try await attempt(keys) { () async throws(AuthenticationError) -> Bool in
             let stored: StoredOTPSecret?
             do { stored = try await repositories.otpSecret(for: tenant) } catch { throw AuthenticationError(.unavailable) }
@@ -55,9 +58,13 @@ extension TenantDirectory {
                 logger.error("stored OTP secret does not open with the master key", metadata: ["tenant": "\(tenant)"])
                 throw AuthenticationError(.unavailable)
             }
-            // Not the authenticator's code: perhaps the one sent on WhatsApp.
+            // Not the authenticator's code: perhaps the one sent on WhatsApp. The code was compared already, so an error
+            // from here on is a failure too (an outage must not make guesses free), answered as the error.
             guard let step = TOTP(secret: secret).matchingStep(for: code, at: now()) else {
-                return try await useWhatsAppCode(code, for: tenant, clientAddress: clientAddress) == .used
+                do throws(AuthenticationError) { return try await useWhatsAppCode(code, for: tenant, clientAddress: clientAddress) == .used } catch {
+                    errorAfterComparing = error
+                    return false
+                }
             }
             let fresh: Bool
             do { fresh = try await repositories.consumeOTPStep(for: tenant, step: step) } catch { throw AuthenticationError(.unavailable) }
@@ -65,6 +72,7 @@ extension TenantDirectory {
             return fresh
         }
         guard result.succeeded else {
+            if let errorAfterComparing { throw errorAfterComparing }
             await auditFailure(failure, tenant: tenant, clientAddress: clientAddress, locking: result.locking)
             throw AuthenticationError(.otpInvalid)
         }

@@ -134,6 +134,32 @@ final class ManualClock: @unchecked Sendable {
         try await store.close()
     }
 
+    @Test("a good admin token between wrong one-time codes does not clear their failures", arguments: Backend.available)
+    func aGoodTokenDoesNotResetOneTimeCodeFailures(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let clock = ManualClock()
+        let directory = makeDirectory(store: store, clock: clock, lockout: LockoutPolicy(maximumFailures: 3, window: .seconds(60), lockoutDuration: .seconds(120)))
+        let acme = try TenantName("acme")
+        let issued = try await directory.createTenant(acme, mfa: true, actor: "test")
+        let enrolment = try #require(issued.otp)
+        let secret = try #require(Base32.decode(enrolment.secretBase32))
+        // Someone holding the token guesses codes; each request presents the good token first, as the API checks it.
+        for guess in ["000000", "111111", "222222"] {
+            #expect(try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "6.6.6.6") == acme)
+            await #expect(throws: AuthenticationError(.otpInvalid)) { try await directory.verifyOTP(for: acme, code: guess, clientAddress: "6.6.6.6") }
+        }
+        // Three failures lock the codes of the tenant, the right code included, while the token still works.
+        let code = TOTP(secret: secret).code(forStep: TOTP.step(at: clock.now))
+        do {
+            try await directory.verifyOTP(for: acme, code: code, clientAddress: "7.7.7.7")
+            Issue.record("the codes should be locked")
+        } catch {
+            guard case .lockedOut = error.code else { throw error }
+        }
+        #expect(try await directory.authenticateTenant(token: issued.adminToken.text, clientAddress: "7.7.7.7") == acme)
+        try await store.close()
+    }
+
     @Test(arguments: Backend.available)
     func otpIsRequiredSingleUseAndResettable(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
