@@ -19,6 +19,8 @@ struct Messages: AsyncParsableCommand {
     @Option(help: "Inbound texts per second the simulator sends (paced).") var rate = 2_000
     @Option(help: "Outbound texts per session (through POST /tenants/{tenant}/messages).") var outboundPerSession = 2
     @Option(help: "Pairings and outbound requests in flight at once.") var concurrency = 64
+    @Flag(help: "The simulator's peers read each outbound text as it arrives, inside the measured time (by default they read them all after it, as they encrypt the inbound texts before it).")
+    var peersReadDuringOutbound = false
 
     func run() async throws {
         let rig = try await BenchRig(count: count)
@@ -47,6 +49,7 @@ struct Messages: AsyncParsableCommand {
         let simulatorInboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore
 
         // Outbound: each session answers its peer (an established session: one `msg` per text).
+        if !peersReadDuringOutbound { try await peerReading(deferred: true, rig) }
         let outboundStart = ContinuousClock.now
         let benchCPUBefore = try cpuSeconds(pid: getpid())
         let sent = try await sendAll(rig, port: server.port)
@@ -55,13 +58,17 @@ struct Messages: AsyncParsableCommand {
         let outboundCPU = try cpuSeconds(pid: server.process.pid) - cpuBeforeInbound - inboundCPU
         let simulatorOutboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore - simulatorInboundCPU
         let memory = try memoryBytes(pid: server.process.pid)
+        // Every text must reach its peer and decrypt to what was sent, whenever the peers read it.
+        let (read, unreadable) = peersReadDuringOutbound ? (sent, 0) : try await peerReading(deferred: false, rig)
+        guard read >= sent, unreadable == 0 else { throw BenchError("the peers read \(read) of \(sent) sent texts, \(unreadable) unreadable") }
         printJSONLine([
             "benchmark": "messages", "count": count, "inbound_messages": queued, "inbound_acked": acked,
             "inbound_per_second": inboundSeconds > 0 ? (Double(acked) / inboundSeconds).rounded() : 0, "inbound_rate_offered": rate,
             "latency_p50_ms": ((report["latencyP50Milliseconds"] as? Double ?? 0) * 10).rounded() / 10,
             "latency_p99_ms": ((report["latencyP99Milliseconds"] as? Double ?? 0) * 10).rounded() / 10,
             "latency_max_ms": ((report["latencyMaxMilliseconds"] as? Double ?? 0) * 10).rounded() / 10,
-            "outbound_messages": count * outboundPerSession, "outbound_sent": sent,
+            "outbound_messages": count * outboundPerSession, "outbound_sent": sent, "outbound_read_by_peers": read,
+            "outbound_peers_read_during_clock": peersReadDuringOutbound,
             "outbound_per_second": outboundSeconds > 0 ? (Double(sent) / outboundSeconds).rounded() : 0,
             "rss_bytes": memory.rss, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
             // CPU of `serve` per message (the machine may be shared: this is steadier than the rates), and its load.
@@ -74,6 +81,17 @@ struct Messages: AsyncParsableCommand {
             "bench_outbound_cpu_ms_per_message": sent > 0 ? (benchOutboundCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
             "load_average_1m": (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).flatMap { Double($0.split(separator: " ")[0]) } ?? 0,
         ])
+    }
+
+    /// Tells the simulator's peers to keep what accounts send them unread (`deferred`), or to read all they kept;
+    /// returns how many they read and how many they could not.
+    @discardableResult
+    private func peerReading(deferred: Bool, _ rig: BenchRig) async throws -> (Int, Int) {
+        let (status, answer) = try await request("POST", rig.control + "/load/peer-reading", body: ["deferred": deferred])
+        guard status == 200, let read = answer["read"] as? Int, let unreadable = answer["unreadable"] as? Int else {
+            throw BenchError("peer-reading: \(status) \(answer)")
+        }
+        return (read, unreadable)
     }
 
     /// Sends `outboundPerSession` texts from every session to its load peer; returns how many were acknowledged.

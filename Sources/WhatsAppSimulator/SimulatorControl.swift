@@ -39,6 +39,11 @@ enum SimulatorControl {
         let rate: Int
     }
     struct LoadStarted: ResponseEncodable { let queued: Int }
+    struct PeerReading: Decodable { let deferred: Bool }
+    struct PeersRead: ResponseEncodable {
+        let read: Int
+        let unreadable: Int
+    }
     struct PeerInbox: ResponseEncodable { let messages: [PeerMessage] }
     struct Linked: ResponseEncodable { let jid: String }
     struct Done: ResponseEncodable { let status: String }
@@ -130,6 +135,13 @@ enum SimulatorControl {
             do { return LoadStarted(queued: try await simulator.startInboundLoad(perAccount: body.perAccount, rate: body.rate)) } catch {
                 throw Failure(status: .unprocessableContent, message: "\(error)")
             }
+        }
+        // Benchmarks: `{"deferred": true}` acks messages from accounts without the peers reading them; `false` has
+        // the peers read everything kept and answers how many they read.
+        control.post("load/peer-reading") { request, context -> PeersRead in
+            let body = try await decode(PeerReading.self, request, context)
+            let (read, unreadable) = await simulator.deferPeerReading(body.deferred)
+            return PeersRead(read: read, unreadable: unreadable)
         }
         control.get("load") { _, _ -> Response in
             let data = try JSONEncoder().encode(await simulator.loadReport)

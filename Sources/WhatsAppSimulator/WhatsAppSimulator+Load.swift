@@ -17,6 +17,14 @@ extension WhatsAppSimulator {
         public var latencyMaxMilliseconds = 0.0
     }
 
+    /// A message from an account that a peer reads later (`deferPeerReading`).
+    struct DeferredReading {
+        var peer: String
+        var message: Node
+        var receipt: Attributes
+        var connectionID: UInt64
+    }
+
     /// The state of the current load run.
     struct LoadRun {
         var pending: [(user: String, id: String, node: Node, text: String, peer: String)] = []
@@ -76,6 +84,27 @@ extension WhatsAppSimulator {
         }
         guard let next = load?.nextPending, let queued = load?.pending.count else { return false }
         return next < queued
+    }
+
+    /// With `deferring`, the peers stop reading what accounts send them: each message is acked at once and kept
+    /// (a benchmark's clock then measures the sender, not the recipients' phones, which share its machine). Without
+    /// it, they read everything kept, in order, and answer each with its receipt; returns how many they read and how
+    /// many they could not.
+    @discardableResult
+    public func deferPeerReading(_ deferring: Bool) -> (read: Int, unreadable: Int) {
+        guard !deferring else {
+            if deferredReadings == nil { deferredReadings = [] }
+            return (0, 0)
+        }
+        let kept = deferredReadings ?? []
+        deferredReadings = nil
+        var read = 0
+        for reading in kept {
+            guard var recipient = peer(reading.peer) else { continue }
+            if self.read(reading, by: &recipient) { read += 1 }
+            peers[reading.peer] = recipient
+        }
+        return (read, kept.count - read)
     }
 
     /// Records the ack of a load message.

@@ -189,28 +189,36 @@ extension WhatsAppSimulator {
             }
             var receipt: Attributes = ["id": .string(id), "from": .jid(to.isGroup ? to : recipient.jid), "t": .string(String(Int(Date().timeIntervalSince1970)))]
             if to.isGroup { receipt.append(Attribute(key: "participant", value: .jid(recipient.jid))) }
-            do {
-                try recipient.receive(Node(tag: "message", attributes: attributes, children: encs), kinds: encs.compactMap { $0.attributes["type"]?.string })
-                counters.messagesReceivedByPeers += 1
-                send(Node(tag: "receipt", attributes: receipt), to: connectionID)
-            } catch {
-                // As a phone does: ask the sender to encrypt again.
-                counters.undecryptableByPeers += 1
-                receipt.append(Attribute(key: "type", value: "retry"))
-                send(
-                    Node(
-                        tag: "receipt", attributes: receipt,
-                        children: [
-                            Node(tag: "retry", attributes: ["count": "1", "id": .string(id), "v": "1"]),
-                            KeyNodes.registration(recipient.registrationID),
-                        ]),
-                    to: connectionID)
-            }
+            let reading = DeferredReading(
+                peer: member.user, message: Node(tag: "message", attributes: attributes, children: encs), receipt: receipt, connectionID: connectionID)
+            if deferredReadings != nil { deferredReadings?.append(reading) } else { read(reading, by: &recipient) }
             peers[member.user] = recipient
         }
         send(
             Node(tag: "ack", attributes: ["class": "message", "id": .string(id), "from": .jid(to), "t": .string(String(Int(Date().timeIntervalSince1970)))]),
             to: connectionID)
+    }
+
+    /// A peer reads a message from an account and answers with a delivery receipt, or a retry receipt (as a phone
+    /// does) when it cannot decrypt it; false then.
+    @discardableResult
+    func read(_ reading: DeferredReading, by recipient: inout SimulatedPeer) -> Bool {
+        var receipt = reading.receipt
+        do {
+            try recipient.receive(reading.message, kinds: reading.message.children.compactMap { $0.attributes["type"]?.string })
+            counters.messagesReceivedByPeers += 1
+            send(Node(tag: "receipt", attributes: receipt), to: reading.connectionID)
+            return true
+        } catch {
+            counters.undecryptableByPeers += 1
+            receipt.append(Attribute(key: "type", value: "retry"))
+            send(
+                Node(
+                    tag: "receipt", attributes: receipt,
+                    children: [Node(tag: "retry", attributes: ["count": "1", "id": reading.receipt["id"] ?? "", "v": "1"]), KeyNodes.registration(recipient.registrationID)]),
+                to: reading.connectionID)
+            return false
+        }
     }
 
     /// The answer to a device-list query: a peer has its phone (device 0), an account its companion; anyone else has

@@ -54,6 +54,8 @@ public actor WhatsAppSimulator {
     var offlineQueue: [String: [QueuedMessage]] = [:]
     /// The inbound load run of a benchmark, if one was started.
     var load: LoadRun?
+    /// While set, messages from accounts are acked and their reading by the peers waits here (`deferPeerReading`).
+    var deferredReadings: [DeferredReading]?
     /// Accounts whose message acks are ignored (see `setIgnoringAcks`).
     var ignoringAcks: Set<String> = []
     var companionFinishes: [UInt64: CompanionFinish] = [:]

@@ -6,12 +6,22 @@ import WABinary
 public enum MessageStanzas {
     /// A new message id: `3EB0` and 16 random upper-case hex digits, the form WhatsApp Web uses.
     public static func newMessageID(using generator: inout some RandomNumberGenerator) -> String {
-        "3EB0" + (0..<8).map { _ in String(format: "%02X", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let random = generator.next()
+        return messageID(hexOf: (0..<8).map { UInt8(truncatingIfNeeded: random >> ($0 * 8)) })
     }
 
     /// A message id fixed by `seed` (an idempotency key): `3EB0` and 16 hex digits of SHA-256 over it.
     public static func messageID(derivedFrom seed: String) -> String {
-        "3EB0" + SHA256.hash(data: Array(seed.utf8)).prefix(8).map { String(format: "%02X", $0) }.joined()
+        messageID(hexOf: SHA256.hash(data: Array(seed.utf8)).prefix(8))
+    }
+
+    /// `3EB0` and the upper-case hex digits of `bytes` (one random draw and no formatter: ids are made per message).
+    private static func messageID(hexOf bytes: some Sequence<UInt8>) -> String {
+        var id = "3EB0"
+        for byte in bytes {
+            for nibble in [byte >> 4, byte & 0x0F] { id.unicodeScalars.append(Unicode.Scalar(nibble < 10 ? 48 + nibble : 55 + nibble)) }
+        }
+        return id
     }
 
     /// A text message to `chat`, one payload per recipient device; the device identity goes along when any payload
