@@ -118,6 +118,25 @@ enum ConnectStall: String, CaseIterable, Sendable {
         await rig.simulator.stop()
     }
 
+    /// `disconnect()` while the client still loads its credentials (a slow database): the run ends as requested
+    /// without connecting (it went on to connect and log in, and the disconnect was lost).
+    @Test func aDisconnectWhileTheCredentialsLoadEndsTheRunBeforeItConnects() async throws {
+        let rig = try await Rig.make()
+        let (paired, user, session) = try await rig.pairedClient()
+        await paired.disconnect()
+        #expect(try await outcome(of: session) == .requested)
+        let gate = Gate()
+        await gate.close()
+        let client = WhatsAppClient(configuration: rig.configuration, store: LoadGate(base: rig.store, gate: gate), logger: Logger(label: "test.client"))
+        let run = Task { await client.run() }
+        try await eventually { await gate.waitingCount == 1 }
+        await client.disconnect()
+        await gate.open()
+        #expect(try await outcome(of: run) == .requested)
+        #expect(await rig.simulator.observed.logins[user] == 1, "no second login")
+        await rig.simulator.stop()
+    }
+
     @Test(arguments: SimulatedConnectFault.allCases)
     func aConnectFaultOfTheSimulatorEndsAtItsDeadlineAndTheNextConnectionLogsIn(fault: SimulatedConnectFault) async throws {
         let rig = try await Rig.make()
@@ -151,4 +170,20 @@ enum ConnectStall: String, CaseIterable, Sendable {
         try await expectSecondLoginThenStop(client, rig, user: user)
         await rig.simulator.stop()
     }
+}
+
+/// A credential store whose loads of the credentials wait at a gate (a slow database).
+struct LoadGate: CredentialStore {
+    let base: any CredentialStore
+    let gate: Gate
+
+    func load() async throws -> DeviceCredentials? {
+        await gate.pass()
+        return try await base.load()
+    }
+    func save(_ credentials: DeviceCredentials) async throws { try await base.save(credentials) }
+    func savePreKeys(_ preKeys: [PreKey]) async throws { try await base.savePreKeys(preKeys) }
+    func loadPreKeys() async throws -> [PreKey] { try await base.loadPreKeys() }
+    func removePreKeys(_ ids: Set<UInt32>) async throws { try await base.removePreKeys(ids) }
+    func wipe() async throws { try await base.wipe() }
 }

@@ -80,6 +80,8 @@ public actor WhatsAppClient {
             return await finish(.networkError("credential store: \(error)"))
         }
         credentials = loaded
+        // A disconnect() while the credentials loaded found nothing to end: it ends the run here, before any connection.
+        if stopRequested { return await finish(.requested) }
         let connector = WebSocketConnector(
             url: configuration.url, origin: configuration.origin, tlsConfiguration: configuration.tlsConfiguration,
             connectTimeout: configuration.connectTimeout, upgradeTimeout: configuration.upgradeTimeout, maxFrameSize: FrameEncoder.frameLimit,
