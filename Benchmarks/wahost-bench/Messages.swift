@@ -50,6 +50,7 @@ struct Messages: AsyncParsableCommand {
 
         // Outbound: each session answers its peer (an established session: one `msg` per text).
         if !peersReadDuringOutbound { try await peerReading(deferred: true, rig) }
+        let peersBefore = try await peerCounters(rig)
         let outboundStart = ContinuousClock.now
         let benchCPUBefore = try cpuSeconds(pid: getpid())
         let sent = try await sendAll(rig, port: server.port)
@@ -58,9 +59,16 @@ struct Messages: AsyncParsableCommand {
         let outboundCPU = try cpuSeconds(pid: server.process.pid) - cpuBeforeInbound - inboundCPU
         let simulatorOutboundCPU = try cpuSeconds(pid: rig.simulator.pid) - simulatorCPUBefore - simulatorInboundCPU
         let memory = try memoryBytes(pid: server.process.pid)
-        // Every text must reach its peer and decrypt to what was sent, whenever the peers read it.
-        let (read, unreadable) = peersReadDuringOutbound ? (sent, 0) : try await peerReading(deferred: false, rig)
-        guard read >= sent, unreadable == 0 else { throw BenchError("the peers read \(read) of \(sent) sent texts, \(unreadable) unreadable") }
+        // Every text must be sent, reach its peer and decrypt, whenever the peers read it; `serve`'s CPU for the
+        // receipts that come back after the clock is measured until it is quiet again.
+        let cpuBeforeReceipts = try cpuSeconds(pid: server.process.pid)
+        if !peersReadDuringOutbound { try await peerReading(deferred: false, rig) }
+        let receiptsCPU = try await cpuUntilQuiet(pid: server.process.pid) - cpuBeforeReceipts
+        let peersAfter = try await peerCounters(rig)
+        let (read, unreadable) = (peersAfter.read - peersBefore.read, peersAfter.unreadable - peersBefore.unreadable)
+        guard sent == count * outboundPerSession, read == sent, unreadable == 0 else {
+            throw BenchError("\(sent) of \(count * outboundPerSession) texts sent, the peers read \(read), \(unreadable) unreadable")
+        }
         printJSONLine([
             "benchmark": "messages", "count": count, "inbound_messages": queued, "inbound_acked": acked,
             "inbound_per_second": inboundSeconds > 0 ? (Double(acked) / inboundSeconds).rounded() : 0, "inbound_rate_offered": rate,
@@ -69,6 +77,8 @@ struct Messages: AsyncParsableCommand {
             "latency_max_ms": ((report["latencyMaxMilliseconds"] as? Double ?? 0) * 10).rounded() / 10,
             "outbound_messages": count * outboundPerSession, "outbound_sent": sent, "outbound_read_by_peers": read,
             "outbound_peers_read_during_clock": peersReadDuringOutbound,
+            // `serve`'s CPU for what came after the clock (the peers' receipts when they read after it), per text.
+            "outbound_after_clock_cpu_ms_per_message": sent > 0 ? (receiptsCPU * 1e5 / Double(sent)).rounded() / 100 : 0,
             "outbound_per_second": outboundSeconds > 0 ? (Double(sent) / outboundSeconds).rounded() : 0,
             "rss_bytes": memory.rss, "rss_per_session_bytes": count > 0 ? memory.rss / count : 0,
             // CPU of `serve` per message (the machine may be shared: this is steadier than the rates), and its load.
@@ -84,14 +94,32 @@ struct Messages: AsyncParsableCommand {
     }
 
     /// Tells the simulator's peers to keep what accounts send them unread (`deferred`), or to read all they kept;
-    /// returns how many they read and how many they could not.
-    @discardableResult
-    private func peerReading(deferred: Bool, _ rig: BenchRig) async throws -> (Int, Int) {
-        let (status, answer) = try await request("POST", rig.control + "/load/peer-reading", body: ["deferred": deferred])
-        guard status == 200, let read = answer["read"] as? Int, let unreadable = answer["unreadable"] as? Int else {
-            throw BenchError("peer-reading: \(status) \(answer)")
+    /// a text read with no live connection of its account to take the receipt fails the run.
+    private func peerReading(deferred: Bool, _ rig: BenchRig) async throws {
+        let (status, answer) = try await request("POST", rig.control + "/load/peer-reading", body: ["deferred": deferred], timeout: 600)
+        guard status == 200, answer["unanswered"] as? Int == 0 else { throw BenchError("peer-reading: \(status) \(answer)") }
+    }
+
+    /// How many texts from accounts the simulator's peers read, and could not read, so far.
+    private func peerCounters(_ rig: BenchRig) async throws -> (read: Int, unreadable: Int) {
+        let (status, state) = try await request("GET", rig.control + "/state")
+        guard status == 200, let read = state["messagesReceivedByPeers"] as? Int, let unreadable = state["undecryptableByPeers"] as? Int else {
+            throw BenchError("simulator state: \(status)")
         }
         return (read, unreadable)
+    }
+
+    /// The CPU seconds of `pid` once it used under 10 % of a core over a quarter second (at most 30 s from now).
+    private func cpuUntilQuiet(pid: Int32) async throws -> Double {
+        var last = try cpuSeconds(pid: pid)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            let now = try cpuSeconds(pid: pid)
+            defer { last = now }
+            if now - last < 0.025 { return now }
+        }
+        return last
     }
 
     /// Sends `outboundPerSession` texts from every session to its load peer; returns how many were acknowledged.

@@ -324,10 +324,12 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-func request(_ method: String, _ url: String, headers: [String: String] = [:], body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
+func request(
+    _ method: String, _ url: String, headers: [String: String] = [:], body: [String: Any]? = nil, timeout: TimeInterval = 60
+) async throws -> (Int, [String: Any]) {
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
-    request.timeoutInterval = 60
+    request.timeoutInterval = timeout
     for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
     if let body {
         request.httpBody = try JSONSerialization.data(withJSONObject: body)

@@ -43,6 +43,7 @@ enum SimulatorControl {
     struct PeersRead: ResponseEncodable {
         let read: Int
         let unreadable: Int
+        let unanswered: Int
     }
     struct PeerInbox: ResponseEncodable { let messages: [PeerMessage] }
     struct Linked: ResponseEncodable { let jid: String }
@@ -140,8 +141,8 @@ enum SimulatorControl {
         // the peers read everything kept and answers how many they read.
         control.post("load/peer-reading") { request, context -> PeersRead in
             let body = try await decode(PeerReading.self, request, context)
-            let (read, unreadable) = await simulator.deferPeerReading(body.deferred)
-            return PeersRead(read: read, unreadable: unreadable)
+            let (read, unreadable, unanswered) = await simulator.deferPeerReading(body.deferred)
+            return PeersRead(read: read, unreadable: unreadable, unanswered: unanswered)
         }
         control.get("load") { _, _ -> Response in
             let data = try JSONEncoder().encode(await simulator.loadReport)

@@ -20,9 +20,17 @@ extension WhatsAppSimulator {
     /// A message from an account that a peer reads later (`deferPeerReading`).
     struct DeferredReading {
         var peer: String
+        /// The account (user) that sent it, whose live connections get the receipt.
+        var account: String
         var message: Node
         var receipt: Attributes
-        var connectionID: UInt64
+    }
+
+    /// How a peer's reading of a message ended.
+    enum ReadingOutcome: Hashable {
+        case read, unreadable
+        /// Read, but the account had no live connection for the receipt.
+        case unanswered
     }
 
     /// The state of the current load run.
@@ -44,7 +52,10 @@ extension WhatsAppSimulator {
     /// Encrypts `perAccount` texts for every logged-in account with uploaded keys, then sends them at `rate` per
     /// second; returns how many were queued. Encryption happens before the clock starts.
     public func startInboundLoad(perAccount: Int, rate: Int) throws -> Int {
+        guard rate > 0 else { throw SimulatorError("the rate must be positive") }
         var run = LoadRun()
+        loadGeneration += 1
+        let generation = loadGeneration
         let users = accounts.values.map(\.jid.user).filter { uploadedKeys[$0] != nil }.sorted()
         for (index, user) in users.enumerated() {
             guard let device = account(ofUser: user)?.jid, var sender = peer(Self.loadPeer(index)) else { continue }
@@ -62,7 +73,8 @@ extension WhatsAppSimulator {
         Task {
             let start = ContinuousClock.now
             // Paced against the start, not tick by tick: a slow tick is caught up by the next, so the rate offered is `rate`.
-            while self.sendLoad(upTo: Int((start.duration(to: .now) / .seconds(1)) * Double(rate)) + 1) {
+            // A later run replaces this one: its own task paces it.
+            while self.loadGeneration == generation, self.sendLoad(upTo: Int((start.duration(to: .now) / .seconds(1)) * Double(rate)) + 1) {
                 try? await Task.sleep(for: .milliseconds(5))
             }
         }
@@ -88,23 +100,26 @@ extension WhatsAppSimulator {
 
     /// With `deferring`, the peers stop reading what accounts send them: each message is acked at once and kept
     /// (a benchmark's clock then measures the sender, not the recipients' phones, which share its machine). Without
-    /// it, they read everything kept, in order, and answer each with its receipt; returns how many they read and how
-    /// many they could not.
+    /// it, they read everything kept, in order, and answer each on its account's live connections; returns how many
+    /// they read, could not read, and read with no live connection to answer on.
     @discardableResult
-    public func deferPeerReading(_ deferring: Bool) -> (read: Int, unreadable: Int) {
+    public func deferPeerReading(_ deferring: Bool) -> (read: Int, unreadable: Int, unanswered: Int) {
         guard !deferring else {
             if deferredReadings == nil { deferredReadings = [] }
-            return (0, 0)
+            return (0, 0, 0)
         }
         let kept = deferredReadings ?? []
         deferredReadings = nil
-        var read = 0
+        var outcomes: [ReadingOutcome: Int] = [:]
         for reading in kept {
-            guard var recipient = peer(reading.peer) else { continue }
-            if self.read(reading, by: &recipient) { read += 1 }
+            guard var recipient = peer(reading.peer) else {
+                outcomes[.unreadable, default: 0] += 1
+                continue
+            }
+            outcomes[read(reading, by: &recipient, answering: liveConnectionIDs(of: reading.account)), default: 0] += 1
             peers[reading.peer] = recipient
         }
-        return (read, kept.count - read)
+        return (outcomes[.read] ?? 0, outcomes[.unreadable] ?? 0, outcomes[.unanswered] ?? 0)
     }
 
     /// Records the ack of a load message.

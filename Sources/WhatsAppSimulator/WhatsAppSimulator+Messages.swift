@@ -190,8 +190,8 @@ extension WhatsAppSimulator {
             var receipt: Attributes = ["id": .string(id), "from": .jid(to.isGroup ? to : recipient.jid), "t": .string(String(Int(Date().timeIntervalSince1970)))]
             if to.isGroup { receipt.append(Attribute(key: "participant", value: .jid(recipient.jid))) }
             let reading = DeferredReading(
-                peer: member.user, message: Node(tag: "message", attributes: attributes, children: encs), receipt: receipt, connectionID: connectionID)
-            if deferredReadings != nil { deferredReadings?.append(reading) } else { read(reading, by: &recipient) }
+                peer: member.user, account: user, message: Node(tag: "message", attributes: attributes, children: encs), receipt: receipt)
+            if deferredReadings != nil { deferredReadings?.append(reading) } else { read(reading, by: &recipient, answering: [connectionID]) }
             peers[member.user] = recipient
         }
         send(
@@ -199,25 +199,24 @@ extension WhatsAppSimulator {
             to: connectionID)
     }
 
-    /// A peer reads a message from an account and answers with a delivery receipt, or a retry receipt (as a phone
-    /// does) when it cannot decrypt it; false then.
+    /// A peer reads a message from an account and answers on `connections` with a delivery receipt, or a retry receipt
+    /// (as a phone does) when it cannot decrypt it.
     @discardableResult
-    func read(_ reading: DeferredReading, by recipient: inout SimulatedPeer) -> Bool {
+    func read(_ reading: DeferredReading, by recipient: inout SimulatedPeer, answering connections: [UInt64]) -> ReadingOutcome {
         var receipt = reading.receipt
         do {
             try recipient.receive(reading.message, kinds: reading.message.children.compactMap { $0.attributes["type"]?.string })
             counters.messagesReceivedByPeers += 1
-            send(Node(tag: "receipt", attributes: receipt), to: reading.connectionID)
-            return true
+            for connection in connections { send(Node(tag: "receipt", attributes: receipt), to: connection) }
+            return connections.isEmpty ? .unanswered : .read
         } catch {
             counters.undecryptableByPeers += 1
             receipt.append(Attribute(key: "type", value: "retry"))
-            send(
-                Node(
-                    tag: "receipt", attributes: receipt,
-                    children: [Node(tag: "retry", attributes: ["count": "1", "id": reading.receipt["id"] ?? "", "v": "1"]), KeyNodes.registration(recipient.registrationID)]),
-                to: reading.connectionID)
-            return false
+            let retry = Node(
+                tag: "receipt", attributes: receipt,
+                children: [Node(tag: "retry", attributes: ["count": "1", "id": reading.receipt["id"] ?? "", "v": "1"]), KeyNodes.registration(recipient.registrationID)])
+            for connection in connections { send(retry, to: connection) }
+            return .unreadable
         }
     }
 

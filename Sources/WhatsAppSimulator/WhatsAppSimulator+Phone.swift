@@ -74,6 +74,8 @@ extension WhatsAppSimulator {
 
     /// Records a paired account under its noise key.
     func addAccount(_ account: SimulatedAccount, key: String) {
+        // The same noise key paired again (a client that never learned its first pairing) leaves its old user.
+        if let previous = accounts[key]?.jid.user, previous != account.jid.user, accountKeys[previous] == key { accountKeys[previous] = nil }
         accounts[key] = account
         accountKeys[account.jid.user] = key
     }

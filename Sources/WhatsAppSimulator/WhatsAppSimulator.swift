@@ -54,6 +54,8 @@ public actor WhatsAppSimulator {
     var offlineQueue: [String: [QueuedMessage]] = [:]
     /// The inbound load run of a benchmark, if one was started.
     var load: LoadRun?
+    /// Counts load runs; a run's sending task stops once another run started.
+    var loadGeneration = 0
     /// While set, messages from accounts are acked and their reading by the peers waits here (`deferPeerReading`).
     var deferredReadings: [DeferredReading]?
     /// Accounts whose message acks are ignored (see `setIgnoringAcks`).
