@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import WhatsAppSimulator
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -145,7 +146,7 @@ struct Messages: AsyncParsableCommand {
                         request.method = .POST
                         request.headers.add(name: "x-admin-token", value: token)
                         request.headers.add(name: "content-type", value: "application/json")
-                        let body = #"{"to":"\#(Self.peer(index))","text":"reply \#(number)"}"#
+                        let body = #"{"to":"\#(WhatsAppSimulator.loadPeer(index))","text":"reply \#(number)"}"#
                         request.body = .bytes(ByteBuffer(string: body))
                         let response = try await client.execute(request, timeout: .seconds(60))
                         let answer = try await response.body.collect(upTo: 1 << 16)
@@ -167,7 +168,4 @@ struct Messages: AsyncParsableCommand {
         try await client.shutdown()
         return sent
     }
-
-    /// The simulator's peer that loads session number `index` (as `WhatsAppSimulator.loadPeer`).
-    private static func peer(_ index: Int) -> String { "155599" + String(format: "%05d", index % 100_000) }
 }

@@ -47,7 +47,7 @@ extension WhatsAppSimulator {
     }
 
     /// The peer that loads account number `index`: `155599` and five digits.
-    static func loadPeer(_ index: Int) -> String { "155599" + String(format: "%05d", index % 100_000) }
+    public static func loadPeer(_ index: Int) -> String { "155599" + String(format: "%05d", index % 100_000) }
 
     /// Encrypts `perAccount` texts for every logged-in account with uploaded keys, then sends them at `rate` per
     /// second; returns how many were queued. Encryption happens before the clock starts.
